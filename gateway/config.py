@@ -1,0 +1,268 @@
+"""Settings: one TOML file plus ``GATEWAY_<SECTION>__<KEY>`` environment overrides.
+
+Loaded and validated once at start-up (:func:`load_settings`), then passed down; there is
+no global settings object. A missing or bad value raises :class:`~gateway.errors.ConfigError`
+naming the key, which the CLI prints as one line before exiting with status 2.
+
+Environment overrides reach every key. Sections are ``GATEWAY_DATABASE__URL``,
+``GATEWAY_SMTP__PASSWORD``, ...; mailboxes are addressed by name or position:
+``GATEWAY_MAILBOXES__CARE__PASSWORD`` or ``GATEWAY_MAILBOXES__0__PASSWORD``. A value that
+starts with ``[`` or ``{`` is read as JSON (``GATEWAY_REFERENCE__OLD_SECRETS='["k1"]'``).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import os
+import tomllib
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
+
+from gateway.errors import ConfigError
+
+ENV_PREFIX = "GATEWAY_"
+CONFIG_ENV = "GATEWAY_CONFIG"
+DEFAULT_DATABASE_URL = "sqlite+aiosqlite:///gateway.db"
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class DatabaseSettings(_Section):
+    url: str = DEFAULT_DATABASE_URL
+    echo: bool = False
+
+
+class SmtpSettings(_Section):
+    host: str = "localhost"
+    port: int = Field(587, ge=1, le=65535)
+    tls: Literal["starttls", "tls", "none"] = "starttls"
+    verify_certificates: bool = True
+    allow_plaintext: bool = False
+    username: str | None = None
+    password: SecretStr | None = None
+    timeout_seconds: float = Field(30.0, gt=0)
+    pool_size: int = Field(4, ge=1, le=64)
+
+    @model_validator(mode="after")
+    def _plaintext_is_explicit(self) -> SmtpSettings:
+        if self.tls == "none" and not (self.allow_plaintext or _is_loopback(self.host)):
+            raise ValueError("tls = 'none' needs allow_plaintext = true for a non-loopback host")
+        return self
+
+
+class MailboxSettings(_Section):
+    name: str = Field(min_length=1, pattern=r"^[A-Za-z0-9_.-]+$")
+    host: str
+    port: int = Field(993, ge=1, le=65535)
+    tls: Literal["tls", "none"] = "tls"
+    verify_certificates: bool = True
+    allow_plaintext: bool = False
+    username: str = ""
+    password: SecretStr = SecretStr("")
+    folder: str = "INBOX"
+    processed_folder: str = "Processed"
+    refused_folder: str = "Refused"
+    quarantine_folder: str = "Quarantine"
+    timeout_seconds: float = Field(60.0, gt=0)
+    idle: bool = True
+    poll_seconds: float = Field(60.0, gt=0)
+    batch_size: int = Field(100, ge=1, le=500)
+
+    @model_validator(mode="after")
+    def _plaintext_is_explicit(self) -> MailboxSettings:
+        if self.tls == "none" and not (self.allow_plaintext or _is_loopback(self.host)):
+            raise ValueError("tls = 'none' needs allow_plaintext = true for a non-loopback host")
+        return self
+
+
+class MailSettings(_Section):
+    from_address: str = "care@example.com"
+    from_name: str = "Customer Care"
+    reply_to: str = "care@example.com"
+    escalation_address: str = "care-management@example.com"
+    message_id_domain: str | None = None
+    """Domain of our Message-IDs; defaults to the domain of ``from_address``."""
+
+    @property
+    def id_domain(self) -> str:
+        return self.message_id_domain or self.from_address.rpartition("@")[2] or "localhost"
+
+
+class ReferenceSettings(_Section):
+    secret: SecretStr = SecretStr("")
+    old_secrets: list[SecretStr] = []
+
+
+class PhoneNumber(_Section):
+    region: str
+    number: str
+
+
+class BrandingSettings(_Section):
+    vendor_name: str = "Example Cloud"
+    care_name: str = "Example Cloud Customer Care"
+    portal_url: str = "https://support.example.com"
+    phone_numbers_url: str = "https://support.example.com/contact"
+    phone_numbers: list[PhoneNumber] = [
+        PhoneNumber(region="International", number="+1-555-0100"),
+    ]
+    signature: str = "Customer Care"
+
+
+class TemplateSettings(_Section):
+    override_dir: Path | None = None
+
+
+class LimitSettings(_Section):
+    max_message_bytes: int = Field(25 * 1024 * 1024, ge=1024)
+    max_attachments: int = Field(50, ge=0)
+    max_attachment_bytes: int = Field(20 * 1024 * 1024, ge=0)
+    max_mime_depth: int = Field(10, ge=1)
+    max_new_text_chars: int = Field(20_000, ge=100)
+    auto_replies_per_sender_per_day: int = Field(5, ge=0)
+    pipeline_attempts: int = Field(3, ge=1)
+
+
+class OutboxSettings(_Section):
+    batch_size: int = Field(50, ge=1)
+    lease_seconds: float = Field(300.0, gt=0)
+    backoff_base_seconds: float = Field(60.0, gt=0)
+    backoff_max_seconds: float = Field(3600.0, gt=0)
+    case_max_age_hours: float = Field(96.0, gt=0)
+    notice_max_age_hours: float = Field(24.0, gt=0)
+    incident_max_age_minutes: float = Field(60.0, gt=0)
+
+
+class InboundSettings(_Section):
+    trusted_authserv_ids: list[str] = []
+
+
+class LoggingSettings(_Section):
+    level: Literal["debug", "info", "warning", "error"] = "info"
+    json_format: bool = Field(False, alias="json")
+
+
+class MetricsSettings(_Section):
+    enabled: bool = False
+    host: str = "127.0.0.1"
+    port: int = Field(9464, ge=1, le=65535)
+
+
+class Settings(_Section):
+    database: DatabaseSettings = DatabaseSettings()
+    smtp: SmtpSettings = SmtpSettings()
+    mailboxes: list[MailboxSettings] = []
+    mail: MailSettings = MailSettings()
+    reference: ReferenceSettings = ReferenceSettings()
+    branding: BrandingSettings = BrandingSettings()
+    templates: TemplateSettings = TemplateSettings()
+    limits: LimitSettings = LimitSettings()
+    outbox: OutboxSettings = OutboxSettings()
+    inbound: InboundSettings = InboundSettings()
+    logging: LoggingSettings = LoggingSettings()
+    metrics: MetricsSettings = MetricsSettings()
+
+    @model_validator(mode="after")
+    def _unique_mailbox_names(self) -> Settings:
+        names = [m.name for m in self.mailboxes]
+        if len(names) != len(set(names)):
+            raise ValueError("mailbox names must be unique")
+        return self
+
+    def secrets(self) -> list[bytes]:
+        """The reference key first, then the older keys still accepted."""
+        keys = [self.reference.secret, *self.reference.old_secrets]
+        return [k.get_secret_value().encode() for k in keys if k.get_secret_value()]
+
+    def require_reference_secret(self) -> None:
+        """Commands that make or check reference tokens call this first."""
+        if len(self.reference.secret.get_secret_value()) < 16:
+            raise ConfigError("reference.secret", "must be set (at least 16 characters)")
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def load_settings(
+    path: str | os.PathLike[str] | None = None,
+    environ: Mapping[str, str] | None = None,
+) -> Settings:
+    """Read the TOML file (``path``, else ``$GATEWAY_CONFIG``, else none), apply the
+    environment, validate. Raises :class:`ConfigError` on the first problem."""
+    env = os.environ if environ is None else environ
+    chosen = path if path is not None else env.get(CONFIG_ENV) or None
+    data: dict[str, Any] = {}
+    if chosen is not None:
+        file = Path(chosen)
+        try:
+            data = tomllib.loads(file.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            raise ConfigError("config", f"file not found: {file}") from None
+        except (OSError, UnicodeDecodeError) as exc:
+            raise ConfigError("config", f"cannot read {file}: {exc}") from None
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError("config", f"{file} is not valid TOML: {exc}") from None
+    _apply_environment(data, env)
+    try:
+        return Settings.model_validate(data)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        key = ".".join(str(p) for p in err["loc"]) or "config"
+        raise ConfigError(key, _reason(err)) from None
+
+
+def _reason(err: Any) -> str:
+    msg = str(err["msg"])
+    if err["type"] == "extra_forbidden":
+        return "unknown key"
+    return msg.removeprefix("Value error, ")
+
+
+def _apply_environment(data: dict[str, Any], env: Mapping[str, str]) -> None:
+    for name, raw in sorted(env.items()):
+        if not name.startswith(ENV_PREFIX) or name == CONFIG_ENV or "__" not in name:
+            continue
+        parts = [p.lower() for p in name[len(ENV_PREFIX):].split("__")]
+        value: Any = _env_value(raw)
+        if parts[0] == "mailboxes" and len(parts) == 3:
+            _set_mailbox_key(data, parts[1], parts[2], value, name)
+        elif len(parts) == 2:
+            section = data.setdefault(parts[0], {})
+            if not isinstance(section, dict):
+                raise ConfigError(parts[0], f"is not a table, cannot apply {name}")
+            section[parts[1]] = value
+        else:
+            raise ConfigError(name, "environment override must be GATEWAY_<SECTION>__<KEY>")
+
+
+def _set_mailbox_key(data: dict[str, Any], which: str, key: str, value: Any, name: str) -> None:
+    boxes = data.setdefault("mailboxes", [])
+    if which.isdigit() and int(which) < len(boxes):
+        boxes[int(which)][key] = value
+        return
+    for box in boxes:
+        if str(box.get("name", "")).lower() == which:
+            box[key] = value
+            return
+    raise ConfigError(name, f"no mailbox named or numbered {which!r} in the config file")
+
+
+def _env_value(raw: str) -> Any:
+    if raw[:1] in "[{":
+        try:
+            return json.loads(raw)
+        except json.JSONDecodeError:
+            return raw
+    return raw
