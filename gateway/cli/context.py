@@ -1,0 +1,61 @@
+"""What every command gets: validated settings, the clock, and a way to run async work with a
+session whose transaction the command owns."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from typing import TypeVar
+
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
+
+from gateway import migrate
+from gateway.clock import Clock, SystemClock
+from gateway.config import Settings, load_settings
+from gateway.db import create_engine, session_factory
+
+T = TypeVar("T")
+
+
+@dataclass
+class CliContext:
+    settings: Settings
+    clock: Clock = field(default_factory=SystemClock)
+
+    @classmethod
+    def load(cls, config_path: str | None) -> CliContext:
+        return cls(settings=load_settings(config_path))
+
+    def run(self, work: Callable[[AsyncEngine], Awaitable[T]], *, check_schema: bool = True) -> T:
+        """Run ``work`` with an engine, refusing an out-of-date schema unless told not to."""
+
+        async def go() -> T:
+            engine = create_engine(self.settings.database.url, echo=self.settings.database.echo)
+            try:
+                if check_schema:
+                    await migrate.check_schema(engine)
+                return await work(engine)
+            finally:
+                await engine.dispose()
+
+        return asyncio.run(go())
+
+    def transaction(self, work: Callable[[AsyncSession], Awaitable[T]]) -> T:
+        """Run ``work`` in one transaction: committed if it returns, rolled back if it raises."""
+
+        async def go(engine: AsyncEngine) -> T:
+            async with session_factory(engine).begin() as session:
+                return await work(session)
+
+        return self.run(go)
+
+
+@asynccontextmanager
+async def engine_for(settings: Settings) -> AsyncIterator[AsyncEngine]:
+    engine = create_engine(settings.database.url, echo=settings.database.echo)
+    try:
+        yield engine
+    finally:
+        await engine.dispose()

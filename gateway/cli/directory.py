@@ -1,0 +1,111 @@
+"""``case-gateway org`` and ``case-gateway contact``: customers and their designated contacts."""
+
+from __future__ import annotations
+
+import click
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from gateway import directory
+from gateway.cli.context import CliContext
+from gateway.cli.output import contact_dict, echo_json, echo_table, organisation_dict
+
+json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+
+
+@click.group()
+def org() -> None:
+    """Customer organisations."""
+
+
+@org.command("add")
+@click.argument("name")
+@click.option("--tz", "timezone", required=True, help="IANA time zone, e.g. Europe/Berlin.")
+@click.option("--country", required=True, help="Holiday country (ISO 3166), e.g. DE.")
+@click.option("--subdivision", help="Holiday subdivision, e.g. BY.")
+@click.option("--agents", type=click.IntRange(min=0), default=0, help="Total agents (availability).")
+@json_option
+@click.pass_obj
+def org_add(
+    ctx: CliContext, name: str, timezone: str, country: str, subdivision: str | None,
+    agents: int, as_json: bool,
+) -> None:
+    """Add an organisation."""
+
+    async def work(session: AsyncSession) -> dict[str, object]:
+        created = await directory.add_organisation(
+            session, ctx.clock, name=name, timezone=timezone, country=country,
+            subdivision=subdivision, total_agents=agents,
+        )
+        return organisation_dict(created)
+
+    result = ctx.transaction(work)
+    if as_json:
+        echo_json(result)
+    else:
+        click.echo(f"organisation {result['name']} added")
+
+
+@org.command("list")
+@json_option
+@click.pass_obj
+def org_list(ctx: CliContext, as_json: bool) -> None:
+    """List organisations."""
+
+    async def work(session: AsyncSession) -> list[dict[str, object]]:
+        return [organisation_dict(o) for o in await directory.list_organisations(session)]
+
+    rows = ctx.transaction(work)
+    if as_json:
+        echo_json(rows)
+    else:
+        echo_table(rows, ["name", "timezone", "country", "subdivision", "agents"])
+
+
+@click.group()
+def contact() -> None:
+    """Contacts of organisations (only designated contacts may open or update cases)."""
+
+
+@contact.command("add")
+@click.argument("email")
+@click.option("--org", "organisation", required=True, help="Organisation name.")
+@click.option("--name", help="Display name.")
+@click.option("--designated/--not-designated", default=True, show_default=True)
+@json_option
+@click.pass_obj
+def contact_add(
+    ctx: CliContext, email: str, organisation: str, name: str | None, designated: bool,
+    as_json: bool,
+) -> None:
+    """Add a contact to an organisation."""
+
+    async def work(session: AsyncSession) -> dict[str, object]:
+        created = await directory.add_contact(
+            session, ctx.clock, email=email, organisation=organisation, name=name,
+            designated=designated,
+        )
+        return contact_dict(created)
+
+    result = ctx.transaction(work)
+    if as_json:
+        echo_json(result)
+    else:
+        role = "designated contact" if designated else "contact (not designated)"
+        click.echo(f"{role} {result['email']} added to {result['organisation']}")
+
+
+@contact.command("list")
+@click.option("--org", "organisation", help="Only this organisation.")
+@json_option
+@click.pass_obj
+def contact_list(ctx: CliContext, organisation: str | None, as_json: bool) -> None:
+    """List contacts."""
+
+    async def work(session: AsyncSession) -> list[dict[str, object]]:
+        return [contact_dict(c) for c in await directory.list_contacts(session, organisation)]
+
+    rows = ctx.transaction(work)
+    if as_json:
+        echo_json(rows)
+    else:
+        echo_table(rows, ["email", "name", "organisation", "designated"])

@@ -1,0 +1,139 @@
+"""Organisations and their contacts. Functions take the session first; the caller commits."""
+
+from __future__ import annotations
+
+import zoneinfo
+from collections.abc import Sequence
+from functools import cache
+
+import holidays
+from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from gateway.clock import Clock
+from gateway.errors import AlreadyExists, InvalidValue, NotFound
+from gateway.models import Contact, Organisation
+
+
+def normalise_email(address: str) -> str:
+    """Senders are compared case-insensitively; display names never count."""
+    address = address.strip().lower()
+    local, at, domain = address.rpartition("@")
+    if not at or not local or not domain or any(c.isspace() for c in address):
+        raise InvalidValue(f"not an email address: {address!r}")
+    return address
+
+
+def validate_timezone(name: str) -> str:
+    try:
+        zoneinfo.ZoneInfo(name)
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+        raise InvalidValue(f"unknown time zone {name!r} (use an IANA name like Europe/Berlin)") from None
+    return name
+
+
+@cache
+def _countries() -> dict[str, list[str]]:
+    return {code: list(subdivs) for code, subdivs in holidays.list_supported_countries().items()}
+
+
+def validate_holidays(country: str, subdivision: str | None) -> tuple[str, str | None]:
+    code = country.strip().upper()
+    subdivisions = _countries().get(code)
+    if subdivisions is None:
+        raise InvalidValue(f"unknown holiday country {country!r} (use an ISO 3166 code like DE)")
+    if subdivision is not None and subdivision not in subdivisions:
+        known = ", ".join(subdivisions[:12]) + (" ..." if len(subdivisions) > 12 else "")
+        raise InvalidValue(f"unknown subdivision {subdivision!r} of {code} (known: {known or 'none'})")
+    return code, subdivision
+
+
+async def add_organisation(
+    session: AsyncSession,
+    clock: Clock,
+    *,
+    name: str,
+    timezone: str,
+    country: str,
+    subdivision: str | None = None,
+    total_agents: int = 0,
+) -> Organisation:
+    name = name.strip()
+    if not name:
+        raise InvalidValue("organisation name must not be empty")
+    if total_agents < 0:
+        raise InvalidValue("total agents must not be negative")
+    country, subdivision = validate_holidays(country, subdivision)
+    if await _find_organisation(session, name) is not None:
+        raise AlreadyExists(f"organisation {name!r} exists already")
+    org = Organisation(
+        name=name,
+        timezone=validate_timezone(timezone),
+        holiday_country=country,
+        holiday_subdivision=subdivision,
+        total_agents=total_agents,
+        created_at=clock.now(),
+    )
+    session.add(org)
+    await session.flush()
+    return org
+
+
+async def _find_organisation(session: AsyncSession, name: str) -> Organisation | None:
+    stmt = select(Organisation).where(func.lower(Organisation.name) == name.strip().lower())
+    return (await session.execute(stmt)).scalar_one_or_none()
+
+
+async def get_organisation(session: AsyncSession, name: str) -> Organisation:
+    org = await _find_organisation(session, name)
+    if org is None:
+        raise NotFound(f"no organisation named {name!r}")
+    return org
+
+
+async def list_organisations(session: AsyncSession) -> Sequence[Organisation]:
+    return (await session.execute(select(Organisation).order_by(Organisation.name))).scalars().all()
+
+
+async def add_contact(
+    session: AsyncSession,
+    clock: Clock,
+    *,
+    email: str,
+    organisation: str,
+    name: str | None = None,
+    designated: bool = True,
+) -> Contact:
+    org = await get_organisation(session, organisation)
+    address = normalise_email(email)
+    existing = await session.execute(
+        select(Contact.id).where(Contact.organisation_id == org.id, Contact.email == address)
+    )
+    if existing.first() is not None:
+        raise AlreadyExists(f"contact {address} exists already in {org.name}")
+    contact = Contact(
+        organisation_id=org.id,
+        email=address,
+        name=(name or "").strip() or None,
+        designated=designated,
+        created_at=clock.now(),
+    )
+    contact.organisation = org
+    session.add(contact)
+    await session.flush()
+    return contact
+
+
+async def list_contacts(session: AsyncSession, organisation: str | None = None) -> Sequence[Contact]:
+    stmt = select(Contact).join(Organisation).order_by(Organisation.name, Contact.email)
+    if organisation is not None:
+        org = await get_organisation(session, organisation)
+        stmt = stmt.where(Contact.organisation_id == org.id)
+    return (await session.execute(stmt)).scalars().all()
+
+
+async def get_contact(session: AsyncSession, organisation_id: int, email: str) -> Contact | None:
+    stmt = select(Contact).where(
+        Contact.organisation_id == organisation_id, Contact.email == normalise_email(email)
+    )
+    return (await session.execute(stmt)).scalar_one_or_none()

@@ -1,0 +1,278 @@
+"""The tables of the whole product (DESIGN.md). The schema itself exists only through the
+Alembic migrations in ``migrations/``; these classes must match them (a test checks)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, ClassVar
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    MetaData,
+    String,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+from gateway.db import UTCDateTime
+
+NAMING = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+Id = BigInteger().with_variant(Integer(), "sqlite")
+"""Primary keys: BIGINT on PostgreSQL, INTEGER (the rowid alias, so autoincrementing) on SQLite."""
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING)
+    type_annotation_map: ClassVar[dict[Any, Any]] = {
+        datetime: UTCDateTime(),
+        dict[str, Any]: JSON(),
+        list[Any]: JSON(),
+    }
+
+
+class Organisation(Base):
+    __tablename__ = "organisations"
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    name: Mapped[str] = mapped_column(String(200), unique=True)
+    timezone: Mapped[str] = mapped_column(String(64))
+    holiday_country: Mapped[str] = mapped_column(String(8))
+    holiday_subdivision: Mapped[str | None] = mapped_column(String(16))
+    total_agents: Mapped[int] = mapped_column(Integer, default=0)
+    created_at: Mapped[datetime]
+
+
+class Contact(Base):
+    __tablename__ = "contacts"
+    __table_args__ = (UniqueConstraint("organisation_id", "email"),)
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    organisation_id: Mapped[int] = mapped_column(ForeignKey("organisations.id"), index=True)
+    email: Mapped[str] = mapped_column(String(320), index=True)
+    """Stored lower-cased: senders are compared case-insensitively."""
+    name: Mapped[str | None] = mapped_column(String(200))
+    designated: Mapped[bool] = mapped_column(Boolean, default=True)
+    created_at: Mapped[datetime]
+    organisation: Mapped[Organisation] = relationship(lazy="joined")
+
+
+class Case(Base):
+    __tablename__ = "cases"
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    number: Mapped[str | None] = mapped_column(String(8), unique=True)
+    """8 digits, zero-padded; set from the id right after insert."""
+    organisation_id: Mapped[int] = mapped_column(ForeignKey("organisations.id"), index=True)
+    contact_id: Mapped[int] = mapped_column(ForeignKey("contacts.id"))
+    """The designated contact who opened the case: follow-ups go to them."""
+    case_type: Mapped[str] = mapped_column(String(32))
+    sub_type: Mapped[str] = mapped_column(String(32))
+    severity: Mapped[str] = mapped_column(String(16))
+    status: Mapped[str] = mapped_column(String(24), index=True)
+    environment: Mapped[str] = mapped_column(String(16))
+    subject: Mapped[str] = mapped_column(String(500))
+    opened_at: Mapped[datetime]
+    updated_at: Mapped[datetime]
+    closed_at: Mapped[datetime | None]
+    close_reason: Mapped[str | None] = mapped_column(String(32))
+    escalated: Mapped[bool] = mapped_column(Boolean, default=False)
+    escalated_at: Mapped[datetime | None]
+    followup_started_at: Mapped[datetime | None]
+    """When care last asked the customer for something; None while no timer runs."""
+    followups_sent: Mapped[int] = mapped_column(Integer, default=0)
+    organisation: Mapped[Organisation] = relationship(lazy="joined")
+    contact: Mapped[Contact] = relationship(lazy="joined")
+
+
+class CaseEvent(Base):
+    """The case timeline: every change and every message, in order."""
+
+    __tablename__ = "case_events"
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    case_id: Mapped[int] = mapped_column(ForeignKey("cases.id"), index=True)
+    at: Mapped[datetime]
+    kind: Mapped[str] = mapped_column(String(32))
+    actor: Mapped[str] = mapped_column(String(320))
+    body: Mapped[str | None] = mapped_column(Text)
+    inbound_message_id: Mapped[int | None] = mapped_column(ForeignKey("inbound_messages.id"))
+    outbox_id: Mapped[int | None] = mapped_column(ForeignKey("outbox.id"))
+    data: Mapped[dict[str, Any] | None]
+
+
+class MailboxState(Base):
+    __tablename__ = "mailbox_state"
+    mailbox: Mapped[str] = mapped_column(String(100), primary_key=True)
+    uidvalidity: Mapped[int] = mapped_column(BigInteger)
+    updated_at: Mapped[datetime]
+
+
+class InboundMessage(Base):
+    """One fetched message and its fate. Unique on (mailbox, uidvalidity, uid)."""
+
+    __tablename__ = "inbound_messages"
+    __table_args__ = (
+        UniqueConstraint("mailbox", "uidvalidity", "uid"),
+        Index("ix_inbound_messages_dedupe", "message_id", "content_hash"),
+    )
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    mailbox: Mapped[str] = mapped_column(String(100))
+    uidvalidity: Mapped[int] = mapped_column(BigInteger)
+    uid: Mapped[int] = mapped_column(BigInteger)
+    message_id: Mapped[str | None] = mapped_column(String(998))
+    content_hash: Mapped[str] = mapped_column(String(64))
+    size: Mapped[int] = mapped_column(BigInteger)
+    raw: Mapped[bytes | None] = mapped_column(LargeBinary)
+    """The message as fetched; only headers for messages over the size limit."""
+    from_address: Mapped[str | None] = mapped_column(String(320), index=True)
+    subject: Mapped[str | None] = mapped_column(Text)
+    received_at: Mapped[datetime]
+    processed_at: Mapped[datetime | None]
+    disposition: Mapped[str | None] = mapped_column(String(32), index=True)
+    """None until the pipeline has finished with the message."""
+    trail: Mapped[list[Any]] = mapped_column(default=list)
+    """The stages that ran and what each decided."""
+    case_id: Mapped[int | None] = mapped_column(ForeignKey("cases.id"), index=True)
+    new_text: Mapped[str | None] = mapped_column(Text)
+    error: Mapped[str | None] = mapped_column(Text)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    target_folder: Mapped[str | None] = mapped_column(String(200))
+    moved: Mapped[bool] = mapped_column(Boolean, default=False)
+
+
+class Attachment(Base):
+    __tablename__ = "attachments"
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    inbound_message_id: Mapped[int] = mapped_column(ForeignKey("inbound_messages.id"), index=True)
+    case_id: Mapped[int | None] = mapped_column(ForeignKey("cases.id"), index=True)
+    filename: Mapped[str] = mapped_column(String(500))
+    content_type: Mapped[str] = mapped_column(String(200))
+    size: Mapped[int] = mapped_column(BigInteger)
+    sha256: Mapped[str] = mapped_column(String(64))
+    content: Mapped[bytes] = mapped_column(LargeBinary)
+
+
+class SecurityEvent(Base):
+    """Forged or tampered references, DMARC failures: kept for review, never shown to senders."""
+
+    __tablename__ = "security_events"
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    at: Mapped[datetime]
+    kind: Mapped[str] = mapped_column(String(64))
+    detail: Mapped[str] = mapped_column(Text)
+    inbound_message_id: Mapped[int | None] = mapped_column(ForeignKey("inbound_messages.id"))
+
+
+class Outbox(Base):
+    """One email to send, written in the transaction of the change that causes it."""
+
+    __tablename__ = "outbox"
+    __table_args__ = (Index("ix_outbox_due", "status", "next_attempt_at"),)
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    dedupe_key: Mapped[str] = mapped_column(String(300), unique=True)
+    kind: Mapped[str] = mapped_column(String(40), index=True)
+    case_id: Mapped[int | None] = mapped_column(ForeignKey("cases.id"), index=True)
+    notice_id: Mapped[int | None] = mapped_column(ForeignKey("notices.id"), index=True)
+    inbound_message_id: Mapped[int | None] = mapped_column(ForeignKey("inbound_messages.id"))
+    message_id: Mapped[str] = mapped_column(String(300), unique=True)
+    envelope_from: Mapped[str] = mapped_column(String(320))
+    subject: Mapped[str] = mapped_column(Text)
+    data: Mapped[bytes] = mapped_column(LargeBinary)
+    """The serialised message, rendered at enqueue."""
+    status: Mapped[str] = mapped_column(String(16))
+    created_at: Mapped[datetime]
+    next_attempt_at: Mapped[datetime]
+    expires_at: Mapped[datetime]
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    lease_until: Mapped[datetime | None]
+    claimed_by: Mapped[str | None] = mapped_column(String(100))
+    last_error: Mapped[str | None] = mapped_column(Text)
+    finished_at: Mapped[datetime | None]
+    recipients: Mapped[list[OutboxRecipient]] = relationship(
+        lazy="selectin", order_by="OutboxRecipient.id", cascade="all, delete-orphan"
+    )
+
+
+class OutboxRecipient(Base):
+    __tablename__ = "outbox_recipients"
+    __table_args__ = (UniqueConstraint("outbox_id", "address"),)
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    outbox_id: Mapped[int] = mapped_column(ForeignKey("outbox.id"), index=True)
+    address: Mapped[str] = mapped_column(String(320), index=True)
+    status: Mapped[str] = mapped_column(String(16))
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    last_code: Mapped[int | None] = mapped_column(Integer)
+    last_reply: Mapped[str | None] = mapped_column(Text)
+    sent_at: Mapped[datetime | None]
+    bounced_at: Mapped[datetime | None]
+
+
+class DistributionList(Base):
+    __tablename__ = "distribution_lists"
+    __table_args__ = (UniqueConstraint("organisation_id", "address"),)
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    organisation_id: Mapped[int] = mapped_column(ForeignKey("organisations.id"), index=True)
+    address: Mapped[str] = mapped_column(String(320))
+    timezone: Mapped[str | None] = mapped_column(String(64))
+    """None: the organisation's zone."""
+    kinds: Mapped[list[Any]] = mapped_column(default=list)
+    """Notice kinds this list receives; empty: all."""
+    created_at: Mapped[datetime]
+
+
+class Notice(Base):
+    """A maintenance notice, incident or advisory, with a unique reference (MNT-2026-00042)."""
+
+    __tablename__ = "notices"
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    reference: Mapped[str] = mapped_column(String(32), unique=True)
+    kind: Mapped[str] = mapped_column(String(32), index=True)
+    status: Mapped[str] = mapped_column(String(24), index=True)
+    title: Mapped[str] = mapped_column(String(500))
+    summary: Mapped[str] = mapped_column(Text)
+    impact: Mapped[str | None] = mapped_column(Text)
+    link: Mapped[str | None] = mapped_column(String(1000))
+    starts_at: Mapped[datetime | None]
+    ends_at: Mapped[datetime | None]
+    send_at: Mapped[datetime | None]
+    """When the first notice is due (planned maintenance is held until 14 days before)."""
+    next_update_at: Mapped[datetime | None]
+    """Incidents: when the next 30-minute update is due."""
+    created_at: Mapped[datetime]
+    restored_at: Mapped[datetime | None]
+    cancelled_at: Mapped[datetime | None]
+
+
+class NoticeTarget(Base):
+    """Which organisations a notice goes to; incidents also record affected agents."""
+
+    __tablename__ = "notice_targets"
+    __table_args__ = (UniqueConstraint("notice_id", "organisation_id"),)
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    notice_id: Mapped[int] = mapped_column(ForeignKey("notices.id"), index=True)
+    organisation_id: Mapped[int] = mapped_column(ForeignKey("organisations.id"), index=True)
+    affected_agents: Mapped[int | None] = mapped_column(Integer)
+
+
+class NoticeUpdate(Base):
+    __tablename__ = "notice_updates"
+    __table_args__ = (UniqueConstraint("notice_id", "sequence"),)
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    notice_id: Mapped[int] = mapped_column(ForeignKey("notices.id"), index=True)
+    sequence: Mapped[int] = mapped_column(Integer)
+    kind: Mapped[str] = mapped_column(String(24))
+    """update, changed, cancelled, restored."""
+    at: Mapped[datetime]
+    status_text: Mapped[str] = mapped_column(Text)
+    next_steps: Mapped[str | None] = mapped_column(Text)
+    author: Mapped[str | None] = mapped_column(String(200))

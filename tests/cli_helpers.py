@@ -1,0 +1,38 @@
+"""Run the real CLI in-process against a test database."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from click.testing import CliRunner
+
+from gateway.cli import cli
+
+
+@dataclass
+class Result:
+    code: int
+    out: str
+    err: str
+
+    def json(self) -> Any:
+        return json.loads(self.out)
+
+
+class Gateway:
+    """``gw("case", "show", "1")`` runs ``case-gateway case show 1`` with this environment."""
+
+    def __init__(self, db_url: str, **env: str) -> None:
+        self.env = {"GATEWAY_DATABASE__URL": db_url, "GATEWAY_CONFIG": "", **env}
+
+    def __call__(self, *args: str, input: str | None = None) -> Result:
+        runner = CliRunner()
+        result = runner.invoke(cli, list(args), env=self.env, input=input, catch_exceptions=False)
+        return Result(result.exit_code, result.stdout, result.stderr)
+
+    def ok(self, *args: str) -> Result:
+        result = self(*args)
+        assert result.code == 0, f"{args} failed: {result.err or result.out}"
+        return result

@@ -1,0 +1,5 @@
+"""Fixtures shared by every test live in ``tests/plugins/``: one module per real server."""
+
+pytest_plugins = [
+    "tests.plugins.database",
+]

@@ -1,0 +1,61 @@
+"""The schema exists only through the migrations: up, down and up again on both engines,
+and the models agree with what the migrations made."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta, timezone
+
+import pytest
+from alembic.autogenerate import compare_metadata
+from alembic.runtime.migration import MigrationContext
+from sqlalchemy import inspect, select
+
+from gateway import migrate
+from gateway.db import create_engine, session_factory
+from gateway.errors import SchemaOutOfDate
+from gateway.models import Base, Organisation
+
+
+async def test_upgrade_downgrade_upgrade(empty_db_url: str) -> None:
+    engine = create_engine(empty_db_url)
+    try:
+        with pytest.raises(SchemaOutOfDate, match="case-gateway db upgrade"):
+            await migrate.check_schema(engine)
+        await migrate.upgrade(engine)
+        await migrate.check_schema(engine)
+        async with engine.connect() as conn:
+            tables = await conn.run_sync(lambda c: set(inspect(c).get_table_names()))
+        assert set(Base.metadata.tables) <= tables
+        await migrate.downgrade(engine, "base")
+        async with engine.connect() as conn:
+            tables = await conn.run_sync(lambda c: set(inspect(c).get_table_names()))
+        assert tables <= {"alembic_version"}
+        assert await migrate.current_revision(engine) is None
+        await migrate.upgrade(engine)
+        assert await migrate.current_revision(engine) == migrate.head_revision()
+    finally:
+        await engine.dispose()
+
+
+async def test_models_match_migrations(engine) -> None:
+    async with engine.connect() as conn:
+        diff = await conn.run_sync(
+            lambda c: compare_metadata(MigrationContext.configure(c), Base.metadata)
+        )
+    assert diff == []
+
+
+async def test_datetimes_round_trip_as_aware_utc(engine) -> None:
+    sessions = session_factory(engine)
+    berlin = timezone(timedelta(hours=1))
+    stamp = datetime(2026, 3, 29, 1, 30, 15, 123456, tzinfo=berlin)
+    async with sessions.begin() as session:
+        session.add(
+            Organisation(name="Acme", timezone="Europe/Berlin", holiday_country="DE",
+                         total_agents=5, created_at=stamp)
+        )
+    async with sessions() as session:
+        got = (await session.execute(select(Organisation.created_at))).scalar_one()
+    assert got == stamp
+    assert got.tzinfo is not None and got.utcoffset() == timedelta(0)
+    assert got.tzinfo == UTC
