@@ -47,6 +47,6 @@ fi
 .venv/bin/python -m pip install -q --disable-pip-version-check -e '.[test,demo]'
 
 # 4. Static checks, then the tests.
-.venv/bin/ruff check gateway tests migrations bench scripts
+.venv/bin/ruff check .
 .venv/bin/mypy
 exec .venv/bin/python -m pytest "$@"
