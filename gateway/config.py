@@ -137,10 +137,14 @@ class OutboxSettings(_Section):
     case_max_age_hours: float = Field(96.0, gt=0)
     notice_max_age_hours: float = Field(24.0, gt=0)
     incident_max_age_minutes: float = Field(60.0, gt=0)
+    poll_seconds: float = Field(5.0, gt=0)
+    """How often the daemon looks for due mail when nothing woke it."""
 
 
 class InboundSettings(_Section):
     trusted_authserv_ids: list[str] = []
+    parse_workers: int = Field(2, ge=0, le=32)
+    """Worker processes that parse mail (0: a thread of the daemon's own process)."""
 
 
 class LoggingSettings(_Section):

@@ -276,3 +276,12 @@ class NoticeUpdate(Base):
     status_text: Mapped[str] = mapped_column(Text)
     next_steps: Mapped[str | None] = mapped_column(Text)
     author: Mapped[str | None] = mapped_column(String(200))
+
+
+class InstanceSecret(Base):
+    """Secrets the gateway made for itself (the reference key when none is configured)."""
+
+    __tablename__ = "instance_secrets"
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    value: Mapped[str] = mapped_column(String(200))
+    created_at: Mapped[datetime]

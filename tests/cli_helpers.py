@@ -9,6 +9,7 @@ from typing import Any
 from click.testing import CliRunner
 
 from gateway.cli import cli
+from gateway.clock import Clock
 
 
 @dataclass
@@ -24,12 +25,14 @@ class Result:
 class Gateway:
     """``gw("case", "show", "1")`` runs ``case-gateway case show 1`` with this environment."""
 
-    def __init__(self, db_url: str, **env: str) -> None:
+    def __init__(self, db_url: str, clock: Clock | None = None, **env: str) -> None:
         self.env = {"GATEWAY_DATABASE__URL": db_url, "GATEWAY_CONFIG": "", **env}
+        self.clock = clock
 
     def __call__(self, *args: str, input: str | None = None) -> Result:
         runner = CliRunner()
-        result = runner.invoke(cli, list(args), env=self.env, input=input, catch_exceptions=False)
+        result = runner.invoke(cli, list(args), env=self.env, input=input, catch_exceptions=False,
+                               obj=self.clock)
         return Result(result.exit_code, result.stdout, result.stderr)
 
     def ok(self, *args: str) -> Result:

@@ -42,16 +42,18 @@ class GatewayGroup(click.Group):
 @click.pass_context
 def cli(ctx: click.Context, config_path: str | None) -> None:
     """Email-driven case gateway for customer care."""
-    ctx.obj = CliContext.load(config_path)
+    # An embedding caller (the tests) may hand in a Clock as the context object.
+    ctx.obj = CliContext.load(config_path, clock=ctx.obj)
 
 
 def _register() -> None:
-    from gateway.cli import cases, db, directory
+    from gateway.cli import cases, db, directory, outbox
 
     cli.add_command(db.db)
     cli.add_command(directory.org)
     cli.add_command(directory.contact)
     cli.add_command(cases.case)
+    cli.add_command(outbox.outbox_group)
 
 
 _register()

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, TextIO
 
 import click
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from gateway import cases
+from gateway.app import App
 from gateway.cli.context import CliContext
 from gateway.cli.output import case_dict, echo_json, event_dict
 from gateway.domain import CASE_TYPES, Environment, Severity
@@ -38,17 +39,20 @@ def case_open(
     case_type: str, sub_type: str | None, environment: str, description: str | None,
     as_json: bool,
 ) -> None:
-    """Open a case for a designated contact (as care does on the phone); prints its number."""
+    """Open a case for a designated contact (as care does on the phone) and send the
+    acknowledgement; prints the case number."""
 
-    async def work(session: AsyncSession) -> dict[str, Any]:
-        opened = await cases.open_case(
-            session, ctx.clock, organisation=organisation, contact_email=contact_email,
-            subject=subject, severity=severity, case_type=case_type, sub_type=sub_type,
-            environment=environment, description=description,
-        )
-        return case_dict(opened)
+    async def work(app: App) -> dict[str, Any]:
+        async with app.sessions.begin() as session:
+            care = await app.care(session)
+            opened = await care.open_case(
+                session, organisation=organisation, contact_email=contact_email,
+                subject=subject, severity=severity, case_type=case_type, sub_type=sub_type,
+                environment=environment, description=description,
+            )
+            return case_dict(opened)
 
-    result = ctx.transaction(work)
+    result = ctx.with_app(work)
     if as_json:
         echo_json(result)
     else:
@@ -81,3 +85,78 @@ def case_show(ctx: CliContext, number: str, as_json: bool) -> None:
         click.echo(f"  {event['at']}  {event['kind']:<18} {event['actor']}")
         for line in (event["body"] or "").splitlines()[:20]:
             click.echo(f"      {line}")
+
+
+message_file = click.option(
+    "--message-file", type=click.File("r", encoding="utf-8"), required=True,
+    help="The text to send ('-' reads standard input).",
+)
+
+
+def _care_action(ctx: CliContext, number: str, action: str, message: str | None) -> dict[str, Any]:
+    async def work(app: App) -> dict[str, Any]:
+        async with app.sessions.begin() as session:
+            care = await app.care(session)
+            method = getattr(care, action)
+            changed = await (method(session, number, message) if message is not None
+                             else method(session, number))
+            return case_dict(changed)
+
+    return ctx.with_app(work)
+
+
+def _report(data: dict[str, Any], verb: str, as_json: bool) -> None:
+    if as_json:
+        echo_json(data)
+    else:
+        click.echo(f"case {data['number']} {verb}; status {data['status']}; mail queued to {data['contact']}")
+
+
+@case.command("reply")
+@click.argument("number")
+@message_file
+@json_option
+@click.pass_obj
+def case_reply(ctx: CliContext, number: str, message_file: TextIO, as_json: bool) -> None:
+    """Send care's reply to the case's contact (status: in progress)."""
+    _report(_care_action(ctx, number, "reply", message_file.read()), "answered", as_json)
+
+
+@case.command("request-info")
+@click.argument("number")
+@message_file
+@json_option
+@click.pass_obj
+def case_request_info(ctx: CliContext, number: str, message_file: TextIO, as_json: bool) -> None:
+    """Ask the customer for information (status: awaiting info; starts the follow-up timer)."""
+    _report(_care_action(ctx, number, "request_info", message_file.read()), "information requested",
+            as_json)
+
+
+@case.command("propose-solution")
+@click.argument("number")
+@message_file
+@json_option
+@click.pass_obj
+def case_propose_solution(ctx: CliContext, number: str, message_file: TextIO, as_json: bool) -> None:
+    """Propose a solution (status: solution proposed; starts the follow-up timer)."""
+    _report(_care_action(ctx, number, "propose_solution", message_file.read()), "solution proposed",
+            as_json)
+
+
+@case.command("close")
+@click.argument("number")
+@json_option
+@click.pass_obj
+def case_close(ctx: CliContext, number: str, as_json: bool) -> None:
+    """Close the case and tell the contact (it can be re-opened for 30 days)."""
+    _report(_care_action(ctx, number, "close", None), "closed", as_json)
+
+
+@case.command("reopen")
+@click.argument("number")
+@json_option
+@click.pass_obj
+def case_reopen(ctx: CliContext, number: str, as_json: bool) -> None:
+    """Re-open a closed case (refused 30 days or more after closing)."""
+    _report(_care_action(ctx, number, "reopen", None), "re-opened", as_json)

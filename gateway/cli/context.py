@@ -4,14 +4,14 @@ session whose transaction the command owns."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import asynccontextmanager
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import TypeVar
 
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
 from gateway import migrate
+from gateway.app import App, open_app
 from gateway.clock import Clock, SystemClock
 from gateway.config import Settings, load_settings
 from gateway.db import create_engine, session_factory
@@ -25,8 +25,8 @@ class CliContext:
     clock: Clock = field(default_factory=SystemClock)
 
     @classmethod
-    def load(cls, config_path: str | None) -> CliContext:
-        return cls(settings=load_settings(config_path))
+    def load(cls, config_path: str | None, clock: Clock | None = None) -> CliContext:
+        return cls(settings=load_settings(config_path), clock=clock or SystemClock())
 
     def run(self, work: Callable[[AsyncEngine], Awaitable[T]], *, check_schema: bool = True) -> T:
         """Run ``work`` with an engine, refusing an out-of-date schema unless told not to."""
@@ -42,6 +42,15 @@ class CliContext:
 
         return asyncio.run(go())
 
+    def with_app(self, work: Callable[[App], Awaitable[T]]) -> T:
+        """Run ``work`` with the wired application (schema checked first)."""
+
+        async def go() -> T:
+            async with open_app(self.settings, self.clock) as app:
+                return await work(app)
+
+        return asyncio.run(go())
+
     def transaction(self, work: Callable[[AsyncSession], Awaitable[T]]) -> T:
         """Run ``work`` in one transaction: committed if it returns, rolled back if it raises."""
 
@@ -50,12 +59,3 @@ class CliContext:
                 return await work(session)
 
         return self.run(go)
-
-
-@asynccontextmanager
-async def engine_for(settings: Settings) -> AsyncIterator[AsyncEngine]:
-    engine = create_engine(settings.database.url, echo=settings.database.echo)
-    try:
-        yield engine
-    finally:
-        await engine.dispose()

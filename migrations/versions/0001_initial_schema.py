@@ -19,6 +19,13 @@ depends_on: str | Sequence[str] | None = None
 def upgrade() -> None:
 
     op.create_table(
+        "instance_secrets",
+        sa.Column("name", sa.String(length=64), nullable=False),
+        sa.Column("value", sa.String(length=200), nullable=False),
+        sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+        sa.PrimaryKeyConstraint("name", name=op.f("pk_instance_secrets")),
+    )
+    op.create_table(
         "mailbox_state",
         sa.Column("mailbox", sa.String(length=100), nullable=False),
         sa.Column("uidvalidity", sa.BigInteger(), nullable=False),
@@ -466,3 +473,4 @@ def downgrade() -> None:
 
     op.drop_table("notices")
     op.drop_table("mailbox_state")
+    op.drop_table("instance_secrets")

@@ -1,0 +1,35 @@
+"""Every outbox dedupe key is built here, and only here.
+
+A key names the *cause* of a mail, so that doing the same thing twice (a scheduler tick that
+runs again, a retried inbound message, a CLI command repeated after a crash) finds the row that
+exists and enqueues nothing new.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+
+def case_opened(case_number: str) -> str:
+    """The acknowledgement of a new case: one per case."""
+    return f"case:{case_number}:opened"
+
+
+def case_event(case_number: str, kind: str, event_id: int) -> str:
+    """Mail caused by one timeline event of a case (care reply, request, closure, ...)."""
+    return f"case:{case_number}:{kind}:event:{event_id}"
+
+
+def inbound_answer(inbound_id: int, kind: str) -> str:
+    """Our one answer of a given kind to one inbound message."""
+    return f"inbound:{inbound_id}:{kind}"
+
+
+def followup(case_number: str, timer_started_at: datetime, stage: int) -> str:
+    """Follow-up ``stage`` (1, 2, 3) of one run of a case's follow-up timer."""
+    return f"followup:{case_number}:{timer_started_at.isoformat()}:{stage}"
+
+
+def notice(reference: str, update: int, organisation_id: int, address: str) -> str:
+    """One notice message (the first, or update number ``update``) to one list address."""
+    return f"notice:{reference}:{update}:{organisation_id}:{address.lower()}"
