@@ -31,8 +31,9 @@ class Gateway:
 
     def __call__(self, *args: str, input: str | None = None) -> Result:
         runner = CliRunner()
-        result = runner.invoke(cli, list(args), env=self.env, input=input, catch_exceptions=False,
-                               obj=self.clock)
+        result = runner.invoke(
+            cli, list(args), env=self.env, input=input, catch_exceptions=False, obj=self.clock
+        )
         return Result(result.exit_code, result.stdout, result.stderr)
 
     def ok(self, *args: str) -> Result:

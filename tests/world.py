@@ -25,10 +25,16 @@ def settings_for(db_url: str, **sections: Any) -> Settings:
     data: dict[str, Any] = {
         "database": {"url": db_url},
         "reference": {"secret": SECRET},
-        "mail": {"from_address": "care@vendor.example", "reply_to": "care@vendor.example",
-                 "escalation_address": "care-management@vendor.example"},
-        "branding": {"vendor_name": "Vendor Cloud", "care_name": "Vendor Cloud Customer Care",
-                     "portal_url": "https://support.vendor.example"},
+        "mail": {
+            "from_address": "care@vendor.example",
+            "reply_to": "care@vendor.example",
+            "escalation_address": "care-management@vendor.example",
+        },
+        "branding": {
+            "vendor_name": "Vendor Cloud",
+            "care_name": "Vendor Cloud Customer Care",
+            "portal_url": "https://support.vendor.example",
+        },
         "inbound": {"parse_workers": 0},
     }
     for key, value in sections.items():
@@ -47,8 +53,15 @@ async def open_world(settings: Settings, clock: FrozenClock) -> AsyncIterator[Ap
 
 async def add_customer(app: App) -> None:
     async with app.sessions.begin() as session:
-        await directory.add_organisation(session, app.clock, name=ORG, timezone="Europe/Berlin",
-                                         country="DE", subdivision="BY", total_agents=120)
+        await directory.add_organisation(
+            session,
+            app.clock,
+            name=ORG,
+            timezone="Europe/Berlin",
+            country="DE",
+            subdivision="BY",
+            total_agents=120,
+        )
         await directory.add_contact(session, app.clock, email=ANA, organisation=ORG, name="Ana Alves")
         await directory.add_contact(session, app.clock, email=BOB, organisation=ORG, designated=False)
 
@@ -56,5 +69,6 @@ async def add_customer(app: App) -> None:
 async def open_case(app: App, subject: str = "Calls drop after 30 seconds") -> Case:
     async with app.sessions.begin() as session:
         care = await app.care(session)
-        return await care.open_case(session, organisation=ORG, contact_email=ANA, subject=subject,
-                                    severity="high")
+        return await care.open_case(
+            session, organisation=ORG, contact_email=ANA, subject=subject, severity="high"
+        )

@@ -17,7 +17,7 @@ Case mails (``case_received``, ``care_reply``, ``info_requested``, ``solution_pr
 ``case_closed``, ``case_reopened``, ``followup_1``, ``followup_2``, ``followup_3_closed``,
 ``closed_case_reply``, ``not_reopenable``):
     ``case`` = {number ("00012345"), subject, severity, status, type, token (the full reference
-    token, e.g. "REF:00012345-ab12cd34", given by the caller), url (portal link to the case)};
+    token, e.g. "REF:00012345.y96mjdf66mjqj", given by the caller), url (portal link to the case)};
     ``contact`` = {name, email}: the recipient;
     ``message``: care's text (required for care_reply, info_requested, solution_proposed;
     optional for case_received, case_closed, case_reopened); plain text, may be multi-line;

@@ -14,10 +14,10 @@ import re
 
 # --- RFC 2047 subjects -------------------------------------------------------------------
 
-_ENCODED_WORD = re.compile(r"=\?([^?\s]+)\?([bBqQ])\?([^?]*)\?=")
+_ENCODED_WORD = re.compile(r"=\?([^?\s]++)\?([bBqQ])\?([^?]*+)\?=")
 _FOLD = re.compile(r"\r?\n(?=[ \t])")
 _CONTROLS = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
-_QP_BYTE = re.compile(rb"=([0-9A-Fa-f]{2})")
+_SURROGATE = re.compile("[\ud800-\udfff]")
 _BASE64_TEXT = re.compile(r"[A-Za-z0-9+/]*=*")
 
 _CHARSET_ALIASES = {
@@ -48,7 +48,7 @@ def decode_subject(raw_header_value: str) -> str:
     spaces; leading and trailing space is stripped. Never raises.
     """
     text = _undo_surrogates(_FOLD.sub("", raw_header_value))
-    pieces: list[tuple[str | None, str | bytes]] = []
+    pieces: list[tuple[str | None, str | bytearray]] = []
     pos = 0
     for m in _ENCODED_WORD.finditer(text):
         decoded = _word_bytes(m.group(2), m.group(3))
@@ -58,21 +58,20 @@ def decode_subject(raw_header_value: str) -> str:
         if between and not (between.isspace() and pieces and pieces[-1][0] is not None):
             pieces.append((None, between))
         charset = m.group(1).split("*", 1)[0].lower()
-        if pieces and pieces[-1][0] == charset:
-            previous = pieces[-1][1]
-            assert isinstance(previous, bytes)
-            pieces[-1] = (charset, previous + decoded)
+        previous = pieces[-1][1] if pieces and pieces[-1][0] == charset else None
+        if isinstance(previous, bytearray):
+            previous += decoded
         else:
-            pieces.append((charset, decoded))
+            pieces.append((charset, bytearray(decoded)))
         pos = m.end()
     pieces.append((None, text[pos:]))
-    joined = "".join(p if isinstance(p, str) else _decode_bytes(p, c) for c, p in pieces)
+    joined = "".join(p if isinstance(p, str) else _decode_bytes(bytes(p), c) for c, p in pieces)
     return _CONTROLS.sub(" ", joined).strip()
 
 
 def _undo_surrogates(text: str) -> str:
     """Raw 8-bit header bytes that the email package smuggled in as surrogates, as UTF-8."""
-    if not any("\ud800" <= ch <= "\udfff" for ch in text):
+    if not _SURROGATE.search(text):
         return text
     try:
         raw = text.encode("utf-8", "surrogateescape")
@@ -84,8 +83,7 @@ def _undo_surrogates(text: str) -> str:
 def _word_bytes(encoding: str, encoded: str) -> bytes | None:
     """The bytes of one encoded-word's text, or ``None`` when it cannot be base64."""
     if encoding in "qQ":
-        raw = encoded.encode("utf-8").replace(b"_", b" ")
-        return _QP_BYTE.sub(lambda m: bytes([int(m.group(1), 16)]), raw)
+        return binascii.a2b_qp(encoded.encode("utf-8"), header=True)
     if not _BASE64_TEXT.fullmatch(encoded):
         return None
     data = encoded.rstrip("=")
@@ -113,12 +111,13 @@ _REPLY_WORDS = (
     "回复|回覆|答复|答覆|转发|轉寄|转寄|返信|転送|회신|답장|전달"
 )
 _DECORATION = re.compile(
-    rf"""\s*(?:
-        (?:{_REPLY_WORDS})\s*(?:\[\d{{1,4}}\]|\(\d{{1,4}}\)|\^\d{{1,4}})?\s*[:：]
-      | \[\s*(?:ext|external|external\s+(?:e-?mail|sender|message)|caution|warning|spam|
-               suspected\s+spam|suspicious)\s*\]
-      | \*+\s*(?:external|spam)\s*\*+
-      | \(\s*external\s*\)
+    # Possessive quantifiers (*+, ++): no backtracking, so a long run of spaces stays linear.
+    rf"""\s*+(?:
+        (?:{_REPLY_WORDS})(?:\s*+(?:\[\d{{1,4}}\]|\(\d{{1,4}}\)|\^\d{{1,4}}))?\s*+[:：]
+      | \[\s*+(?:ext|external|external\s++(?:e-?mail|sender|message)|caution|warning|spam|
+                suspected\s++spam|suspicious)\s*+\]
+      | \*++\s*+(?:external|spam)\s*+\*++
+      | \(\s*+external\s*+\)
     )""",
     re.IGNORECASE | re.VERBOSE,
 )

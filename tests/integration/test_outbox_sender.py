@@ -34,8 +34,13 @@ async def app(db_url: str, smtp_server: RecordingSmtpServer, clock: FrozenClock)
 
 
 def sender_for(app: App, transport=None) -> Sender:
-    return Sender(app.engine, transport or SmtpTransport(app.settings.smtp), app.settings.outbox,
-                  app.clock, concurrency=2)
+    return Sender(
+        app.engine,
+        transport or SmtpTransport(app.settings.smtp),
+        app.settings.outbox,
+        app.clock,
+        concurrency=2,
+    )
 
 
 async def rows(app: App) -> list[Outbox]:
@@ -46,12 +51,20 @@ async def rows(app: App) -> list[Outbox]:
 async def enqueue_notice(app: App, key: str, *addresses: str) -> Outbox:
     async with app.sessions.begin() as session:
         mailer = await app.mailer(session)
-        return await mailer.enqueue(session, Mail(
-            kind=MailKind.ADVISORY_PRODUCT, to=[("", a) for a in addresses],
-            context=sample_context(MailKind.ADVISORY_PRODUCT), dedupe_key=key))
+        return await mailer.enqueue(
+            session,
+            Mail(
+                kind=MailKind.ADVISORY_PRODUCT,
+                to=[("", a) for a in addresses],
+                context=sample_context(MailKind.ADVISORY_PRODUCT),
+                dedupe_key=key,
+            ),
+        )
 
 
-async def test_case_open_sends_acknowledgement_with_reference(app: App, smtp_server: RecordingSmtpServer) -> None:
+async def test_case_open_sends_acknowledgement_with_reference(
+    app: App, smtp_server: RecordingSmtpServer
+) -> None:
     case = await open_case(app)
     sender = sender_for(app)
     stats = await sender.run_until_empty()
@@ -123,7 +136,9 @@ async def test_5xx_at_data_fails_permanently(app: App, smtp_server: RecordingSmt
     assert row.recipients[0].last_code == 554 and "rejected" in row.recipients[0].last_reply
 
 
-async def test_connection_dropped_mid_batch(app: App, smtp_server: RecordingSmtpServer, clock: FrozenClock) -> None:
+async def test_connection_dropped_mid_batch(
+    app: App, smtp_server: RecordingSmtpServer, clock: FrozenClock
+) -> None:
     for i in range(6):
         await enqueue_notice(app, f"drop-{i}", f"list{i}@acme.example")
     smtp_server.drop_at_data(times=1)
@@ -138,12 +153,20 @@ async def test_connection_dropped_mid_batch(app: App, smtp_server: RecordingSmtp
     assert len(ids) == len(set(ids)) == 6
 
 
-async def test_stale_rows_expire_instead_of_sending(app: App, smtp_server: RecordingSmtpServer, clock: FrozenClock) -> None:
+async def test_stale_rows_expire_instead_of_sending(
+    app: App, smtp_server: RecordingSmtpServer, clock: FrozenClock
+) -> None:
     async with app.sessions.begin() as session:
         mailer = await app.mailer(session)
-        await mailer.enqueue(session, Mail(
-            kind=MailKind.INCIDENT_UPDATE, to=[("", "ops@acme.example")],
-            context=sample_context(MailKind.INCIDENT_UPDATE), dedupe_key=dedupe.notice("INC-1", 1, 1, "ops@acme.example")))
+        await mailer.enqueue(
+            session,
+            Mail(
+                kind=MailKind.INCIDENT_UPDATE,
+                to=[("", "ops@acme.example")],
+                context=sample_context(MailKind.INCIDENT_UPDATE),
+                dedupe_key=dedupe.notice("INC-1", 1, 1, "ops@acme.example"),
+            ),
+        )
     clock.advance(hours=3)  # an incident update hours late is worthless
     sender = sender_for(app)
     assert (await sender.run_until_empty()).expired == 1
@@ -190,7 +213,9 @@ async def test_outbox_counts(app: App) -> None:
         assert await session.scalar(select(func.count()).select_from(Outbox)) == 1
 
 
-async def test_template_error_fails_the_operation_at_enqueue(db_url: str, tmp_path, clock: FrozenClock) -> None:
+async def test_template_error_fails_the_operation_at_enqueue(
+    db_url: str, tmp_path, clock: FrozenClock
+) -> None:
     from gateway.errors import TemplateError
     from gateway.models import Case, CaseEvent
 
@@ -200,7 +225,7 @@ async def test_template_error_fails_the_operation_at_enqueue(db_url: str, tmp_pa
     async with open_world(settings, clock) as app:
         await add_customer(app)
         case = await open_case(app)
-        with pytest.raises(TemplateError, match="care_reply/body.txt"):
+        with pytest.raises(TemplateError, match=r"care_reply/body\.txt"):
             async with app.sessions.begin() as session:
                 await (await app.care(session)).reply(session, case.number, "We are on it.")
         async with app.sessions() as session:

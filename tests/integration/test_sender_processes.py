@@ -12,7 +12,6 @@ from datetime import timedelta
 import pytest
 
 from gateway.clock import FrozenClock, SystemClock
-from gateway.config import OutboxSettings
 from gateway.outbound.sender import Sender
 from gateway.outbound.transport import SmtpTransport
 from tests.plugins.smtp import smtp_settings
@@ -24,8 +23,15 @@ ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 
 async def sender_process(db_url: str, port: int, *flags: str) -> asyncio.subprocess.Process:
     return await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "tests.procs.sender_proc", db_url, str(port), *flags,
-        cwd=ROOT, stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
+        sys.executable,
+        "-m",
+        "tests.procs.sender_proc",
+        db_url,
+        str(port),
+        *flags,
+        cwd=ROOT,
+        stdin=asyncio.subprocess.PIPE,
+        stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
     )
 

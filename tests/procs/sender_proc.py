@@ -38,5 +38,6 @@ async def main(db_url: str, port: int, hang: bool, wait_for_go: bool) -> None:
 
 
 if __name__ == "__main__":
-    asyncio.run(main(sys.argv[1], int(sys.argv[2]), "--hang-after-claim" in sys.argv,
-                     "--wait-for-go" in sys.argv))
+    asyncio.run(
+        main(sys.argv[1], int(sys.argv[2]), "--hang-after-claim" in sys.argv, "--wait-for-go" in sys.argv)
+    )

@@ -12,7 +12,7 @@ from typing import Any
 from gateway.config import BrandingSettings, PhoneNumber
 from gateway.outbound.kinds import MailGroup, MailKind
 
-TOKEN = "REF:00012345-7f3a9c1d2e"
+TOKEN = "REF:00012345.y96mjdf66mjqj"
 CASE_NUMBER = "00012345"
 CASE_SUBJECT = "Agents disconnected from desktop after login"
 

@@ -112,6 +112,16 @@ def test_round_trips_through_the_email_package(text: str) -> None:
     assert decode_subject(raw_value).split() == text.split()
 
 
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize(
+    "raw",
+    ["=?" + "a" * 1_000_000, "=?a=?" * 200_000, "=?x?b?" * 150_000, "=?x?q?" + "=" * 1_000_000,
+     "=?utf-8?b?w6k=?= x " * 50_000, "=?utf-8?q?" + "=C3=A9" * 150_000 + "?=", "\r\n " * 300_000],
+)
+def test_a_megabyte_subject_is_linear(raw: str) -> None:
+    assert "\n" not in decode_subject(raw)
+
+
 @given(raw=st.text(st.sampled_from(list("=?bBqQ_ \r\n\tabcé中=?utf-8?b?x-unknown"))
                    ) | st.text(max_size=300))
 def test_never_raises(raw: str) -> None:
@@ -153,8 +163,13 @@ def test_strips_before_a_token_and_keeps_it() -> None:
     assert strip_subject_decorations(subject) == "[REF:00012345.k3j9x2m7q4w8a] Case 00012345: Re: Printer"
 
 
-def test_many_decorations_are_cheap() -> None:
+@pytest.mark.timeout(60)
+def test_many_decorations_and_long_blank_runs_are_cheap() -> None:
+    """Backtracking over a run of spaces would be quadratic; the per-test timeout catches it."""
     assert strip_subject_decorations("Re: " * 100_000 + "x") == "x"
+    assert strip_subject_decorations("Re" + " " * 1_000_000 + "x").endswith("x")
+    assert strip_subject_decorations("[" + " " * 1_000_000 + "external x").startswith("[")
+    assert strip_subject_decorations("*" * 1_000_000 + "x").endswith("x")
 
 
 # --- html_to_text -------------------------------------------------------------------------
