@@ -3,8 +3,10 @@ test database with a frozen clock, and an organisation with contacts."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from pathlib import Path
 from typing import Any
 
 from gateway import directory
@@ -72,3 +74,43 @@ async def open_case(app: App, subject: str = "Calls drop after 30 seconds") -> C
         return await care.open_case(
             session, organisation=ORG, contact_email=ANA, subject=subject, severity="high"
         )
+
+
+def write_config(path: Path, settings: Settings) -> Path:
+    """The settings as a TOML file (secrets included: test use only)."""
+    data = settings.model_dump(mode="json", by_alias=True, exclude_none=True)
+
+    def unsecret(value: Any) -> Any:
+        if isinstance(value, dict):
+            return {k: unsecret(v) for k, v in value.items()}
+        if isinstance(value, list):
+            return [unsecret(v) for v in value]
+        return value
+
+    plain = unsecret(data)
+    plain["reference"] = {"secret": settings.reference.secret.get_secret_value(), "old_secrets": []}
+    plain["smtp"].pop("password", None)
+    for box, real in zip(plain["mailboxes"], settings.mailboxes, strict=True):
+        box["password"] = real.password.get_secret_value()
+    path.write_text(_toml(plain), encoding="utf-8")
+    return path
+
+
+def _toml(data: dict[str, Any]) -> str:
+    lines: list[str] = []
+    for section, values in data.items():
+        if isinstance(values, list):
+            for item in values:
+                lines.append(f"[[{section}]]")
+                lines += [f"{k} = {json.dumps(v)}" for k, v in item.items() if not isinstance(v, dict | list)]
+            continue
+        lines.append(f"[{section}]")
+        for key, value in values.items():
+            if isinstance(value, list) and value and isinstance(value[0], dict):
+                inner = ", ".join(
+                    "{ " + ", ".join(f"{k} = {json.dumps(v)}" for k, v in d.items()) + " }" for d in value
+                )
+                lines.append(f"{key} = [{inner}]")
+            else:
+                lines.append(f"{key} = {json.dumps(value)}")
+    return "\n".join(lines) + "\n"

@@ -47,13 +47,16 @@ def cli(ctx: click.Context, config_path: str | None) -> None:
 
 
 def _register() -> None:
-    from gateway.cli import cases, db, directory, outbox
+    from gateway.cli import cases, db, directory, inbound, outbox, run
 
     cli.add_command(db.db)
     cli.add_command(directory.org)
     cli.add_command(directory.contact)
     cli.add_command(cases.case)
     cli.add_command(outbox.outbox_group)
+    cli.add_command(inbound.inbound)
+    cli.add_command(inbound.quarantine)
+    cli.add_command(run.run)
 
 
 _register()

@@ -1,0 +1,137 @@
+"""``case-gateway inbound`` and ``case-gateway quarantine``: what came in and what became of it."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import click
+from sqlalchemy import select
+
+from gateway.app import App
+from gateway.cli.context import CliContext
+from gateway.cli.output import echo_json, echo_table, iso
+from gateway.domain import Disposition
+from gateway.errors import NotFound
+from gateway.inbound.context import Deps
+from gateway.inbound.release import release
+from gateway.models import Case, InboundMessage
+
+json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+
+
+def inbound_dict(row: InboundMessage, case_number: str | None, full: bool = False) -> dict[str, Any]:
+    data: dict[str, Any] = {
+        "id": row.id, "mailbox": row.mailbox, "uid": row.uid, "uidvalidity": row.uidvalidity,
+        "received_at": iso(row.received_at), "from": row.from_address, "subject": row.subject,
+        "disposition": row.disposition, "case": case_number, "attempts": row.attempts,
+        "error": row.error, "folder": row.target_folder, "moved": row.moved,
+    }
+    if full:
+        data.update(message_id=row.message_id, size=row.size, new_text=row.new_text, trail=row.trail,
+                    processed_at=iso(row.processed_at))
+    return data
+
+
+async def _rows(app: App, disposition: str | None, limit: int) -> list[dict[str, Any]]:
+    stmt = (select(InboundMessage, Case.number).outerjoin(Case, Case.id == InboundMessage.case_id)
+            .order_by(InboundMessage.id.desc()).limit(limit))
+    if disposition is not None:
+        stmt = stmt.where(InboundMessage.disposition == disposition)
+    async with app.sessions() as session:
+        return [inbound_dict(row, number) for row, number in (await session.execute(stmt)).all()]
+
+
+def _print_rows(rows: list[dict[str, Any]], as_json: bool) -> None:
+    if as_json:
+        echo_json(rows)
+    else:
+        echo_table(rows, ["id", "received_at", "from", "disposition", "case", "subject"])
+
+
+@click.group()
+def inbound() -> None:
+    """Inbound mail and its dispositions."""
+
+
+@inbound.command("list")
+@click.option("--disposition", type=click.Choice([d.value for d in Disposition]))
+@click.option("--limit", type=click.IntRange(min=1), default=200, show_default=True)
+@json_option
+@click.pass_obj
+def inbound_list(ctx: CliContext, disposition: str | None, limit: int, as_json: bool) -> None:
+    """List inbound messages, newest first."""
+    _print_rows(ctx.with_app(lambda app: _rows(app, disposition, limit)), as_json)
+
+
+@inbound.command("show")
+@click.argument("inbound_id", type=int)
+@json_option
+@click.pass_obj
+def inbound_show(ctx: CliContext, inbound_id: int, as_json: bool) -> None:
+    """One inbound message: its disposition and the trail of stages that decided it."""
+
+    async def work(app: App) -> dict[str, Any]:
+        async with app.sessions() as session:
+            row = await session.get(InboundMessage, inbound_id)
+            if row is None:
+                raise NotFound(f"no inbound message {inbound_id}")
+            number = await session.scalar(select(Case.number).where(Case.id == row.case_id)) \
+                if row.case_id else None
+            return inbound_dict(row, number, full=True)
+
+    data = ctx.with_app(work)
+    if as_json:
+        echo_json(data)
+        return
+    for key in ("id", "mailbox", "uid", "received_at", "from", "subject", "message_id", "size",
+                "disposition", "case", "folder", "moved", "attempts", "error"):
+        click.echo(f"{key.replace('_', ' '):<12} {data[key] if data[key] is not None else '-'}")
+    click.echo("trail:")
+    for step in data["trail"] or []:
+        click.echo(f"  {step['stage']:<10} {step['outcome']:<22} {step['detail']}")
+    if data["new_text"]:
+        click.echo("new text:")
+        for line in data["new_text"].splitlines()[:40]:
+            click.echo(f"  {line}")
+
+
+@click.group()
+def quarantine() -> None:
+    """Messages a human must look at."""
+
+
+@quarantine.command("list")
+@click.option("--limit", type=click.IntRange(min=1), default=200, show_default=True)
+@json_option
+@click.pass_obj
+def quarantine_list(ctx: CliContext, limit: int, as_json: bool) -> None:
+    """List quarantined messages with the reason."""
+    rows = ctx.with_app(lambda app: _rows(app, Disposition.QUARANTINED.value, limit))
+    if as_json:
+        echo_json(rows)
+    else:
+        echo_table(rows, ["id", "received_at", "from", "subject", "error"])
+
+
+@quarantine.command("release")
+@click.argument("inbound_id", type=int)
+@json_option
+@click.pass_obj
+def quarantine_release(ctx: CliContext, inbound_id: int, as_json: bool) -> None:
+    """Run the pipeline again on a quarantined message (e.g. after fixing a contact)."""
+
+    async def work(app: App) -> dict[str, Any]:
+        async with app.sessions.begin() as session:
+            mailer = await app.mailer(session)
+            our = frozenset(a.lower() for a in (app.settings.mail.from_address, app.settings.mail.reply_to))
+            deps = Deps(app.settings, app.clock, mailer, mailer.keys, our)
+            result = await release(session, deps, inbound_id)
+            return {"id": inbound_id, "disposition": result.row.disposition, "trail": result.trail}
+
+    data = ctx.with_app(work)
+    if as_json:
+        echo_json(data)
+    else:
+        click.echo(f"inbound message {data['id']}: {data['disposition']}")
+        for step in data["trail"]:
+            click.echo(f"  {step['stage']:<10} {step['outcome']:<22} {step['detail']}")

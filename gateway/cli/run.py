@@ -1,0 +1,32 @@
+"""``case-gateway run``: the daemon."""
+
+from __future__ import annotations
+
+import click
+
+from gateway.app import App
+from gateway.cli.context import CliContext
+from gateway.daemon import Daemon
+from gateway.logs import configure_logging
+
+
+@click.command("run")
+@click.option("--once", is_flag=True,
+              help="Process everything in the mailboxes, send what is due, then exit.")
+@click.pass_obj
+def run(ctx: CliContext, once: bool) -> None:
+    """Watch the mailboxes (IDLE, polling as fallback) and send the outbox until SIGINT/SIGTERM."""
+    configure_logging(ctx.settings.logging)
+
+    async def work(app: App) -> str:
+        daemon = Daemon(app)
+        if once:
+            summary = await daemon.run_once()
+            return (f"inbound: {summary.inbound.decided} decided, {summary.inbound.moved} moved; "
+                    f"outbox: {summary.outbound.sent} sent, {summary.outbound.retrying} retrying, "
+                    f"{summary.outbound.failed} failed, {summary.outbound.expired} expired")
+        daemon.install_signal_handlers()
+        await daemon.run_forever()
+        return "stopped"
+
+    click.echo(ctx.with_app(work))

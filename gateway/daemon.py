@@ -1,0 +1,126 @@
+"""The daemon: IMAP intake for every configured mailbox and the outbox sender, in one asyncio
+process. ``once`` processes what is there and sends what is due, then returns (tests, cron);
+otherwise it runs until :meth:`Daemon.stop` (SIGINT/SIGTERM), finishing the message in hand.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import signal
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+import structlog
+
+from gateway.app import App
+from gateway.config import MailboxSettings
+from gateway.inbound.context import Deps
+from gateway.inbound.imap import connect as imap_connect
+from gateway.inbound.imap_types import Mailbox
+from gateway.inbound.processor import Processor, parse_pool
+from gateway.inbound.runner import MailboxRunner, RoundStats
+from gateway.outbound.sender import Sender, SendStats
+from gateway.outbound.transport import SmtpTransport, Transport
+
+log = structlog.get_logger(__name__)
+
+
+@dataclass
+class RunSummary:
+    inbound: RoundStats
+    outbound: SendStats
+
+
+class Daemon:
+    def __init__(
+        self,
+        app: App,
+        *,
+        open_mailbox: Callable[[MailboxSettings], Awaitable[Mailbox]] | None = None,
+        transport: Transport | None = None,
+    ) -> None:
+        self.app = app
+        self.open_mailbox = open_mailbox or (lambda settings: imap_connect(settings))
+        self.transport = transport or SmtpTransport(app.settings.smtp)
+        self.stopping = asyncio.Event()
+        self.runners: list[MailboxRunner] = []
+
+    def our_addresses(self) -> frozenset[str]:
+        mail = self.app.settings.mail
+        boxes = [m.username for m in self.app.settings.mailboxes if "@" in m.username]
+        return frozenset(a.lower() for a in (mail.from_address, mail.reply_to, *boxes))
+
+    async def _build(self) -> Sender:
+        settings = self.app.settings
+        mailer = await self.app.mailer()
+        deps = Deps(settings, self.app.clock, mailer, mailer.keys, self.our_addresses())
+        self.executor = parse_pool(settings.inbound.parse_workers)
+        processor = Processor(self.app.engine, self.app.sessions, deps, self.executor)
+        self.runners = [
+            MailboxRunner(box, processor, self.open_mailbox, self.app.clock,
+                          max_message_bytes=settings.limits.max_message_bytes)
+            for box in settings.mailboxes
+        ]
+        return Sender(self.app.engine, self.transport, settings.outbox, self.app.clock,
+                      concurrency=settings.smtp.pool_size)
+
+    async def run_once(self) -> RunSummary:
+        sender = await self._build()
+        inbound = RoundStats()
+        try:
+            for runner in self.runners:
+                stats = await runner.run_until_empty()
+                inbound.seen += stats.seen
+                inbound.decided += stats.decided
+                inbound.moved += stats.moved
+            return RunSummary(inbound, await sender.run_until_empty())
+        finally:
+            await self._close()
+
+    async def run_forever(self) -> None:
+        sender = await self._build()
+        tasks = [asyncio.create_task(r.run_forever(), name=f"imap:{r.settings.name}") for r in self.runners]
+        tasks.append(asyncio.create_task(self._send_loop(sender), name="outbox"))
+        log.info("daemon.started", mailboxes=[r.settings.name for r in self.runners])
+        try:
+            await self.stopping.wait()
+        finally:
+            for runner in self.runners:
+                runner.stop()
+            done, pending = await asyncio.wait(tasks, timeout=30)
+            for task in pending:
+                task.cancel()
+            await asyncio.gather(*pending, return_exceptions=True)
+            for task in done:
+                if not task.cancelled() and task.exception() is not None:
+                    log.error("daemon.task_failed", task=task.get_name(), error=str(task.exception()))
+            await self._close()
+
+    async def _send_loop(self, sender: Sender) -> None:
+        while not self.stopping.is_set():
+            try:
+                stats = await sender.run_until_empty()
+                if stats.handled:
+                    log.info("outbox.round", sent=stats.sent, retrying=stats.retrying,
+                             failed=stats.failed, expired=stats.expired)
+            except Exception:  # the sender must outlive a database hiccup
+                log.exception("outbox.round_failed")
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.stopping.wait(), self.app.settings.outbox.poll_seconds)
+
+    def stop(self) -> None:
+        self.stopping.set()
+
+    def install_signal_handlers(self) -> None:
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, self.stop)
+
+    async def _close(self) -> None:
+        for runner in self.runners:
+            await runner.drop()
+        await self.transport.close()
+        executor = getattr(self, "executor", None)
+        if executor is not None:
+            executor.shutdown(wait=True, cancel_futures=True)

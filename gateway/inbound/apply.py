@@ -1,0 +1,89 @@
+"""The last stage: a designated contact's mail about a case takes effect.
+
+Closed cases are not updated by mail: within 30 days the sender learns how to request a
+re-open (the attempt goes on the timeline); after that, that the case cannot be re-opened.
+On an open case the new text (quotes and signature stripped, raw kept) and the attachments go
+on the timeline; a case waiting for the customer goes back to in progress, which stops the
+follow-up timer; "Escalation Request" on the first line escalates to care management.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from gateway import cases
+from gateway.case_mail import case_context, closed_context, contact_context
+from gateway.domain import CaseStatus, Disposition, EventKind
+from gateway.inbound.context import Ctx, Deps, Finish, Outcome, Reply
+from gateway.inbound.reply_text import first_line, new_text
+from gateway.models import Attachment, Case
+from gateway.outbound.kinds import MailKind
+
+ESCALATION = re.compile(r"^\W*escalation\s+request\b", re.IGNORECASE)
+
+
+async def apply_update(ctx: Ctx, session: AsyncSession, deps: Deps) -> Outcome:
+    assert ctx.case is not None and ctx.contact is not None
+    case, mail = ctx.case, ctx.mail
+    text = await new_text(mail.text_body, mail.html_body, deps.settings.limits.max_new_text_chars)
+    ctx.row.new_text = text
+    now = deps.clock.now()
+    case_ctx: dict[str, Any] = {"case": case_context(deps.settings, deps.keys[0], case),
+                "contact": contact_context(ctx.contact), "recipient_tz": case.organisation.timezone}
+    if case.status == CaseStatus.CLOSED:
+        return await _closed(ctx, session, deps, case, text, case_ctx)
+    await cases.add_event(session, case, deps.clock, EventKind.CUSTOMER_REPLY, ctx.contact.email, text,
+                          inbound_message_id=ctx.row.id,
+                          data={"attachments": len(mail.attachments)} if mail.attachments else None)
+    for part in mail.attachments:
+        session.add(Attachment(
+            inbound_message_id=ctx.row.id, case_id=case.id, filename=part.filename[:500] or "attachment",
+            content_type=part.content_type[:200], size=len(part.payload),
+            sha256=hashlib.sha256(part.payload).hexdigest(), content=part.payload,
+        ))
+    detail = "update added"
+    if CaseStatus(case.status).waits_for_customer:
+        cases.set_status(case, CaseStatus.IN_PROGRESS, now)
+        detail += "; back to in progress, follow-up timer stopped"
+    else:
+        case.updated_at = now
+    if ESCALATION.match(first_line(text)):
+        detail += "; " + await _escalate(ctx, session, deps, case, text, case_ctx)
+    return Finish(Disposition.APPLIED, detail)
+
+
+async def _closed(
+    ctx: Ctx, session: AsyncSession, deps: Deps, case: Case, text: str, case_ctx: dict[str, Any]
+) -> Outcome:
+    assert ctx.contact is not None
+    context = {**case_ctx, **closed_context(case), "message": text}
+    if cases.reopenable(case, deps.clock.now()):
+        await cases.add_event(session, case, deps.clock, EventKind.REOPEN_REQUESTED, ctx.contact.email,
+                              text, inbound_message_id=ctx.row.id)
+        ctx.replies.append(Reply(MailKind.CLOSED_CASE_REPLY, context))
+        return Finish(Disposition.REFUSED_CLOSED_CASE, "case closed less than 30 days ago: re-open guidance")
+    await cases.add_event(session, case, deps.clock, EventKind.REOPEN_REFUSED, ctx.contact.email, text,
+                          inbound_message_id=ctx.row.id)
+    ctx.replies.append(Reply(MailKind.NOT_REOPENABLE, context))
+    return Finish(Disposition.REFUSED_NOT_REOPENABLE, "case closed 30 days ago or more")
+
+
+async def _escalate(
+    ctx: Ctx, session: AsyncSession, deps: Deps, case: Case, text: str, case_ctx: dict[str, Any]
+) -> str:
+    assert ctx.contact is not None
+    case.escalated = True
+    case.escalated_at = deps.clock.now()
+    await cases.add_event(session, case, deps.clock, EventKind.ESCALATED, ctx.contact.email, text,
+                          inbound_message_id=ctx.row.id)
+    address = deps.settings.mail.escalation_address
+    ctx.replies.append(Reply(
+        MailKind.ESCALATION_TO_MANAGEMENT,
+        {**case_ctx, "message": text, "organisation": {"name": case.organisation.name}},
+        automatic=False, to=("Care management", address),
+    ))
+    return f"escalated to {address}"

@@ -1,0 +1,372 @@
+"""Raw inbound bytes -> :class:`ParsedMail`; the one module that imports mail-parser.
+
+What it promises:
+
+- :func:`parse_message` never raises on any input except :class:`MessageRejected` for a
+  message over a configured limit (size, MIME depth, part count, attachment count or size).
+  When mail-parser fails, the standard library (compat32) extracts the parts, and when even
+  the stdlib parser fails, a minimal header/body split is used; each fallback is a defect.
+- It is a module-level function whose argument and result pickle, so the daemon can run it in
+  a worker process. Bounce analysis runs here too (:mod:`gateway.inbound.bounce`): it is
+  CPU-bound and needs the MIME tree, which the classifier never sees.
+- The MIME tree is measured without recursion before mail-parser walks it, so hostile nesting
+  is refused rather than exhausting the stack; each payload is decoded once.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import contextlib
+import email
+import hashlib
+import logging
+import re
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
+from email.header import decode_header
+from email.message import Message
+from email.utils import getaddresses, parsedate_to_datetime
+from typing import TYPE_CHECKING, Any, TypeVar
+
+import mailparser
+
+from gateway.config import LimitSettings
+from gateway.errors import MessageRejected
+
+if TYPE_CHECKING:
+    from gateway.inbound.bounce import BounceReport
+
+# mail-parser logs each part it does not render and each header it cannot decode; we record
+# defects ourselves.
+logging.getLogger("mailparser").setLevel(logging.CRITICAL)
+
+MAX_PARTS = 5000
+"""MIME parts past which a message is refused: far above real mail (the corpus peaks at a few
+hundred), low enough that one message cannot keep a worker busy for long."""
+_MAX_IDS = 100
+_MAX_DEFECTS = 50
+_ID = re.compile(r"<[^<>\s]{1,500}>")
+_HEADER_START = re.compile(rb"[!-9;-~]{1,200}:")
+_HEADER_LINE = re.compile(r"([!-9;-~]+)[ \t]*:(.*)")
+_T = TypeVar("_T")
+
+
+@dataclass(frozen=True)
+class Attachment:
+    """A decoded attachment. ``filename`` is a display name: no path, no control characters."""
+
+    filename: str
+    content_type: str
+    size: int
+    payload: bytes
+
+
+@dataclass(frozen=True)
+class ParsedMail:
+    """Everything the pipeline reads from a message; plain data that pickles, without the raw
+    bytes (the caller keeps those). ``headers`` maps lower-case names to every value in order,
+    unfolded but not RFC 2047-decoded. Addresses are lower-cased addr-specs (with an ``@``)."""
+
+    message_id: str | None = None
+    in_reply_to: tuple[str, ...] = ()
+    references: tuple[str, ...] = ()
+    from_address: str = ""
+    from_name: str = ""
+    return_path: str | None = None
+    """The envelope sender hint: None without a Return-Path header, '' for ``<>``."""
+    to_addresses: tuple[str, ...] = ()
+    cc_addresses: tuple[str, ...] = ()
+    subject: str = ""
+    raw_subject: str = ""
+    date: datetime | None = None
+    headers: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    content_type: str = "text/plain"
+    text_body: str = ""
+    html_body: str = ""
+    attachments: tuple[Attachment, ...] = ()
+    mime_depth: int = 0
+    part_count: int = 0
+    defects: tuple[str, ...] = ()
+    content_hash: str = ""
+    bounce: BounceReport | None = None
+    """The delivery failure this message reports, when it is a bounce."""
+
+
+def parse_message(raw: bytes, limits: LimitSettings) -> ParsedMail:
+    """Parse ``raw``; raise :class:`MessageRejected` only for a message over ``limits``."""
+    if len(raw) > limits.max_message_bytes:
+        raise MessageRejected(f"message is {len(raw)} bytes, over the limit of {limits.max_message_bytes}")
+    _precheck(raw)
+    defects: list[str] = []
+    data = raw.lstrip(b" \t\r\n")
+    if raw[:1] in (b"\r", b"\n") and _HEADER_START.match(data):
+        defects.append("leading blank lines before the header block were ignored")
+    else:
+        data = raw
+    message = _guarded(lambda: email.message_from_bytes(data), None, defects, "stdlib parser")
+    if message is None:
+        mail = _minimal(data, defects)
+    else:
+        depth, parts = _measure(message, limits)
+        mail = replace(_from_message(message, limits, defects), mime_depth=depth, part_count=parts)
+    report = _guarded(lambda: _parse_bounce(mail, data, message), None, defects, "bounce analysis")
+    normalised = raw.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
+    return replace(mail, bounce=report, defects=tuple(defects[:_MAX_DEFECTS]),
+                   content_hash=hashlib.sha256(normalised).hexdigest())
+
+
+def _precheck(raw: bytes) -> None:
+    """Refuse, before the stdlib builds one object per part (about 40 us and 1 KB each), a
+    message that cannot stay under :data:`MAX_PARTS`: parts open with a ``--`` line, and the
+    blocks of a delivery-status part are separated by blank lines."""
+    starts = raw.count(b"\n--") + raw.count(b"\r--")
+    if b"delivery-status" in raw.lower():
+        starts += raw.count(b"\n\n") + raw.count(b"\n\r\n") + raw.count(b"\r\r")
+    if starts > 2 * MAX_PARTS:
+        raise MessageRejected(f"more than {MAX_PARTS} MIME parts (at least {starts // 2} part boundaries)")
+
+
+def _parse_bounce(mail: ParsedMail, raw: bytes, message: Message | None) -> BounceReport | None:
+    from gateway.inbound.bounce import parse_bounce  # bounce.py imports this module's helpers
+
+    return parse_bounce(mail, raw, message=message)
+
+
+def _guarded(call: Callable[[], _T], default: _T, defects: list[str], what: str) -> _T:
+    """Run a library call that may raise or warn on hostile input; only limits escape."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            return call()
+    except MessageRejected:
+        raise
+    except RecursionError:
+        raise MessageRejected("MIME structure nested too deeply to parse") from None
+    except Exception as exc:
+        defects.append(f"{what} failed ({type(exc).__name__}: {str(exc)[:100]})")
+        return default
+
+
+def _measure(message: Message, limits: LimitSettings) -> tuple[int, int]:
+    """MIME depth (0 for a single part) and part count, without recursion; refuses past limits."""
+    depth = count = 0
+    stack: list[tuple[Message, int]] = [(message, 0)]
+    while stack:
+        part, level = stack.pop()
+        count += 1
+        depth = max(depth, level)
+        if level > limits.max_mime_depth:
+            raise MessageRejected(f"MIME depth over the limit of {limits.max_mime_depth}")
+        if count > MAX_PARTS:
+            raise MessageRejected(f"more than {MAX_PARTS} MIME parts")
+        payload = part.get_payload()
+        if isinstance(payload, list):
+            stack.extend((child, level + 1) for child in payload if isinstance(child, Message))
+    return depth, count
+
+
+def _from_message(message: Message, limits: LimitSettings, defects: list[str]) -> ParsedMail:
+    base = _from_headers([(name, header_text(value)) for name, value in message.raw_items()])
+    found = _guarded(lambda: _from_mailparser(message, limits, defects), None, defects, "mail-parser")
+    if found is None:
+        empty: dict[str, Any] = {}
+        found = _guarded(lambda: _from_stdlib(message, limits), empty, defects, "stdlib extraction")
+    content_type = _guarded(message.get_content_type, "text/plain", defects, "content type")
+    return replace(base, content_type=content_type, **found)
+
+
+def _from_mailparser(message: Message, limits: LimitSettings, defects: list[str]) -> dict[str, Any]:
+    parsed = mailparser.MailParser(message)
+    items = list(parsed.attachments)
+    _check_count(len(items), limits)
+    for entry in parsed.defects:
+        for where, details in entry.items() if isinstance(entry, dict) else ():
+            defects.extend(f"{where}: {detail}"[:300] for detail in details)
+    return {
+        "text_body": "\n".join(_str(t) for t in parsed.text_plain),
+        "html_body": "\n".join(_str(t) for t in parsed.text_html),
+        "attachments": tuple(_mailparser_attachment(item, limits) for item in items),
+    }
+
+
+def _mailparser_attachment(item: dict[str, Any], limits: LimitSettings) -> Attachment:
+    """mail-parser keeps binary payloads base64 (decoded here, once) and text ones as str."""
+    text = _str(item.get("payload"))
+    if item.get("binary"):
+        if len(text) // 4 * 3 > limits.max_attachment_bytes * 1.1 + 1024:  # line breaks inflate it
+            _too_big(len(text) // 4 * 3, limits)
+        data = text.encode("ascii", "ignore")
+        try:
+            payload = base64.b64decode(data)
+        except (binascii.Error, ValueError):
+            clean = re.sub(rb"[^A-Za-z0-9+/]", b"", data)
+            payload = base64.b64decode(clean[: len(clean) - len(clean) % 4])
+    else:
+        payload = text.encode("utf-8", "replace")
+    return _attachment(_str(item.get("filename")), _str(item.get("mail_content_type")), payload, limits)
+
+
+def _from_stdlib(message: Message, limits: LimitSettings) -> dict[str, Any]:
+    """The fallback extraction: leaf parts in order; text parts decoded with replacement."""
+    text: list[str] = []
+    html: list[str] = []
+    attachments: list[Attachment] = []
+    stack = [message]
+    while stack:
+        part = stack.pop()
+        payload = part.get_payload()
+        if isinstance(payload, list):
+            stack.extend(reversed([p for p in payload if isinstance(p, Message)]))
+            continue
+        kind = _safe(part.get_content_type, "application/octet-stream")
+        filename = _safe(part.get_filename, None)
+        if filename is None and _safe(part.get_content_disposition, None) != "attachment" \
+                and kind in ("text/plain", "text/html"):
+            (html if kind == "text/html" else text).append(decoded_text(part))
+            continue
+        attachments.append(_attachment(decode_words(filename or ""), kind, _payload(part), limits))
+        _check_count(len(attachments), limits)
+    return {"text_body": "\n".join(text), "html_body": "\n".join(html), "attachments": tuple(attachments)}
+
+
+def _from_headers(pairs: list[tuple[str, str]]) -> ParsedMail:
+    """The header-derived fields, the same on every parsing path."""
+    headers: dict[str, list[str]] = {}
+    for name, value in pairs:
+        headers.setdefault(name.strip().lower(), []).append(value)
+
+    def first(name: str) -> str:
+        return headers.get(name, [""])[0]
+
+    ids = _ID.findall(first("message-id"))
+    bare = first("message-id").strip()
+    senders = _addresses([first("from")])
+    return_path = headers.get("return-path")
+    raw_subject = first("subject")
+    return ParsedMail(
+        message_id=ids[0] if ids else (f"<{bare[:500]}>" if bare and " " not in bare else None),
+        in_reply_to=tuple(_ID.findall(first("in-reply-to"))[:_MAX_IDS]),
+        references=tuple(_ID.findall(" ".join(headers.get("references", [])))[-_MAX_IDS:]),
+        from_name=senders[0][0] if senders else "",
+        from_address=senders[0][1] if senders else "",
+        return_path=None if return_path is None else _return_path(return_path[0]),
+        to_addresses=tuple(a for _, a in _addresses(headers.get("to", []))),
+        cc_addresses=tuple(a for _, a in _addresses(headers.get("cc", []))),
+        raw_subject=raw_subject,
+        subject=decode_words(raw_subject),
+        date=_date(first("date")),
+        headers={name: tuple(values) for name, values in headers.items()},
+    )
+
+
+def _minimal(raw: bytes, defects: list[str]) -> ParsedMail:
+    """Last resort: header lines up to the first blank line, the rest as text."""
+    text = raw.decode("utf-8", "surrogateescape").replace("\r\n", "\n").replace("\r", "\n")
+    head, _, body = text.partition("\n\n")
+    pairs: list[tuple[str, str]] = []
+    for line in head.split("\n"):
+        if line[:1] in (" ", "\t") and pairs:
+            pairs[-1] = (pairs[-1][0], pairs[-1][1] + " " + line.strip())
+        elif found := _HEADER_LINE.match(line):
+            pairs.append((found.group(1), found.group(2).strip()))
+    base = _from_headers([(name, header_text(value)) for name, value in pairs])
+    return replace(base, text_body=body.encode("utf-8", "surrogateescape").decode("utf-8", "replace"),
+                   part_count=1)
+
+
+def header_text(value: Any) -> str:
+    """A raw header value as text: unfolded, undecodable 8-bit bytes as UTF-8 or cp1252."""
+    text = _str(value)
+    if any("\udc80" <= ch <= "\udcff" for ch in text):
+        data = text.encode("utf-8", "surrogateescape")
+        try:
+            text = data.decode("utf-8")
+        except UnicodeDecodeError:
+            text = data.decode("cp1252", "replace")
+    return re.sub(r"\r\n|\r|\n", "", text).strip()
+
+
+def decode_words(value: str) -> str:
+    """RFC 2047 encoded words decoded; unknown charsets and bad encodings never raise."""
+    if "=?" not in value:
+        return value
+    try:
+        chunks = decode_header(value)
+    except Exception:
+        return value
+    return "".join(chunk if isinstance(chunk, str) else _decode(chunk, charset) for chunk, charset in chunks)
+
+
+def decoded_text(part: Message) -> str:
+    """A leaf part's text: transfer-decoded, then its charset (UTF-8 when unknown), with replacement."""
+    return _decode(_payload(part), _safe(part.get_content_charset, None))
+
+
+def _decode(data: bytes, charset: str | None) -> str:
+    """Bytes in a declared charset; ``x-`` names (X-GBK) tried without the prefix, then UTF-8."""
+    name = (charset or "utf-8").strip().lower()
+    for candidate in (name, name.removeprefix("x-")):
+        with contextlib.suppress(Exception):  # LookupError, and codecs that are not text codecs
+            return data.decode(candidate, "replace")
+    return data.decode("utf-8", "replace")
+
+
+def _payload(part: Message) -> bytes:
+    data = _safe(lambda: part.get_payload(decode=True), None)
+    return data if isinstance(data, bytes) else b""
+
+
+def _attachment(filename: str, content_type: str, payload: bytes, limits: LimitSettings) -> Attachment:
+    if len(payload) > limits.max_attachment_bytes:
+        _too_big(len(payload), limits)
+    clean = re.sub(r"[\x00-\x1f\x7f]", "", filename).replace("\\", "/").rpartition("/")[2].strip()
+    return Attachment(clean[:255], (content_type or "application/octet-stream").lower()[:200],
+                      len(payload), payload)
+
+
+def _check_count(count: int, limits: LimitSettings) -> None:
+    if count > limits.max_attachments:
+        raise MessageRejected(f"more than {limits.max_attachments} attachments")
+
+
+def _too_big(size: int, limits: LimitSettings) -> None:
+    raise MessageRejected(f"an attachment of {size} bytes is over the limit of {limits.max_attachment_bytes}")
+
+
+def _addresses(values: list[str]) -> list[tuple[str, str]]:
+    """(decoded display name, lower-cased addr-spec) for each well-formed address."""
+    none: list[tuple[str, str]] = []
+    found = _safe(lambda: getaddresses(values), none)
+    return [(decode_words(name).strip(), addr.strip().lower()) for name, addr in found
+            if "@" in addr and len(addr) <= 320 and not re.search(r"[\s\x00-\x1f<>]", addr.strip())]
+
+
+def _return_path(value: str) -> str:
+    inner = value.strip()
+    if inner.startswith("<"):
+        inner = inner[1:].partition(">")[0]
+    inner = inner.strip().lower()
+    return inner if len(inner) <= 320 and not re.search(r"[\s\x00-\x1f<>]", inner) else ""
+
+
+def _date(value: str) -> datetime | None:
+    parsed = _safe(lambda: parsedate_to_datetime(value), None) if value else None
+    if not isinstance(parsed, datetime):
+        return None
+    return parsed if parsed.tzinfo is not None else parsed.replace(tzinfo=UTC)
+
+
+def _str(value: Any) -> str:
+    return value if isinstance(value, str) else "" if value is None else str(value)
+
+
+def _safe(call: Callable[[], _T], default: _T) -> _T:
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            return call()
+    except Exception:
+        return default

@@ -1,0 +1,92 @@
+"""One inbound message, one transaction: the stages in order, the trail of what each decided,
+the disposition, and the answers through the outbox.
+
+``store raw`` happened before (the row exists); ``parse`` ran in a worker process; here:
+check -> dedupe -> classify -> match -> authorise -> apply, then respond. The caller commits,
+then moves the IMAP copy to :func:`folder_for` the disposition.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from gateway.config import MailboxSettings
+from gateway.domain import Disposition
+from gateway.inbound import stages
+from gateway.inbound.apply import apply_update
+from gateway.inbound.context import Ctx, Deps, Finish, Next, Outcome, Quarantine
+from gateway.inbound.parse import ParsedMail
+from gateway.inbound.respond import respond
+from gateway.models import InboundMessage
+
+Stage = Callable[[Ctx, AsyncSession, Deps], Awaitable[Outcome]]
+
+STAGES: list[tuple[str, Stage]] = [
+    ("parse", stages.check_parsed),
+    ("dedupe", stages.dedupe),
+    ("classify", stages.classify),
+    ("match", stages.match),
+    ("authorise", stages.authorise),
+    ("apply", apply_update),
+]
+
+REFUSED = {
+    Disposition.REFUSED_NEW_CASE, Disposition.REFUSED_CLOSED_CASE,
+    Disposition.REFUSED_NOT_REOPENABLE, Disposition.REFUSED_UNAUTHORIZED,
+}
+
+
+def folder_for(disposition: str, mailbox: MailboxSettings) -> str:
+    if disposition == Disposition.QUARANTINED:
+        return mailbox.quarantine_folder
+    if disposition in REFUSED:
+        return mailbox.refused_folder
+    return mailbox.processed_folder
+
+
+async def run_pipeline(
+    session: AsyncSession,
+    deps: Deps,
+    row: InboundMessage,
+    mailbox: MailboxSettings,
+    parsed: ParsedMail | None,
+    parse_error: str | None = None,
+) -> Ctx:
+    """Run the stages on ``row`` and record the outcome on it (the caller commits)."""
+    ctx = Ctx(row=row, parsed=parsed, parse_error=parse_error)
+    outcome: Outcome = Next()
+    for name, stage in STAGES:
+        outcome = await stage(ctx, session, deps)
+        ctx.trail.append(_trail(name, outcome))
+        if not isinstance(outcome, Next):
+            break
+    if isinstance(outcome, Quarantine):
+        finish(row, Disposition.QUARANTINED, ctx.trail, mailbox, deps, error=outcome.detail)
+        return ctx
+    assert isinstance(outcome, Finish), f"the last stage must finish, got {outcome!r}"
+    for note in await respond(ctx, session, deps):
+        ctx.trail.append({"stage": "respond", "outcome": "continue", "detail": note})
+    finish(row, outcome.disposition, ctx.trail, mailbox, deps)
+    return ctx
+
+
+def finish(
+    row: InboundMessage, disposition: Disposition, trail: list[dict[str, str]],
+    mailbox: MailboxSettings, deps: Deps, error: str | None = None,
+) -> None:
+    row.disposition = disposition
+    row.trail = trail
+    row.processed_at = deps.clock.now()
+    row.target_folder = folder_for(disposition, mailbox)
+    if error is not None:
+        row.error = error
+
+
+def _trail(stage: str, outcome: Outcome) -> dict[str, str]:
+    if isinstance(outcome, Next):
+        return {"stage": stage, "outcome": "continue", "detail": outcome.detail}
+    if isinstance(outcome, Finish):
+        return {"stage": stage, "outcome": outcome.disposition.value, "detail": outcome.detail}
+    return {"stage": stage, "outcome": "quarantine", "detail": outcome.detail}

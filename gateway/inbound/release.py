@@ -1,0 +1,42 @@
+"""Quarantine release: run the pipeline again on a quarantined message's stored bytes."""
+
+from __future__ import annotations
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from gateway.config import MailboxSettings, Settings
+from gateway.domain import Disposition
+from gateway.errors import NotFound, PolicyViolation
+from gateway.inbound.context import Ctx, Deps
+from gateway.inbound.pipeline import run_pipeline
+from gateway.inbound.processor import parse_safely
+from gateway.models import InboundMessage
+
+
+def mailbox_settings(settings: Settings, name: str) -> MailboxSettings:
+    for box in settings.mailboxes:
+        if box.name == name:
+            return box
+    return MailboxSettings(name=name, host="127.0.0.1")
+
+
+async def release(session: AsyncSession, deps: Deps, inbound_id: int) -> Ctx:
+    """Decide the message anew; its IMAP copy stays in the quarantine folder as the record."""
+    row = await session.get(InboundMessage, inbound_id, with_for_update=True)
+    if row is None:
+        raise NotFound(f"no inbound message {inbound_id}")
+    if row.disposition != Disposition.QUARANTINED:
+        raise PolicyViolation(f"inbound message {inbound_id} is {row.disposition or 'undecided'}, "
+                              "not quarantined")
+    if row.raw is None or len(row.raw) < row.size:
+        raise PolicyViolation(f"inbound message {inbound_id} was too large to keep whole "
+                              f"({row.size} bytes); handle it from the quarantine folder")
+    parsed, problem = parse_safely(row.raw, deps.settings.limits)
+    row.disposition = None
+    row.error = None
+    mailbox = mailbox_settings(deps.settings, row.mailbox)
+    ctx = await run_pipeline(session, deps, row, mailbox, parsed, problem)
+    ctx.trail.insert(0, {"stage": "release", "outcome": "continue", "detail": "released from quarantine"})
+    row.trail = ctx.trail
+    row.moved = True  # nothing to move: the copy stays where it is
+    return ctx

@@ -1,0 +1,82 @@
+"""Answers decided by the stages go through the outbox, in the message's transaction.
+
+Automatic answers to a sender are capped per address and 24 hours
+(``limits.auto_replies_per_sender_per_day``) so that a loop with another robot, or a flood of
+forged mail, cannot make us a spam cannon. We never answer an empty sender or ourselves.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from gateway.errors import InvalidValue
+from gateway.inbound.context import Ctx, Deps
+from gateway.models import Outbox, OutboxRecipient
+from gateway.outbound import dedupe
+from gateway.outbound.compose import check_address, check_message_id
+from gateway.outbound.kinds import MailGroup, MailKind
+from gateway.outbound.outbox import Mail
+
+AUTOMATIC_KINDS = [k.value for k in MailKind if k.spec.group is MailGroup.REPLY]
+
+
+async def respond(ctx: Ctx, session: AsyncSession, deps: Deps) -> list[str]:
+    """Enqueue the context's replies; returns what happened to each, for the trail."""
+    notes: list[str] = []
+    for reply in ctx.replies:
+        name, address = reply.to or (ctx.mail.from_name, ctx.sender)
+        address = address.lower()
+        if not address or address in deps.our_addresses:
+            notes.append(f"{reply.kind.value}: not sent (no sender to answer)")
+            continue
+        if not _deliverable(address):
+            notes.append(f"{reply.kind.value}: not sent (cannot send to {address!r})")
+            continue
+        if reply.automatic and await _over_limit(session, deps, address):
+            notes.append(f"{reply.kind.value}: not sent (rate limit for {address})")
+            continue
+        message_id = _valid_message_id(ctx.mail.message_id)
+        row = await deps.mailer.enqueue(session, Mail(
+            kind=reply.kind, to=[(name, address)], context=reply.context,
+            dedupe_key=dedupe.inbound_answer(ctx.row.id, reply.kind.value),
+            case_id=ctx.case.id if ctx.case is not None else None,
+            inbound_message_id=ctx.row.id,
+            in_reply_to=message_id or None,
+            references=[*ctx.mail.references, message_id] if message_id else list(ctx.mail.references),
+        ))
+        notes.append(f"{reply.kind.value}: queued as outbox {row.id} to {address}")
+    return notes
+
+
+def _deliverable(address: str) -> bool:
+    try:
+        check_address(address)
+    except InvalidValue:
+        return False
+    return True
+
+
+def _valid_message_id(message_id: str | None) -> str | None:
+    """The sender's Message-ID if it can go into our In-Reply-To (some clients write junk)."""
+    if not message_id:
+        return None
+    try:
+        return check_message_id(message_id)
+    except InvalidValue:
+        return None
+
+
+async def _over_limit(session: AsyncSession, deps: Deps, address: str) -> bool:
+    limit = deps.settings.limits.auto_replies_per_sender_per_day
+    since = deps.clock.now() - timedelta(hours=24)
+    count = await session.scalar(
+        select(func.count()).select_from(OutboxRecipient).join(Outbox).where(
+            OutboxRecipient.address == address,
+            Outbox.kind.in_(AUTOMATIC_KINDS),
+            Outbox.created_at >= since,
+        )
+    )
+    return (count or 0) >= limit

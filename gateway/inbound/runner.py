@@ -1,0 +1,175 @@
+"""The loop over one IMAP mailbox: find messages, fetch in batches, decide, move after commit.
+
+Each round searches the whole inbox folder (messages leave it only once their fate is
+committed), so a UID is never skipped: one that failed to fetch or to move is simply found
+again next round. Oversized messages are not downloaded: their headers are stored and they
+are quarantined. Messages are moved in UID sets after the batch's commits (one message at a
+time would cap throughput at a few dozen a second). On any connection error the client is
+dropped and a new one is made with randomised exponential backoff.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import defaultdict
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+import structlog
+from tenacity import AsyncRetrying, retry_if_exception_type, wait_random_exponential
+
+from gateway.clock import Clock
+from gateway.config import MailboxSettings
+from gateway.errors import TemporaryTransportError, TransportError
+from gateway.inbound import store
+from gateway.inbound.imap_types import Mailbox
+from gateway.inbound.processor import Fetched, Processor
+
+log = structlog.get_logger(__name__)
+
+MailboxFactory = Callable[[MailboxSettings], Awaitable[Mailbox]]
+
+
+@dataclass
+class RoundStats:
+    seen: int = 0
+    decided: int = 0
+    moved: int = 0
+
+
+class MailboxRunner:
+    def __init__(
+        self,
+        settings: MailboxSettings,
+        processor: Processor,
+        open_mailbox: MailboxFactory,
+        clock: Clock,
+        *,
+        max_message_bytes: int,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+    ) -> None:
+        self.settings = settings
+        self.processor = processor
+        self.open_mailbox = open_mailbox
+        self.clock = clock
+        self.max_message_bytes = max_message_bytes
+        self.sleep = sleep
+        self.client: Mailbox | None = None
+        self.stopping = asyncio.Event()
+
+    async def connect(self) -> Mailbox:
+        if self.client is not None and not self.client.broken:
+            return self.client
+        await self.drop()
+        async for attempt in AsyncRetrying(
+            wait=wait_random_exponential(multiplier=0.5, max=60),
+            retry=retry_if_exception_type(TemporaryTransportError),
+            sleep=self.sleep, reraise=True,
+        ):
+            with attempt:
+                self.client = await self.open_mailbox(self.settings)
+        assert self.client is not None
+        folders = [self.settings.processed_folder, self.settings.refused_folder,
+                   self.settings.quarantine_folder]
+        await self.client.ensure_folders(folders)
+        return self.client
+
+    async def drop(self) -> None:
+        client, self.client = self.client, None
+        if client is not None:
+            await client.close()
+
+    async def run_once(self) -> RoundStats:
+        """One pass over the inbox folder: everything there now is decided and moved."""
+        client = await self.connect()
+        state = await client.select(self.settings.folder)
+        previous = await store.check_uidvalidity(self.processor.engine, self.settings.name,
+                                                 state.uidvalidity, self.clock.now())
+        if previous is not None:
+            log.warning("imap.uidvalidity_changed", mailbox=self.settings.name, old=previous,
+                        new=state.uidvalidity)
+        uids = await client.search_uids(1)
+        stats = RoundStats(seen=len(uids))
+        for start in range(0, len(uids), self.settings.batch_size):
+            if self.stopping.is_set():
+                break
+            batch = uids[start : start + self.settings.batch_size]
+            decided = await self._batch(client, state.uidvalidity, batch)
+            stats.decided += len(decided)
+            stats.moved += await self._move(client, state.uidvalidity, decided)
+        return stats
+
+    async def _batch(self, client: Mailbox, uidvalidity: int, uids: list[int]) -> dict[int, str]:
+        sizes = await client.fetch_sizes(uids)
+        small = [u for u in uids if u in sizes and sizes[u] <= self.max_message_bytes]
+        fetched = [Fetched(uid, raw, len(raw)) for uid, raw in await client.fetch(small)]
+        for uid in (u for u in uids if u in sizes and sizes[u] > self.max_message_bytes):
+            header = await client.fetch_header(uid)
+            if header is not None:
+                fetched.append(Fetched(uid, header, sizes[uid], problem=(
+                    f"message of {sizes[uid]} bytes exceeds limits.max_message_bytes "
+                    f"({self.max_message_bytes}); headers kept, the message stays in the quarantine folder"
+                )))
+        missing = set(uids) - {f.uid for f in fetched}
+        if missing:
+            log.warning("imap.fetch_incomplete", mailbox=self.settings.name, missing=sorted(missing)[:20])
+        if not fetched:
+            return {}
+        return await self.processor.process(self.settings, uidvalidity, fetched, self.stopping.is_set)
+
+    async def _move(self, client: Mailbox, uidvalidity: int, decided: dict[int, str]) -> int:
+        by_folder: dict[str, list[int]] = defaultdict(list)
+        for uid, folder in decided.items():
+            by_folder[folder].append(uid)
+        moved = 0
+        for folder, uids in by_folder.items():
+            await client.move(sorted(uids), folder)
+            known = await store.known_uids(self.processor.engine, self.settings.name, uidvalidity, uids)
+            await store.mark_moved(self.processor.engine, [k.id for k in known.values()])
+            moved += len(uids)
+        return moved
+
+    async def run_until_empty(self) -> RoundStats:
+        """Rounds until a round finds nothing (``run --once``)."""
+        total = RoundStats()
+        while True:
+            stats = await self._guarded_round()
+            total.seen += stats.seen
+            total.decided += stats.decided
+            total.moved += stats.moved
+            if stats.seen == 0 or stats.decided == 0 or self.stopping.is_set():
+                return total
+
+    async def run_forever(self) -> None:
+        """Rounds, each after a push (IDLE) or the poll interval, until :meth:`stop`."""
+        while not self.stopping.is_set():
+            await self._guarded_round()
+            if self.stopping.is_set():
+                break
+            try:
+                client = await self.connect()
+                waiter = asyncio.ensure_future(client.wait_for_changes(self.settings.poll_seconds))
+                stopper = asyncio.ensure_future(self.stopping.wait())
+                await asyncio.wait({waiter, stopper}, return_when=asyncio.FIRST_COMPLETED)
+                for task in (waiter, stopper):
+                    task.cancel()
+                if waiter.done() and not waiter.cancelled() and waiter.exception() is not None:
+                    raise waiter.exception()  # type: ignore[misc]
+            except TransportError as exc:
+                log.warning("imap.wait_failed", mailbox=self.settings.name, error=str(exc))
+                await self.drop()
+        await self.drop()
+
+    async def _guarded_round(self) -> RoundStats:
+        try:
+            return await self.run_once()
+        except TransportError as exc:
+            log.warning("imap.round_failed", mailbox=self.settings.name, error=str(exc),
+                        temporary=exc.temporary)
+            await self.drop()
+            if not exc.temporary:
+                raise
+            return RoundStats()
+
+    def stop(self) -> None:
+        self.stopping.set()

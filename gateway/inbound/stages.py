@@ -1,0 +1,132 @@
+"""The inbound stages before a case is touched. Each answers one question and returns an
+explicit outcome (see :mod:`gateway.inbound.context`); the pipeline records the trail."""
+
+from __future__ import annotations
+
+import hashlib
+
+import structlog
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from gateway.directory import get_contact
+from gateway.domain import Disposition
+from gateway.inbound.authenticate import dmarc_failed
+from gateway.inbound.bounces import record_bounce
+from gateway.inbound.classify import classify as classify_mail
+from gateway.inbound.context import Ctx, Deps, Finish, Next, Outcome, Quarantine, Reply
+from gateway.inbound.parse import ParsedMail
+from gateway.models import Case, InboundMessage, SecurityEvent
+from gateway.outbound.kinds import MailKind
+from gateway.threading.matcher import match_message
+
+log = structlog.get_logger(__name__)
+
+
+def fingerprint(mail: ParsedMail) -> str:
+    """What makes two deliveries the same mail: Message-ID aside, the content the sender wrote
+    (not the Received or Delivered-To lines each delivery adds)."""
+    digest = hashlib.sha256()
+    for part in (mail.from_address, mail.subject, mail.text_body, mail.html_body):
+        digest.update(part.encode("utf-8", "surrogatepass"))
+        digest.update(b"\x00")
+    for attachment in mail.attachments:
+        digest.update(hashlib.sha256(attachment.payload).digest())
+    return digest.hexdigest()
+
+
+async def check_parsed(ctx: Ctx, session: AsyncSession, deps: Deps) -> Outcome:
+    if ctx.parse_error is not None or ctx.parsed is None:
+        return Quarantine(ctx.parse_error or "message could not be parsed")
+    mail = ctx.mail
+    ctx.row.message_id = (mail.message_id or None) and mail.message_id[:998]
+    ctx.row.from_address = mail.from_address[:320] or None
+    ctx.row.subject = mail.subject[:2000]
+    ctx.row.content_hash = fingerprint(mail)
+    return Next(f"from {mail.from_address or '(none)'}")
+
+
+async def dedupe(ctx: Ctx, session: AsyncSession, deps: Deps) -> Outcome:
+    """The same mail delivered twice (two of our addresses, two mailboxes) is one update."""
+    if not ctx.row.message_id:
+        return Next("no Message-ID")
+    earlier = await session.scalar(
+        select(InboundMessage.id).where(
+            InboundMessage.message_id == ctx.row.message_id,
+            InboundMessage.content_hash == ctx.row.content_hash,
+            InboundMessage.id != ctx.row.id,
+            InboundMessage.disposition.is_not(None),
+        ).limit(1)
+    )
+    if earlier is not None:
+        return Finish(Disposition.DUPLICATE, f"same as inbound message {earlier}")
+    return Next()
+
+
+async def classify(ctx: Ctx, session: AsyncSession, deps: Deps) -> Outcome:
+    """Loops, bounces, auto-replies and list traffic are recorded and never answered."""
+    found = classify_mail(ctx.mail, our_domain=deps.settings.mail.id_domain,
+                          our_addresses=deps.our_addresses)
+    ctx.classification = found
+    if found.kind == "loop":
+        return Finish(Disposition.LOOP_DROPPED, found.reason)
+    if found.kind == "bounce":
+        detail = await record_bounce(session, deps.clock, ctx.row, found.bounce)
+        return Finish(Disposition.BOUNCE, f"{found.reason}; {detail}")
+    if found.kind in ("auto_reply", "list", "null_sender"):
+        return Finish(Disposition.AUTO_REPLY_IGNORED, found.reason)
+    return Next(found.reason or "a person's mail")
+
+
+async def match(ctx: Ctx, session: AsyncSession, deps: Deps) -> Outcome:
+    mail = ctx.mail
+    found = await match_message(
+        session, message_ids=[*mail.in_reply_to, *mail.references], subject=mail.subject,
+        text_body=mail.text_body, html_body=mail.html_body, keys=deps.keys,
+    )
+    for forged in found.forged:
+        await security_event(session, deps, ctx, "invalid_reference", f"token {forged!r} failed its MAC")
+    if found.ambiguous:
+        return Quarantine(f"refers to several cases: {', '.join(sorted(found.case_numbers))} ({found.via})")
+    if not found.case_numbers:
+        ctx.replies.append(Reply(MailKind.NEW_CASE_REFUSED, {"sender": sender_context(mail)}))
+        return Finish(Disposition.REFUSED_NEW_CASE, "no valid reference: cases are not opened by email")
+    number = next(iter(found.case_numbers))
+    case = (await session.execute(select(Case).where(Case.number == number))).unique().scalar_one_or_none()
+    if case is None:
+        return Quarantine(f"reference to case {number}, which does not exist")
+    ctx.case = case
+    ctx.row.case_id = case.id
+    return Next(f"case {number} by {found.via}")
+
+
+async def authorise(ctx: Ctx, session: AsyncSession, deps: Deps) -> Outcome:
+    """Only a designated contact of the case's organisation may update it; the refusal says
+    nothing about the case."""
+    assert ctx.case is not None
+    mail = ctx.mail
+    refuse = Finish(Disposition.REFUSED_UNAUTHORIZED, "")
+    reason = ""
+    if dmarc_failed(mail.headers, deps.settings.inbound.trusted_authserv_ids):
+        reason = "DMARC failed at a trusted authserv-id"
+    else:
+        contact = await get_contact(session, ctx.case.organisation_id, mail.from_address) \
+            if mail.from_address else None
+        if contact is None or not contact.designated:
+            reason = f"{mail.from_address or '(no sender)'} is not a designated contact"
+        else:
+            ctx.contact = contact
+            return Next(f"designated contact {contact.email}")
+    await security_event(session, deps, ctx, "unauthorized_sender",
+                         f"{reason}; valid reference to case {ctx.case.number}")
+    ctx.replies.append(Reply(MailKind.UNAUTHORIZED_SENDER, {"sender": sender_context(mail)}))
+    return Finish(refuse.disposition, reason)
+
+
+def sender_context(mail: ParsedMail) -> dict[str, str]:
+    return {"email": mail.from_address, "name": mail.from_name}
+
+
+async def security_event(session: AsyncSession, deps: Deps, ctx: Ctx, kind: str, detail: str) -> None:
+    log.warning("security_event", kind=kind, detail=detail, inbound_id=ctx.row.id, sender=ctx.sender)
+    session.add(SecurityEvent(at=deps.clock.now(), kind=kind, detail=detail, inbound_message_id=ctx.row.id))

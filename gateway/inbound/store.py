@@ -1,0 +1,129 @@
+"""Inbound rows: one per (mailbox, UIDVALIDITY, UID), written before any effect.
+
+The row is the gateway's promise that nothing is lost: it exists, with the raw bytes, before
+the pipeline runs; its ``attempts`` counter is committed before each run (so a message that
+crashes the process is still counted); its ``disposition`` is set in the same transaction as
+the message's effects; ``moved`` records that the IMAP copy reached its folder.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import insert, select, update
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
+
+from gateway.db import insert_ignoring_conflicts
+from gateway.inbound.parse import ParsedMail
+from gateway.models import InboundMessage, MailboxState
+
+
+@dataclass(frozen=True)
+class KnownUid:
+    id: int
+    uid: int
+    disposition: str | None
+    target_folder: str | None
+    moved: bool
+    attempts: int
+
+
+async def known_uids(
+    engine: AsyncEngine, mailbox: str, uidvalidity: int, uids: Sequence[int]
+) -> dict[int, KnownUid]:
+    found: dict[int, KnownUid] = {}
+    async with engine.connect() as conn:
+        for start in range(0, len(uids), 500):
+            chunk = list(uids[start : start + 500])
+            rows = await conn.execute(
+                select(InboundMessage.id, InboundMessage.uid, InboundMessage.disposition,
+                       InboundMessage.target_folder, InboundMessage.moved, InboundMessage.attempts)
+                .where(InboundMessage.mailbox == mailbox, InboundMessage.uidvalidity == uidvalidity,
+                       InboundMessage.uid.in_(chunk))
+            )
+            for r in rows.all():
+                found[r.uid] = KnownUid(r.id, r.uid, r.disposition, r.target_folder, r.moved, r.attempts)
+    return found
+
+
+async def store_raw(
+    engine: AsyncEngine,
+    *,
+    mailbox: str,
+    uidvalidity: int,
+    items: Iterable[tuple[int, bytes, int]],
+    received_at: datetime,
+) -> dict[int, int]:
+    """Insert a row per (uid, raw, size) not stored yet; returns uid -> row id for all of them."""
+    items = list(items)
+    if not items:
+        return {}
+    insert = insert_ignoring_conflicts(
+        engine.dialect.name, InboundMessage.__table__, ["mailbox", "uidvalidity", "uid"]
+    )
+    values = [
+        {"mailbox": mailbox, "uidvalidity": uidvalidity, "uid": uid, "raw": raw, "size": size,
+         "content_hash": "", "received_at": received_at, "trail": [], "attempts": 0, "moved": False}
+        for uid, raw, size in items
+    ]
+    async with engine.begin() as conn:
+        await conn.execute(insert, values)  # rows stored by an earlier run keep their first copy
+        rows = await conn.execute(
+            select(InboundMessage.uid, InboundMessage.id).where(
+                InboundMessage.mailbox == mailbox, InboundMessage.uidvalidity == uidvalidity,
+                InboundMessage.uid.in_([uid for uid, _, _ in items]),
+            )
+        )
+        return {uid: rid for uid, rid in rows.all()}
+
+
+async def begin_attempt(engine: AsyncEngine, row_id: int, mail: ParsedMail | None) -> None:
+    """Commit one more attempt before the pipeline runs, with what the row shows to people
+    (sender, subject, Message-ID), so even a message that keeps failing can be recognised."""
+    values: dict[str, object] = {"attempts": InboundMessage.attempts + 1}
+    if mail is not None:
+        values.update(from_address=mail.from_address[:320] or None, subject=mail.subject[:2000],
+                      message_id=(mail.message_id or "")[:998] or None)
+    async with engine.begin() as conn:
+        await conn.execute(update(InboundMessage).where(InboundMessage.id == row_id).values(**values))
+
+
+async def mark_moved(engine: AsyncEngine, row_ids: Sequence[int]) -> None:
+    if not row_ids:
+        return
+    async with engine.begin() as conn:
+        await conn.execute(
+            update(InboundMessage).where(InboundMessage.id.in_(list(row_ids))).values(moved=True)
+        )
+
+
+async def check_uidvalidity(
+    engine: AsyncEngine, mailbox: str, uidvalidity: int, now: datetime
+) -> int | None:
+    """Record the mailbox's UIDVALIDITY; return the previous one if it changed (else None).
+
+    After a change, UIDs mean different messages: rows stay keyed by the old value, and the
+    Message-ID + content dedupe keeps a re-fetched message from taking effect twice.
+    """
+    async with engine.begin() as conn:
+        old = (await conn.execute(
+            select(MailboxState.uidvalidity).where(MailboxState.mailbox == mailbox)
+        )).scalar_one_or_none()
+        if old is None:
+            await conn.execute(insert(MailboxState).values(
+                mailbox=mailbox, uidvalidity=uidvalidity, updated_at=now))
+            return None
+        if old != uidvalidity:
+            await conn.execute(update(MailboxState).where(MailboxState.mailbox == mailbox)
+                               .values(uidvalidity=uidvalidity, updated_at=now))
+            return int(old)
+        return None
+
+
+async def load(session: AsyncSession, row_id: int) -> InboundMessage:
+    row = await session.get(InboundMessage, row_id)
+    if row is None:
+        raise LookupError(f"inbound message {row_id} vanished")
+    return row

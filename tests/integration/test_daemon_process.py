@@ -1,0 +1,183 @@
+"""The daemon as a real process: killed with SIGKILL in the middle of 500 mails and restarted
+(each applied exactly once); `run` stopped with SIGTERM; the inbound and quarantine commands."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import sys
+from pathlib import Path
+
+import pytest
+from sqlalchemy import func, select
+
+from gateway.clock import FrozenClock
+from gateway.models import CaseEvent, InboundMessage, Outbox
+from tests.cli_helpers import Gateway
+from tests.mails import new_mail, reply, sent_mail
+from tests.plugins.smtp import smtp_settings
+from tests.servers.smtp import RecordingSmtpServer
+from tests.world import ANA, add_customer, open_case, open_world, settings_for, write_config
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+async def gateway_process(config: Path, *args: str) -> asyncio.subprocess.Process:
+    return await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "gateway",
+        "--config",
+        str(config),
+        *args,
+        cwd=ROOT,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+        start_new_session=True,
+    )
+
+
+async def read_until(
+    stream: asyncio.StreamReader, marker: bytes, count: int = 1, timeout: float = 120
+) -> None:
+    seen = 0
+
+    async def scan() -> None:
+        nonlocal seen
+        while seen < count:
+            line = await stream.readline()
+            if not line:
+                raise AssertionError(f"stream ended after {seen} of {count} {marker!r}")
+            seen += marker in line
+
+    await asyncio.wait_for(scan(), timeout)
+
+
+@pytest.fixture
+def settings(db_url: str, imap_account, smtp_server_thread: RecordingSmtpServer):
+    return settings_for(
+        db_url,
+        mailboxes=[imap_account.mailbox_settings(batch_size=50)],
+        smtp=smtp_settings(smtp_server_thread),
+        inbound={"parse_workers": 2},
+        limits={"auto_replies_per_sender_per_day": 1000},
+    )
+
+
+@pytest.mark.slow
+async def test_sigkill_mid_batch_then_restart_applies_each_once(
+    settings, imap_account, clock: FrozenClock, tmp_path: Path
+) -> None:
+    config = write_config(tmp_path / "gateway.toml", settings)
+    async with open_world(settings, clock) as app:
+        await add_customer(app)
+        cases = [await open_case(app, f"problem {i}") for i in range(5)]
+        originals = [await sent_mail(app, c.id) for c in cases]
+    mails = []
+    for i in range(500):
+        if i % 2 == 0:
+            mails.append(reply(originals[i % 5], sender=ANA, text=f"Update number {i}."))
+        else:
+            mails.append(new_mail(sender=f"stranger{i}@example.org", subject=f"New problem {i}", text="Help"))
+    imap_account.append_many(mails)
+
+    proc = await gateway_process(config, "run", "--once")
+    await read_until(proc.stderr, b"inbound.decided", count=120)
+    os.killpg(proc.pid, signal.SIGKILL)
+    await proc.wait()
+
+    async with open_world(settings, clock) as app:
+        async with app.sessions() as session:
+            decided = await session.scalar(
+                select(func.count())
+                .select_from(InboundMessage)
+                .where(InboundMessage.disposition.is_not(None))
+            )
+        assert 120 <= decided < 500
+        again = await gateway_process(config, "run", "--once")
+        _, err = await asyncio.wait_for(again.communicate(), 300)
+        assert again.returncode == 0, err.decode()[-2000:]
+        async with app.sessions() as session:
+            dispositions = dict(
+                (
+                    await session.execute(
+                        select(InboundMessage.disposition, func.count()).group_by(InboundMessage.disposition)
+                    )
+                ).all()
+            )
+            replies = (
+                await session.execute(
+                    select(CaseEvent.inbound_message_id, func.count())
+                    .where(CaseEvent.kind == "customer_reply")
+                    .group_by(CaseEvent.inbound_message_id)
+                )
+            ).all()
+            refusals = await session.scalar(
+                select(func.count()).select_from(Outbox).where(Outbox.kind == "new_case_refused")
+            )
+    assert dispositions == {"applied": 250, "refused_new_case": 250}
+    assert len(replies) == 250 and all(n == 1 for _, n in replies)
+    assert refusals == 250
+    assert imap_account.messages("INBOX") == []
+
+
+async def test_run_stops_cleanly_on_sigterm(
+    settings, imap_account, clock: FrozenClock, tmp_path: Path
+) -> None:
+    config = write_config(tmp_path / "gateway.toml", settings)
+    async with open_world(settings, clock) as app:
+        await add_customer(app)
+    imap_account.append(new_mail(sender="someone@example.org", subject="Hello", text="Open a case please"))
+    proc = await gateway_process(config, "run")
+    await read_until(proc.stderr, b"inbound.decided")
+    proc.send_signal(signal.SIGTERM)
+    out, _ = await asyncio.wait_for(proc.communicate(), 60)
+    assert proc.returncode == 0
+    assert out.decode().strip().endswith("stopped")
+    assert imap_account.messages("INBOX") == []
+
+
+def test_inbound_and_quarantine_commands(settings, imap_account, tmp_path: Path, db_url: str) -> None:
+    config = write_config(
+        tmp_path / "gateway.toml",
+        settings.model_copy(update={"limits": settings.limits.model_copy(update={"max_mime_depth": 2})}),
+    )
+    gw = Gateway(db_url)
+    gw.env["GATEWAY_CONFIG"] = str(config)
+    gw.ok("org", "add", "Acme Corp", "--tz", "UTC", "--country", "US")
+    deep = (
+        b"From: someone@example.org\r\nSubject: deep\r\nMIME-Version: 1.0\r\n"
+        b"Content-Type: multipart/mixed; boundary=a\r\n\r\n"
+        b"--a\r\nContent-Type: multipart/mixed; boundary=b\r\n\r\n"
+        b"--b\r\nContent-Type: multipart/mixed; boundary=c\r\n\r\n"
+        b"--c\r\nContent-Type: text/plain\r\n\r\nhi\r\n"
+        b"--c--\r\n--b--\r\n--a--\r\n"
+    )
+    imap_account.append(deep)
+    imap_account.append(new_mail(sender="someone@example.org", subject="Hello", text="Open a case please"))
+    assert "2 decided" in gw.ok("run", "--once").out
+    rows = gw.ok("inbound", "list", "--json").json()
+    assert sorted(r["disposition"] for r in rows) == ["quarantined", "refused_new_case"]
+    assert [
+        r["disposition"] for r in gw.ok("inbound", "list", "--disposition", "quarantined", "--json").json()
+    ] == ["quarantined"]
+    [quarantined] = gw.ok("quarantine", "list", "--json").json()
+    assert "depth" in quarantined["error"]
+    shown = gw.ok("inbound", "show", str(quarantined["id"]), "--json").json()
+    assert shown["trail"][0]["outcome"] == "quarantine"
+    assert "trail:" in gw.ok("inbound", "show", str(quarantined["id"])).out
+    assert (
+        "is refused_new_case, not quarantined"
+        in gw(
+            "quarantine",
+            "release",
+            str(rows[0]["id"] if rows[0]["disposition"] != "quarantined" else rows[1]["id"]),
+        ).err
+    )
+    assert "no inbound message 999" in gw("inbound", "show", "999").err
+    # the operator raises the limit and releases the message: it is decided anew
+    gw.env["GATEWAY_LIMITS__MAX_MIME_DEPTH"] = "10"
+    released = gw.ok("quarantine", "release", str(quarantined["id"]), "--json").json()
+    assert released["disposition"] == "refused_new_case"
+    assert gw.ok("quarantine", "list", "--json").json() == []

@@ -1,0 +1,116 @@
+"""Exactly-once effect when the process dies: after the commit and before the IMAP move, and
+between the fetch and the commit."""
+
+from __future__ import annotations
+
+import pytest
+from sqlalchemy import func, select
+
+from gateway.app import App
+from gateway.clock import FrozenClock
+from gateway.daemon import Daemon
+from gateway.inbound import processor as processor_module
+from gateway.inbound import runner as runner_module
+from gateway.models import CaseEvent, InboundMessage, Outbox
+from gateway.outbound.transport import MemoryTransport
+from tests.mails import new_mail, reply, sent_mail
+from tests.world import ANA, STRANGER, add_customer, open_case, open_world, settings_for
+
+
+class Crash(BaseException):
+    """Stands for the process dying: nothing in the gateway catches it."""
+
+
+@pytest.fixture
+async def app(db_url: str, imap_account, clock: FrozenClock):
+    settings = settings_for(db_url, mailboxes=[imap_account.mailbox_settings()])
+    async with open_world(settings, clock) as app:
+        await add_customer(app)
+        yield app
+
+
+async def effects(app: App, case_id: int) -> tuple[int, int, list[str]]:
+    async with app.sessions() as session:
+        replies = await session.scalar(
+            select(func.count())
+            .select_from(CaseEvent)
+            .where(CaseEvent.case_id == case_id, CaseEvent.kind == "customer_reply")
+        )
+        refusals = await session.scalar(
+            select(func.count()).select_from(Outbox).where(Outbox.kind == "new_case_refused")
+        )
+        dispositions = (
+            await session.scalars(select(InboundMessage.disposition).order_by(InboundMessage.uid))
+        ).all()
+    return replies or 0, refusals or 0, list(dispositions)
+
+
+async def test_crash_after_commit_before_move(
+    app: App, imap_account, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    case = await open_case(app)
+    imap_account.append(reply(await sent_mail(app, case.id), sender=ANA, text="Logs attached."))
+    imap_account.append(new_mail(sender=STRANGER, subject="Please open a case", text="Broken."))
+
+    async def crash(self, client, uidvalidity, decided):
+        raise Crash
+
+    with monkeypatch.context() as patch:
+        patch.setattr(runner_module.MailboxRunner, "_move", crash)
+        with pytest.raises(Crash):
+            await Daemon(app, transport=MemoryTransport()).run_once()
+    assert await effects(app, case.id) == (1, 1, ["applied", "refused_new_case"])
+    assert len(imap_account.messages("INBOX")) == 2  # committed, not moved
+
+    summary = await Daemon(app, transport=MemoryTransport()).run_once()
+    assert summary.inbound.moved == 2
+    assert await effects(app, case.id) == (1, 1, ["applied", "refused_new_case"])
+    assert imap_account.messages("INBOX") == []
+    assert len(imap_account.messages("Processed")) == 1 and len(imap_account.messages("Refused")) == 1
+
+
+async def test_crash_between_fetch_and_commit(
+    app: App, imap_account, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    case = await open_case(app)
+    imap_account.append(reply(await sent_mail(app, case.id), sender=ANA, text="Logs attached."))
+    real = processor_module.run_pipeline
+
+    async def crash_before_commit(*args, **kwargs):
+        await real(*args, **kwargs)  # every stage ran, the effects are in the transaction
+        raise Crash
+
+    with monkeypatch.context() as patch:
+        patch.setattr(processor_module, "run_pipeline", crash_before_commit)
+        with pytest.raises(Crash):
+            await Daemon(app, transport=MemoryTransport()).run_once()
+    async with app.sessions() as session:
+        row = (await session.scalars(select(InboundMessage))).one()
+    assert row.disposition is None and row.raw is not None and row.attempts == 1
+    assert (await effects(app, case.id))[0] == 0  # rolled back: no effect yet
+
+    await Daemon(app, transport=MemoryTransport()).run_once()
+    assert await effects(app, case.id) == (1, 0, ["applied"])
+    assert imap_account.messages("INBOX") == []
+
+
+async def test_message_failing_three_times_is_quarantined(app: App, imap_account, monkeypatch) -> None:
+    imap_account.append(new_mail(sender=STRANGER, subject="x", text="y"))
+    imap_account.append(new_mail(sender="other@example.org", subject="fine", text="fine"))
+
+    async def boom(session, deps, row, mailbox, parsed, parse_error=None):
+        if parsed is not None and parsed.subject == "x":
+            raise RuntimeError("stage exploded")
+        return await real(session, deps, row, mailbox, parsed, parse_error)
+
+    real = processor_module.run_pipeline
+    monkeypatch.setattr(processor_module, "run_pipeline", boom)
+    for _ in range(3):
+        await Daemon(app, transport=MemoryTransport()).run_once()
+    async with app.sessions() as session:
+        rows = {r.subject: r for r in (await session.scalars(select(InboundMessage))).all()}
+    assert rows["fine"].disposition == "refused_new_case"
+    assert rows["x"].disposition == "quarantined"
+    assert rows["x"].attempts == 3 and "stage exploded" in rows["x"].error
+    assert imap_account.messages("INBOX") == []
+    assert len(imap_account.messages("Quarantine")) == 1
