@@ -6,7 +6,6 @@ otherwise it runs until :meth:`Daemon.stop` (SIGINT/SIGTERM), finishing the mess
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import signal
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -44,6 +43,7 @@ class Daemon:
         self.open_mailbox = open_mailbox or (lambda settings: imap_connect(settings))
         self.transport = transport or SmtpTransport(app.settings.smtp)
         self.stopping = asyncio.Event()
+        self.mail_due = asyncio.Event()
         self.runners: list[MailboxRunner] = []
 
     def our_addresses(self) -> frozenset[str]:
@@ -59,7 +59,8 @@ class Daemon:
         processor = Processor(self.app.engine, self.app.sessions, deps, self.executor)
         self.runners = [
             MailboxRunner(box, processor, self.open_mailbox, self.app.clock,
-                          max_message_bytes=settings.limits.max_message_bytes)
+                          max_message_bytes=settings.limits.max_message_bytes,
+                          on_decided=self.mail_due.set)
             for box in settings.mailboxes
         ]
         return Sender(self.app.engine, self.transport, settings.outbox, self.app.clock,
@@ -106,8 +107,18 @@ class Daemon:
                              failed=stats.failed, expired=stats.expired)
             except Exception:  # the sender must outlive a database hiccup
                 log.exception("outbox.round_failed")
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self.stopping.wait(), self.app.settings.outbox.poll_seconds)
+            await self._wait_for_mail()
+
+    async def _wait_for_mail(self) -> None:
+        """Until inbound work may have queued mail, the daemon stops, or the poll interval ends."""
+        waiters = [asyncio.ensure_future(self.stopping.wait()), asyncio.ensure_future(self.mail_due.wait())]
+        try:
+            await asyncio.wait(waiters, timeout=self.app.settings.outbox.poll_seconds,
+                               return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for waiter in waiters:
+                waiter.cancel()
+        self.mail_due.clear()
 
     def stop(self) -> None:
         self.stopping.set()

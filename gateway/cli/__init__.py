@@ -48,6 +48,7 @@ def cli(ctx: click.Context, config_path: str | None) -> None:
 
 def _register() -> None:
     from gateway.cli import cases, db, directory, inbound, outbox, run
+    from gateway.demo.cli import demo
 
     cli.add_command(db.db)
     cli.add_command(directory.org)
@@ -57,6 +58,7 @@ def _register() -> None:
     cli.add_command(inbound.inbound)
     cli.add_command(inbound.quarantine)
     cli.add_command(run.run)
+    cli.add_command(demo)
 
 
 _register()

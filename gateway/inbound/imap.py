@@ -133,6 +133,8 @@ class AioImapMailbox:
         client, self._client = self._client, None
         if client is None:
             return
+        if self._error is None and client.has_pending_idle():
+            client.idle_done()  # a server in IDLE answers nothing but DONE
         if self._error is None and client.get_state() in ("AUTH", "SELECTED"):
             try:
                 await asyncio.wait_for(client.logout(), min(self._timeout, 5.0))

@@ -21,6 +21,8 @@ from gateway.outbound.kinds import MailGroup, MailKind
 from gateway.outbound.outbox import Mail
 
 AUTOMATIC_KINDS = [k.value for k in MailKind if k.spec.group is MailGroup.REPLY]
+ANONYMOUS = frozenset({MailKind.UNAUTHORIZED_SENDER, MailKind.NEW_CASE_REFUSED})
+"""Answers tied to no case, so that nothing, not even a reply to them, leads back to one."""
 
 
 async def respond(ctx: Ctx, session: AsyncSession, deps: Deps) -> list[str]:
@@ -42,7 +44,7 @@ async def respond(ctx: Ctx, session: AsyncSession, deps: Deps) -> list[str]:
         row = await deps.mailer.enqueue(session, Mail(
             kind=reply.kind, to=[(name, address)], context=reply.context,
             dedupe_key=dedupe.inbound_answer(ctx.row.id, reply.kind.value),
-            case_id=ctx.case.id if ctx.case is not None else None,
+            case_id=ctx.case.id if ctx.case is not None and reply.kind not in ANONYMOUS else None,
             inbound_message_id=ctx.row.id,
             in_reply_to=message_id or None,
             references=[*ctx.mail.references, message_id] if message_id else list(ctx.mail.references),
@@ -76,7 +78,7 @@ async def _over_limit(session: AsyncSession, deps: Deps, address: str) -> bool:
         select(func.count()).select_from(OutboxRecipient).join(Outbox).where(
             OutboxRecipient.address == address,
             Outbox.kind.in_(AUTOMATIC_KINDS),
-            Outbox.created_at >= since,
+            Outbox.created_at > since,
         )
     )
     return (count or 0) >= limit

@@ -47,6 +47,7 @@ class MailboxRunner:
         *,
         max_message_bytes: int,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        on_decided: Callable[[], None] | None = None,
     ) -> None:
         self.settings = settings
         self.processor = processor
@@ -54,6 +55,8 @@ class MailboxRunner:
         self.clock = clock
         self.max_message_bytes = max_message_bytes
         self.sleep = sleep
+        self.on_decided = on_decided
+        """Called after a batch was committed (the daemon wakes its sender: replies may be due)."""
         self.client: Mailbox | None = None
         self.stopping = asyncio.Event()
 
@@ -96,6 +99,8 @@ class MailboxRunner:
             batch = uids[start : start + self.settings.batch_size]
             decided = await self._batch(client, state.uidvalidity, batch)
             stats.decided += len(decided)
+            if decided and self.on_decided is not None:
+                self.on_decided()
             stats.moved += await self._move(client, state.uidvalidity, decided)
         return stats
 
@@ -143,7 +148,10 @@ class MailboxRunner:
     async def run_forever(self) -> None:
         """Rounds, each after a push (IDLE) or the poll interval, until :meth:`stop`."""
         while not self.stopping.is_set():
-            await self._guarded_round()
+            # Rounds until one finds nothing: mail that arrived during a round is reported in
+            # the responses to its MOVE commands, which the IMAP library drops, so IDLE would
+            # not hear of it. An empty round sends nothing but the search before IDLE.
+            await self.run_until_empty()
             if self.stopping.is_set():
                 break
             try:
