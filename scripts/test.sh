@@ -46,7 +46,12 @@ if [ ! -x .venv/bin/python ]; then
 fi
 .venv/bin/python -m pip install -q --disable-pip-version-check -e '.[test,demo]'
 
-# 4. Static checks, then the tests.
+# 4. Static checks; the real-world corpus through the pipeline (counts per disposition) when
+#    ../shared/corpus is there; then the tests.
 .venv/bin/ruff check .
 .venv/bin/mypy
+if [ -d ../shared/corpus ]; then
+  echo "== corpus check: ../shared/corpus"
+  .venv/bin/python scripts/corpus_check.py ../shared/corpus | grep -v '^    '
+fi
 exec .venv/bin/python -m pytest "$@"
