@@ -37,3 +37,28 @@ async def test_reply_is_applied(app: App, imap_account) -> None:
     assert events[-1].body == "Here are the logs you asked for."
     assert imap_account.messages("INBOX") == []
     assert len(imap_account.messages("Processed")) == 1
+
+
+async def test_several_mailboxes_and_the_same_mail_in_both(db_url: str, dovecot, imap_account, clock) -> None:
+    """Two configured mailboxes are both watched; a reply sent to both addresses is one update."""
+    import secrets
+
+    from tests.plugins.dovecot import ImapAccount
+
+    second = ImapAccount(dovecot, f"u{secrets.token_hex(6)}", secrets.token_urlsafe(12))
+    dovecot.add_user(second.username, second.password)
+    boxes = [imap_account.mailbox_settings(name="care"), second.mailbox_settings(name="support")]
+    async with open_world(settings_for(db_url, mailboxes=boxes), clock) as app:
+        await add_customer(app)
+        case = await open_case(app)
+        mail = reply(await sent_mail(app, case.id), sender=ANA, text="Sent to both of your addresses.")
+        imap_account.append(mail)
+        second.append(mail)
+        summary = await Daemon(app, transport=MemoryTransport()).run_once()
+        assert summary.inbound.decided == 2
+        async with app.sessions() as session:
+            rows = (await session.scalars(select(InboundMessage).order_by(InboundMessage.mailbox))).all()
+            events = await timeline(session, await get_case(session, case.number))
+    assert [(r.mailbox, r.disposition) for r in rows] == [("care", "applied"), ("support", "duplicate")]
+    assert [e.kind for e in events].count("customer_reply") == 1
+    assert imap_account.messages("INBOX") == [] and second.messages("INBOX") == []
