@@ -130,7 +130,7 @@ class LimitSettings(_Section):
 
 
 class OutboxSettings(_Section):
-    batch_size: int = Field(50, ge=1)
+    batch_size: int = Field(100, ge=1)
     lease_seconds: float = Field(300.0, gt=0)
     backoff_base_seconds: float = Field(60.0, gt=0)
     backoff_max_seconds: float = Field(3600.0, gt=0)

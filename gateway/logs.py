@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import logging
 import sys
+from typing import TextIO
 
 import structlog
 
 from gateway.config import LoggingSettings
 
 
-def configure_logging(settings: LoggingSettings) -> None:
+def configure_logging(settings: LoggingSettings, file: TextIO | None = None) -> None:
+    """Structured logs to ``file`` (default: whatever ``sys.stderr`` is when a line is written)."""
     level = getattr(logging, settings.level.upper())
     renderer: structlog.types.Processor = (
         structlog.processors.JSONRenderer() if settings.json_format
@@ -25,7 +27,7 @@ def configure_logging(settings: LoggingSettings) -> None:
             renderer,
         ],
         wrapper_class=structlog.make_filtering_bound_logger(level),
-        logger_factory=structlog.PrintLoggerFactory(file=_CurrentStderr()),  # type: ignore[arg-type]
+        logger_factory=structlog.PrintLoggerFactory(file=file or _CurrentStderr()),  # type: ignore[arg-type]
         cache_logger_on_first_use=False,
     )
 

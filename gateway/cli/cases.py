@@ -10,10 +10,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from gateway import cases
 from gateway.app import App
 from gateway.cli.context import CliContext
-from gateway.cli.output import case_dict, echo_json, event_dict
+from gateway.cli.output import case_dict, echo_json, event_dict, json_option
 from gateway.domain import CASE_TYPES, Environment, Severity
-
-json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 
 
 @click.group()

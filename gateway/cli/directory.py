@@ -7,9 +7,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from gateway import directory
 from gateway.cli.context import CliContext
-from gateway.cli.output import contact_dict, echo_json, echo_table, organisation_dict
-
-json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+from gateway.cli.output import contact_dict, echo_json, echo_table, json_option, organisation_dict
 
 
 @click.group()

@@ -9,14 +9,12 @@ from sqlalchemy import select
 
 from gateway.app import App
 from gateway.cli.context import CliContext
-from gateway.cli.output import echo_json, echo_table, iso
+from gateway.cli.output import echo_json, echo_table, iso, json_option
 from gateway.domain import Disposition
 from gateway.errors import NotFound
 from gateway.inbound.context import Deps
 from gateway.inbound.release import release
 from gateway.models import Case, InboundMessage
-
-json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 
 
 def inbound_dict(row: InboundMessage, case_number: str | None, full: bool = False) -> dict[str, Any]:

@@ -8,14 +8,12 @@ import click
 
 from gateway.app import App
 from gateway.cli.context import CliContext
-from gateway.cli.output import echo_json, echo_table, iso
+from gateway.cli.output import echo_json, echo_table, iso, json_option
 from gateway.domain import OutboxStatus
 from gateway.models import Outbox
 from gateway.outbound import outbox
 from gateway.outbound.sender import Sender
 from gateway.outbound.transport import SmtpTransport
-
-json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 
 
 def outbox_dict(row: Outbox) -> dict[str, Any]:

@@ -11,6 +11,9 @@ import click
 
 from gateway.models import Case, CaseEvent, Contact, Organisation
 
+json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+"""Every list and show command takes ``--json``."""
+
 
 def iso(value: datetime | None) -> str | None:
     return value.isoformat() if value is not None else None

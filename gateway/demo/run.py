@@ -16,11 +16,11 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import TextIO
 
-import structlog
 from sqlalchemy import func, select
 
 from gateway import migrate
 from gateway.app import App
+from gateway.config import LoggingSettings
 from gateway.daemon import Daemon
 from gateway.db import create_engine
 from gateway.demo import mails
@@ -28,6 +28,7 @@ from gateway.demo.servers import HOST, DemoError, ImapServer, SmtpSink
 from gateway.demo.story import ANA, Say, Story, latest_case
 from gateway.demo.workspace import CARE_ADDRESS, Ports, Workspace
 from gateway.domain import OutboxStatus
+from gateway.logs import configure_logging
 from gateway.models import Case, InboundMessage, Outbox, OutboxRecipient
 
 
@@ -168,18 +169,7 @@ class Demo:
 
 
 def _log_to(file: TextIO) -> None:
-    structlog.configure(
-        processors=[
-            structlog.contextvars.merge_contextvars,
-            structlog.processors.add_log_level,
-            structlog.processors.TimeStamper(fmt="iso", utc=True),
-            structlog.processors.format_exc_info,
-            structlog.dev.ConsoleRenderer(colors=False),
-        ],
-        wrapper_class=structlog.make_filtering_bound_logger(logging.INFO),
-        logger_factory=structlog.PrintLoggerFactory(file=file),
-        cache_logger_on_first_use=False,
-    )
+    configure_logging(LoggingSettings(level="info"), file)
     handler = logging.StreamHandler(file)
     handler.setLevel(logging.WARNING)
     logging.getLogger().addHandler(handler)

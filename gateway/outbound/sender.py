@@ -20,7 +20,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import structlog
-from sqlalchemy import and_, bindparam, or_, select, update
+from sqlalchemy import and_, bindparam, select, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from gateway.clock import Clock
@@ -86,62 +86,65 @@ class Sender:
         self._pg = engine.dialect.name == "postgresql"
 
     async def run_until_empty(self) -> SendStats:
-        """Send everything due now; return when nothing due is left (the burst mode tests use)."""
+        """Send everything due now; return when nothing due is left (the burst mode tests use).
+
+        Database work overlaps with sending: the next batch is claimed while this one is on the
+        wire, and this one's results are recorded while the next is. A crash loses nothing:
+        unrecorded rows keep their lease and are sent again (same Message-ID) when it ends.
+        """
         total = SendStats()
-        while True:
-            stats = await self.send_batch()
-            total.add(stats)
-            if stats.handled == 0:
-                return total
+        recording: asyncio.Future[SendStats] | None = None
+        batch = await self.claim(self.settings.batch_size)
+        while batch:
+            sending = asyncio.ensure_future(self._send_all(batch))
+            claiming = asyncio.ensure_future(self.claim(self.settings.batch_size))
+            try:
+                results = await sending
+                if recording is not None:
+                    total.add(await recording)
+                recording = asyncio.ensure_future(self._record(results))
+            finally:
+                batch = await claiming
+        if recording is not None:
+            total.add(await recording)
+        return total
 
     async def send_batch(self) -> SendStats:
+        """Claim, send and record one batch."""
         rows = await self.claim(self.settings.batch_size)
-        if not rows:
-            return SendStats()
+        return await self._record(await self._send_all(rows)) if rows else SendStats()
+
+    async def _send_all(
+        self, rows: list[Claimed]
+    ) -> list[tuple[Claimed, dict[str, Reply] | Exception | None]]:
         now = self.clock.now()
-        live = [row for row in rows if row.expires_at > now]
         gate = asyncio.Semaphore(self.concurrency)
 
-        async def one(row: Claimed) -> tuple[Claimed, dict[str, Reply] | Exception]:
+        async def one(row: Claimed) -> tuple[Claimed, dict[str, Reply] | Exception | None]:
+            if row.expires_at <= now:
+                return row, None  # too late: expire without sending
             async with gate:
                 return row, await self._deliver(row)
 
-        results = await asyncio.gather(*(one(r) for r in live))
-        expired = [(row, None) for row in rows if row.expires_at <= now]
-        return await self._record([*results, *expired])
+        return list(await asyncio.gather(*(one(r) for r in rows)))
 
     async def claim(self, limit: int) -> list[Claimed]:
+        """Lease up to ``limit`` due rows: pending ones first, then rows whose lease ran out
+        (their sender died). Two statements, so each can walk its index."""
         now = self.clock.now()
-        due = or_(
-            and_(Outbox.status == OutboxStatus.PENDING, Outbox.next_attempt_at <= now),
-            and_(Outbox.status == OutboxStatus.SENDING, Outbox.lease_until <= now),
-        )
-        pick = select(Outbox.id).where(due).order_by(Outbox.next_attempt_at, Outbox.id).limit(limit)
-        if self._pg:
-            pick = pick.with_for_update(skip_locked=True)
-        stmt = (
-            update(Outbox)
-            .where(Outbox.id.in_(pick.scalar_subquery()))
-            .values(
-                status=OutboxStatus.SENDING,
-                lease_until=now + timedelta(seconds=self.settings.lease_seconds),
-                claimed_by=self.worker_id,
-            )
-            .returning(
-                Outbox.id,
-                Outbox.data,
-                Outbox.envelope_from,
-                Outbox.message_id,
-                Outbox.expires_at,
-                Outbox.attempts,
-            )
-            .execution_options(synchronize_session=False)
-        )
+        lease = now + timedelta(seconds=self.settings.lease_seconds)
         async with self.engine.begin() as conn:
-            rows = {
-                r.id: Claimed(r.id, r.data, r.envelope_from, r.message_id, r.expires_at, r.attempts)
-                for r in (await conn.execute(stmt)).all()
-            }
+            rows: dict[int, Claimed] = {}
+            for due in (
+                and_(Outbox.status == OutboxStatus.PENDING, Outbox.next_attempt_at <= now),
+                and_(Outbox.status == OutboxStatus.SENDING, Outbox.lease_until <= now),
+            ):
+                if len(rows) >= limit:
+                    break
+                for r in (await conn.execute(self._claim_statement(due, limit - len(rows), lease))).all():
+                    rows[r.id] = Claimed(
+                        r.id, r.data, r.envelope_from, r.message_id, r.expires_at, r.attempts
+                    )
             if rows:
                 recipients = await conn.execute(
                     select(OutboxRecipient.id, OutboxRecipient.outbox_id, OutboxRecipient.address).where(
@@ -152,6 +155,25 @@ class Sender:
                 for rid, oid, address in recipients.all():
                     rows[oid].recipients[address] = rid
         return sorted(rows.values(), key=lambda r: r.id)
+
+    def _claim_statement(self, due: Any, limit: int, lease: datetime) -> Any:
+        pick = select(Outbox.id).where(due).order_by(Outbox.next_attempt_at, Outbox.id).limit(limit)
+        if self._pg:
+            pick = pick.with_for_update(skip_locked=True)
+        return (
+            update(Outbox)
+            .where(Outbox.id.in_(pick.scalar_subquery()))
+            .values(status=OutboxStatus.SENDING, lease_until=lease, claimed_by=self.worker_id)
+            .returning(
+                Outbox.id,
+                Outbox.data,
+                Outbox.envelope_from,
+                Outbox.message_id,
+                Outbox.expires_at,
+                Outbox.attempts,
+            )
+            .execution_options(synchronize_session=False)
+        )
 
     async def _deliver(self, row: Claimed) -> dict[str, Reply] | Exception:
         if not row.recipients:

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import socket
 import ssl
 from collections.abc import Awaitable, Callable, Sequence
@@ -240,6 +241,7 @@ async def _reset(smtp: aiosmtplib.SMTP) -> None:
         await smtp.rset()
 
 
+@functools.lru_cache(maxsize=4096)
 def _bad(address: str, *, empty_ok: bool = False) -> str | None:
     """Why ``address`` cannot go on an SMTP command line as it is, or None. aiosmtplib would
     quietly send ``b@x`` for ``"Name <b@x>"`` or ``"b@x\r\njunk"``: only a bare ASCII address
