@@ -16,10 +16,14 @@ apt_install() {
 
 pg_answers() { python3 -c 'import socket,sys; s=socket.socket(); s.settimeout(2); sys.exit(s.connect_ex(("127.0.0.1",5432)))'; }
 
-# 1. Dovecot: the tests start their own private instances from it.
-if ! command -v dovecot >/dev/null && [ ! -x /usr/sbin/dovecot ]; then
-  echo "== installing dovecot-imapd"
-  apt_install dovecot-imapd
+# 1. Dovecot: the tests start their own private instances from it; openssl makes their
+#    self-signed certificates.
+missing=()
+command -v dovecot >/dev/null || [ -x /usr/sbin/dovecot ] || missing+=(dovecot-imapd)
+command -v openssl >/dev/null || missing+=(openssl)
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "== installing ${missing[*]}"
+  apt_install "${missing[@]}"
 fi
 
 # 2. PostgreSQL at 127.0.0.1:5432 (trust for local test connections), unless one answers already.
