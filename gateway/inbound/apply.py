@@ -29,7 +29,9 @@ ESCALATION = re.compile(r"^\W*escalation\s+request\b", re.IGNORECASE)
 async def apply_update(ctx: Ctx, session: AsyncSession, deps: Deps) -> Outcome:
     assert ctx.case is not None and ctx.contact is not None
     case, mail = ctx.case, ctx.mail
-    text = await new_text(mail.text_body, mail.html_body, deps.settings.limits.max_new_text_chars)
+    text = ctx.new_text
+    if text is None:
+        text = await new_text(mail.text_body, mail.html_body, deps.settings.limits.max_new_text_chars)
     ctx.row.new_text = text
     now = deps.clock.now()
     case_ctx: dict[str, Any] = {"case": case_context(deps.settings, deps.keys[0], case),

@@ -68,6 +68,7 @@ class Ctx:
     row: InboundMessage
     parsed: ParsedMail | None
     parse_error: str | None = None
+    new_text: str | None = None
     classification: Classification | None = None
     case: Case | None = None
     contact: Contact | None = None

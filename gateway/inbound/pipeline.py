@@ -53,9 +53,12 @@ async def run_pipeline(
     mailbox: MailboxSettings,
     parsed: ParsedMail | None,
     parse_error: str | None = None,
+    *,
+    new_text: str | None = None,
 ) -> Ctx:
-    """Run the stages on ``row`` and record the outcome on it (the caller commits)."""
-    ctx = Ctx(row=row, parsed=parsed, parse_error=parse_error)
+    """Run the stages on ``row`` and record the outcome on it (the caller commits).
+    ``new_text`` is the reply's text with quotes stripped, if a worker did that already."""
+    ctx = Ctx(row=row, parsed=parsed, parse_error=parse_error, new_text=new_text)
     outcome: Outcome = Next()
     for name, stage in STAGES:
         outcome = await stage(ctx, session, deps)

@@ -25,6 +25,7 @@ from gateway.inbound import store
 from gateway.inbound.context import Deps
 from gateway.inbound.parse import ParsedMail, parse_message
 from gateway.inbound.pipeline import finish, run_pipeline
+from gateway.inbound.reply_text import new_text_now
 
 log = structlog.get_logger(__name__)
 
@@ -38,14 +39,30 @@ class Fetched:
     """Set when the message was not fetched whole (over the size limit): it is quarantined."""
 
 
-def parse_safely(raw: bytes, limits: LimitSettings) -> tuple[ParsedMail | None, str | None]:
-    """Runs in a worker process: the parsed mail, or why it cannot be processed."""
+@dataclass(frozen=True)
+class Parsed:
+    """What a worker process makes of a message's bytes."""
+
+    mail: ParsedMail | None
+    problem: str | None = None
+    """Why the message cannot be processed (it is quarantined)."""
+    new_text: str | None = None
+    """The sender's new words, quotes stripped (the CPU-heavy part of applying a reply)."""
+
+
+def parse_safely(raw: bytes, limits: LimitSettings) -> Parsed:
+    """Runs in a worker process: the parsed mail and its new text, or why it cannot be processed."""
     try:
-        return parse_message(raw, limits), None
+        mail = parse_message(raw, limits)
     except MessageRejected as exc:
-        return None, str(exc)
+        return Parsed(None, str(exc))
     except Exception as exc:  # the parser promises not to raise; a bug still must not stall us
-        return None, f"parser failed: {type(exc).__name__}: {exc}"
+        return Parsed(None, f"parser failed: {type(exc).__name__}: {exc}")
+    try:
+        text = new_text_now(mail.text_body, mail.html_body, limits.max_new_text_chars)
+    except Exception:  # worked out again, with a deadline, if the message is applied
+        text = None
+    return Parsed(mail, None, text)
 
 
 def parse_pool(workers: int) -> Executor | None:
@@ -81,32 +98,36 @@ class Processor:
         for f in given_up:
             done[f.uid] = await self._give_up(ids[f.uid], mailbox, known[f.uid].attempts)
         todo = [f for f in todo if known[f.uid].attempts < limit]
-        parsed = await asyncio.gather(*(self._parse(f) for f in todo))
-        for f, (mail, problem) in zip(todo, parsed, strict=True):
-            if should_stop():
-                break  # the rest stays undecided in the inbox for the next run
-            await store.begin_attempt(self.engine, ids[f.uid], mail)
-            folder = await self._one(ids[f.uid], mailbox, mail, problem, known[f.uid].attempts + 1)
-            if folder is not None:
-                done[f.uid] = folder
+        # Parsing runs ahead in the workers while the messages before are decided, in order.
+        parsing = [asyncio.ensure_future(self._parse(f)) for f in todo]
+        try:
+            for f, parse in zip(todo, parsing, strict=True):
+                if should_stop():
+                    break  # the rest stays undecided in the inbox for the next run
+                result = await parse
+                await store.begin_attempt(self.engine, ids[f.uid], result.mail)
+                folder = await self._one(ids[f.uid], mailbox, result, known[f.uid].attempts + 1)
+                if folder is not None:
+                    done[f.uid] = folder
+        finally:
+            for parse in parsing:
+                parse.cancel()
         return done
 
-    async def _parse(self, f: Fetched) -> tuple[ParsedMail | None, str | None]:
+    async def _parse(self, f: Fetched) -> Parsed:
         if f.problem is not None:
-            return None, f.problem
+            return Parsed(None, f.problem)
         limits = self.deps.settings.limits
         if self.executor is None:
             return await asyncio.to_thread(parse_safely, f.raw, limits)
         return await asyncio.get_running_loop().run_in_executor(self.executor, parse_safely, f.raw, limits)
 
-    async def _one(
-        self, row_id: int, mailbox: MailboxSettings, mail: ParsedMail | None, problem: str | None,
-        attempt: int,
-    ) -> str | None:
+    async def _one(self, row_id: int, mailbox: MailboxSettings, parsed: Parsed, attempt: int) -> str | None:
         try:
             async with self.sessions.begin() as session:
                 row = await store.load(session, row_id)
-                await run_pipeline(session, self.deps, row, mailbox, mail, problem)
+                await run_pipeline(session, self.deps, row, mailbox, parsed.mail, parsed.problem,
+                                   new_text=parsed.new_text)
             log.info("inbound.decided", inbound_id=row_id, disposition=row.disposition,
                      mailbox=mailbox.name)  # committed
             return row.target_folder

@@ -55,10 +55,20 @@ def strip_quotes(text: str) -> str:
     return reply
 
 
+def new_text_now(text_body: str, html_body: str, max_chars: int) -> str:
+    """:func:`new_text` without the deadline, for a worker process (input capped all the same)."""
+    mine = _own_part(text_body, html_body, max_chars)
+    return (strip_quotes(mine) or mine).strip()
+
+
+def _own_part(text_body: str, html_body: str, max_chars: int) -> str:
+    source = text_body if text_body.strip() else html_to_text(html_body, max_chars * 4)
+    return cap(above_marker(source.replace("\r\n", "\n").replace("\r", "\n")), max_chars)
+
+
 async def new_text(text_body: str, html_body: str, max_chars: int) -> str:
     """The customer's new words from a reply's bodies (plain text preferred)."""
-    source = text_body if text_body.strip() else html_to_text(html_body, max_chars * 4)
-    mine = cap(above_marker(source.replace("\r\n", "\n").replace("\r", "\n")), max_chars)
+    mine = _own_part(text_body, html_body, max_chars)
     try:
         stripped = await asyncio.wait_for(asyncio.to_thread(strip_quotes, mine), STRIP_TIMEOUT_SECONDS)
     except Exception:  # slow or failing, the library must not lose the update

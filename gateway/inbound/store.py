@@ -14,6 +14,7 @@ from datetime import datetime
 
 from sqlalchemy import insert, select, update
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
+from sqlalchemy.orm import defer
 
 from gateway.db import insert_ignoring_conflicts
 from gateway.inbound.parse import ParsedMail
@@ -123,7 +124,8 @@ async def check_uidvalidity(
 
 
 async def load(session: AsyncSession, row_id: int) -> InboundMessage:
-    row = await session.get(InboundMessage, row_id)
+    """The row without its raw bytes (the pipeline has them parsed already)."""
+    row = await session.get(InboundMessage, row_id, options=[defer(InboundMessage.raw)])
     if row is None:
         raise LookupError(f"inbound message {row_id} vanished")
     return row

@@ -98,10 +98,10 @@ async def test_message_failing_three_times_is_quarantined(app: App, imap_account
     imap_account.append(new_mail(sender=STRANGER, subject="x", text="y"))
     imap_account.append(new_mail(sender="other@example.org", subject="fine", text="fine"))
 
-    async def boom(session, deps, row, mailbox, parsed, parse_error=None):
+    async def boom(session, deps, row, mailbox, parsed, parse_error=None, **kwargs):
         if parsed is not None and parsed.subject == "x":
             raise RuntimeError("stage exploded")
-        return await real(session, deps, row, mailbox, parsed, parse_error)
+        return await real(session, deps, row, mailbox, parsed, parse_error, **kwargs)
 
     real = processor_module.run_pipeline
     monkeypatch.setattr(processor_module, "run_pipeline", boom)
