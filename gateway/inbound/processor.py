@@ -126,8 +126,9 @@ class Processor:
         try:
             async with self.sessions.begin() as session:
                 row = await store.load(session, row_id)
-                await run_pipeline(session, self.deps, row, mailbox, parsed.mail, parsed.problem,
-                                   new_text=parsed.new_text)
+                with session.no_autoflush:  # the row's fields go out once, not before every query
+                    await run_pipeline(session, self.deps, row, mailbox, parsed.mail, parsed.problem,
+                                       new_text=parsed.new_text)
             log.info("inbound.decided", inbound_id=row_id, disposition=row.disposition,
                      mailbox=mailbox.name)  # committed
             return row.target_folder
