@@ -131,6 +131,7 @@ class Daemon:
     async def _close(self) -> None:
         for runner in self.runners:
             await runner.drop()
+            await runner.release_mailbox()
         await self.transport.close()
         executor = getattr(self, "executor", None)
         if executor is not None:

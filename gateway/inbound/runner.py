@@ -11,11 +11,14 @@ dropped and a new one is made with randomised exponential backoff.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 from collections import defaultdict
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 import structlog
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncConnection
 from tenacity import AsyncRetrying, retry_if_exception_type, wait_random_exponential
 
 from gateway.clock import Clock
@@ -59,6 +62,9 @@ class MailboxRunner:
         """Called after a batch was committed (the daemon wakes its sender: replies may be due)."""
         self.client: Mailbox | None = None
         self.stopping = asyncio.Event()
+        self._lock: AsyncConnection | None = None
+        digest = hashlib.sha256(f"case-gateway:mailbox:{settings.name}".encode()).digest()
+        self._lock_key = int.from_bytes(digest[:8], "big", signed=True)
 
     async def connect(self) -> Mailbox:
         if self.client is not None and not self.client.broken:
@@ -82,8 +88,34 @@ class MailboxRunner:
         if client is not None:
             await client.close()
 
+    async def hold_mailbox(self) -> bool:
+        """On PostgreSQL, one replica at a time polls a mailbox: take (or keep) its advisory
+        lock, on a connection of its own held until :meth:`release_mailbox`. SQLite has one
+        writer process anyway."""
+        engine = self.processor.engine
+        if engine.dialect.name != "postgresql" or self._lock is not None:
+            return True
+        conn = await engine.connect()
+        conn = await conn.execution_options(isolation_level="AUTOCOMMIT")
+        if await conn.scalar(text("SELECT pg_try_advisory_lock(:key)"), {"key": self._lock_key}):
+            self._lock = conn
+            return True
+        await conn.close()
+        return False
+
+    async def release_mailbox(self) -> None:
+        conn, self._lock = self._lock, None
+        if conn is not None:
+            try:
+                await conn.execute(text("SELECT pg_advisory_unlock(:key)"), {"key": self._lock_key})
+            finally:
+                await conn.close()
+
     async def run_once(self) -> RoundStats:
         """One pass over the inbox folder: everything there now is decided and moved."""
+        if not await self.hold_mailbox():
+            log.info("imap.mailbox_held_elsewhere", mailbox=self.settings.name)
+            return RoundStats()
         client = await self.connect()
         state = await client.select(self.settings.folder)
         previous = await store.check_uidvalidity(self.processor.engine, self.settings.name,

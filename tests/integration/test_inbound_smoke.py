@@ -11,7 +11,7 @@ from gateway.clock import FrozenClock
 from gateway.daemon import Daemon
 from gateway.models import InboundMessage
 from gateway.outbound.transport import MemoryTransport
-from tests.mails import reply, sent_mail
+from tests.mails import new_mail, reply, sent_mail
 from tests.world import ANA, add_customer, open_case, open_world, settings_for
 
 
@@ -62,3 +62,22 @@ async def test_several_mailboxes_and_the_same_mail_in_both(db_url: str, dovecot,
     assert [(r.mailbox, r.disposition) for r in rows] == [("care", "applied"), ("support", "duplicate")]
     assert [e.kind for e in events].count("customer_reply") == 1
     assert imap_account.messages("INBOX") == [] and second.messages("INBOX") == []
+
+
+@pytest.mark.parametrize("db_url", ["postgresql"], indirect=True)
+async def test_one_replica_at_a_time_polls_a_mailbox(app: App, imap_account) -> None:
+    """On PostgreSQL a mailbox's advisory lock keeps a second daemon off it until released."""
+    first, second = Daemon(app, transport=MemoryTransport()), Daemon(app, transport=MemoryTransport())
+    await first._build()
+    await second._build()
+    holder = first.runners[0]
+    assert await holder.hold_mailbox()
+    imap_account.append(new_mail(sender="someone@example.org", subject="Hello", text="Open a case"))
+    try:
+        assert (await second.runners[0].run_once()).seen == 0  # another replica has it
+        assert len(imap_account.messages("INBOX")) == 1
+    finally:
+        await holder.release_mailbox()
+    assert (await second.runners[0].run_until_empty()).decided == 1
+    await first._close()
+    await second._close()
