@@ -34,6 +34,22 @@ def gw(db_url: str, smtp_server_thread: RecordingSmtpServer) -> Gateway:
     return gw
 
 
+def open_case(gw: Gateway, subject: str, severity: str) -> str:
+    """``case open`` for Ana; the new case's number."""
+    return gw.ok(
+        "case",
+        "open",
+        "--org",
+        "Acme Corp",
+        "--contact",
+        "ana@acme.example",
+        "--subject",
+        subject,
+        "--severity",
+        severity,
+    ).out.strip()
+
+
 def message(tmp_path: Path, text: str) -> str:
     path = tmp_path / f"message-{len(list(tmp_path.glob('message-*')))}.txt"
     path.write_text(text, encoding="utf-8")
@@ -47,18 +63,7 @@ def sent_subjects(server: RecordingSmtpServer) -> list[str]:
 def test_case_lifecycle_sends_each_mail(
     gw: Gateway, tmp_path: Path, smtp_server_thread: RecordingSmtpServer
 ) -> None:
-    number = gw.ok(
-        "case",
-        "open",
-        "--org",
-        "Acme Corp",
-        "--contact",
-        "ana@acme.example",
-        "--subject",
-        "Calls drop",
-        "--severity",
-        "high",
-    ).out.strip()
+    number = open_case(gw, "Calls drop", "high")
     steps = [
         (
             ["case", "reply", number, "--message-file", message(tmp_path, "We are looking into it.")],
@@ -114,18 +119,7 @@ def test_case_lifecycle_sends_each_mail(
 def test_reopen_refused_after_30_days(db_url: str, gw: Gateway) -> None:
     clock = FrozenClock(T0)
     gw.clock = clock
-    number = gw.ok(
-        "case",
-        "open",
-        "--org",
-        "Acme Corp",
-        "--contact",
-        "ana@acme.example",
-        "--subject",
-        "Old",
-        "--severity",
-        "low",
-    ).out.strip()
+    number = open_case(gw, "Old", "low")
     gw.ok("case", "close", number)
     clock.advance(days=30)
     result = gw("case", "reopen", number)
@@ -138,18 +132,7 @@ def test_reopen_refused_after_30_days(db_url: str, gw: Gateway) -> None:
 def test_care_action_errors(gw: Gateway, tmp_path: Path) -> None:
     empty = message(tmp_path, "   ")
     assert "no case 00000042" in gw("case", "reply", "42", "--message-file", message(tmp_path, "hi")).err
-    number = gw.ok(
-        "case",
-        "open",
-        "--org",
-        "Acme Corp",
-        "--contact",
-        "ana@acme.example",
-        "--subject",
-        "x",
-        "--severity",
-        "low",
-    ).out.strip()
+    number = open_case(gw, "x", "low")
     assert gw("case", "reply", number, "--message-file", empty).err.strip() == "error: the message is empty"
     assert "is not closed" in gw("case", "reopen", number).err
     gw.ok("case", "close", number)
@@ -159,18 +142,7 @@ def test_care_action_errors(gw: Gateway, tmp_path: Path) -> None:
 
 def test_outbox_retry(gw: Gateway, smtp_server_thread: RecordingSmtpServer) -> None:
     smtp_server_thread.refuse_recipient("ana@acme.example", "550 5.1.1 unknown user", times=1)
-    gw.ok(
-        "case",
-        "open",
-        "--org",
-        "Acme Corp",
-        "--contact",
-        "ana@acme.example",
-        "--subject",
-        "x",
-        "--severity",
-        "low",
-    )
+    open_case(gw, "x", "low")
     assert "failed 1" in gw.ok("outbox", "send").out
     [row] = gw.ok("outbox", "list", "--status", "failed", "--json").json()
     assert row["recipients"][0]["code"] == 550
@@ -184,30 +156,8 @@ def test_no_config_generates_and_keeps_a_reference_key(db_url: str) -> None:
     gw = Gateway(db_url)
     gw.ok("org", "add", "Acme Corp", "--tz", "UTC", "--country", "US")
     gw.ok("contact", "add", "ana@acme.example", "--org", "Acme Corp")
-    gw.ok(
-        "case",
-        "open",
-        "--org",
-        "Acme Corp",
-        "--contact",
-        "ana@acme.example",
-        "--subject",
-        "a",
-        "--severity",
-        "low",
-    )
-    gw.ok(
-        "case",
-        "open",
-        "--org",
-        "Acme Corp",
-        "--contact",
-        "ana@acme.example",
-        "--subject",
-        "b",
-        "--severity",
-        "low",
-    )
+    open_case(gw, "a", "low")
+    open_case(gw, "b", "low")
     subjects = [r["subject"] for r in gw.ok("outbox", "list", "--json").json()]
     tokens = sorted(s.split("]")[0] for s in subjects)
     assert tokens[0].startswith("[REF:00000001.") and tokens[1].startswith("[REF:00000002.")
