@@ -71,7 +71,7 @@ class ImapServer:
         command = [
             sys.executable, "-c", "from pymap.main import main; main()",
             "--host", HOST, "--port", str(port), "--no-tls",
-            "dict", "--demo-user", self.user, "--demo-password", self.password,
+            "dict", f"--demo-user={self.user}", f"--demo-password={self.password}",
         ]
         try:
             return subprocess.Popen(  # noqa: S603 (our own interpreter and arguments)

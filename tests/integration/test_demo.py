@@ -179,3 +179,19 @@ async def test_a_second_run_starts_fresh_and_keep_continues(tmp_path: Path) -> N
         assert "demo stopped: 1 case, 4 mails received, 4 mails sent" in rest
     finally:
         await kept.kill()
+
+
+async def test_demo_imap_server_takes_any_generated_password(tmp_path: Path) -> None:
+    """Generated passwords may start with "-"; pymap must not read them as an option."""
+    import imaplib
+
+    from gateway.demo.servers import HOST, ImapServer
+
+    server = ImapServer("care@cloud.example", "-dash-first-password", tmp_path / "imap.log")
+    await server.start(attempts=1)
+    try:
+        client = imaplib.IMAP4(HOST, server.port)
+        assert client.login("care@cloud.example", "-dash-first-password")[0] == "OK"
+        client.logout()
+    finally:
+        await server.stop()
