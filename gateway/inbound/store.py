@@ -12,7 +12,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import insert, select, update
+from sqlalchemy import bindparam, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 from sqlalchemy.orm import defer
 
@@ -39,10 +39,18 @@ async def known_uids(
         for start in range(0, len(uids), 500):
             chunk = list(uids[start : start + 500])
             rows = await conn.execute(
-                select(InboundMessage.id, InboundMessage.uid, InboundMessage.disposition,
-                       InboundMessage.target_folder, InboundMessage.moved, InboundMessage.attempts)
-                .where(InboundMessage.mailbox == mailbox, InboundMessage.uidvalidity == uidvalidity,
-                       InboundMessage.uid.in_(chunk))
+                select(
+                    InboundMessage.id,
+                    InboundMessage.uid,
+                    InboundMessage.disposition,
+                    InboundMessage.target_folder,
+                    InboundMessage.moved,
+                    InboundMessage.attempts,
+                ).where(
+                    InboundMessage.mailbox == mailbox,
+                    InboundMessage.uidvalidity == uidvalidity,
+                    InboundMessage.uid.in_(chunk),
+                )
             )
             for r in rows.all():
                 found[r.uid] = KnownUid(r.id, r.uid, r.disposition, r.target_folder, r.moved, r.attempts)
@@ -65,30 +73,60 @@ async def store_raw(
         engine.dialect.name, InboundMessage.__table__, ["mailbox", "uidvalidity", "uid"]
     )
     values = [
-        {"mailbox": mailbox, "uidvalidity": uidvalidity, "uid": uid, "raw": raw, "size": size,
-         "content_hash": "", "received_at": received_at, "trail": [], "attempts": 0, "moved": False}
+        {
+            "mailbox": mailbox,
+            "uidvalidity": uidvalidity,
+            "uid": uid,
+            "raw": raw,
+            "size": size,
+            "content_hash": "",
+            "received_at": received_at,
+            "trail": [],
+            "attempts": 0,
+            "moved": False,
+        }
         for uid, raw, size in items
     ]
     async with engine.begin() as conn:
         await conn.execute(insert, values)  # rows stored by an earlier run keep their first copy
         rows = await conn.execute(
             select(InboundMessage.uid, InboundMessage.id).where(
-                InboundMessage.mailbox == mailbox, InboundMessage.uidvalidity == uidvalidity,
+                InboundMessage.mailbox == mailbox,
+                InboundMessage.uidvalidity == uidvalidity,
                 InboundMessage.uid.in_([uid for uid, _, _ in items]),
             )
         )
         return {uid: rid for uid, rid in rows.all()}
 
 
-async def begin_attempt(engine: AsyncEngine, row_id: int, mail: ParsedMail | None) -> None:
-    """Commit one more attempt before the pipeline runs, with what the row shows to people
-    (sender, subject, Message-ID), so even a message that keeps failing can be recognised."""
-    values: dict[str, object] = {"attempts": InboundMessage.attempts + 1}
-    if mail is not None:
-        values.update(from_address=mail.from_address[:320] or None, subject=mail.subject[:2000],
-                      message_id=(mail.message_id or "")[:998] or None)
+async def begin_attempts(engine: AsyncEngine, items: Sequence[tuple[int, ParsedMail | None]]) -> None:
+    """Commit one more attempt for each row before the pipeline runs on it, with what the row
+    shows to people (sender, subject, Message-ID), so a message that keeps failing can be
+    recognised."""
+    if not items:
+        return
+    params = [
+        {
+            "rid": row_id,
+            "f": mail.from_address[:320] or None if mail else None,
+            "s": mail.subject[:2000] if mail else None,
+            "m": (mail.message_id or "")[:998] or None if mail else None,
+        }
+        for row_id, mail in items
+    ]
+    stmt = (
+        update(InboundMessage)
+        .where(InboundMessage.id == bindparam("rid"))
+        .values(
+            attempts=InboundMessage.attempts + 1,
+            from_address=bindparam("f"),
+            subject=bindparam("s"),
+            message_id=bindparam("m"),
+        )
+        .execution_options(synchronize_session=False)
+    )
     async with engine.begin() as conn:
-        await conn.execute(update(InboundMessage).where(InboundMessage.id == row_id).values(**values))
+        await conn.execute(stmt, params)
 
 
 async def mark_moved(engine: AsyncEngine, row_ids: Sequence[int]) -> None:
@@ -100,27 +138,37 @@ async def mark_moved(engine: AsyncEngine, row_ids: Sequence[int]) -> None:
         )
 
 
-async def check_uidvalidity(
-    engine: AsyncEngine, mailbox: str, uidvalidity: int, now: datetime
-) -> int | None:
+async def check_uidvalidity(engine: AsyncEngine, mailbox: str, uidvalidity: int, now: datetime) -> int | None:
     """Record the mailbox's UIDVALIDITY; return the previous one if it changed (else None).
 
     After a change, UIDs mean different messages: rows stay keyed by the old value, and the
     Message-ID + content dedupe keeps a re-fetched message from taking effect twice.
     """
     async with engine.begin() as conn:
-        old = (await conn.execute(
-            select(MailboxState.uidvalidity).where(MailboxState.mailbox == mailbox)
-        )).scalar_one_or_none()
+        old = (
+            await conn.execute(select(MailboxState.uidvalidity).where(MailboxState.mailbox == mailbox))
+        ).scalar_one_or_none()
         if old is None:
-            await conn.execute(insert(MailboxState).values(
-                mailbox=mailbox, uidvalidity=uidvalidity, updated_at=now))
+            await conn.execute(
+                insert(MailboxState).values(mailbox=mailbox, uidvalidity=uidvalidity, updated_at=now)
+            )
             return None
         if old != uidvalidity:
-            await conn.execute(update(MailboxState).where(MailboxState.mailbox == mailbox)
-                               .values(uidvalidity=uidvalidity, updated_at=now))
+            await conn.execute(
+                update(MailboxState)
+                .where(MailboxState.mailbox == mailbox)
+                .values(uidvalidity=uidvalidity, updated_at=now)
+            )
             return int(old)
         return None
+
+
+async def load_many(session: AsyncSession, row_ids: Sequence[int]) -> dict[int, InboundMessage]:
+    """Rows by id, without their raw bytes."""
+    rows = await session.scalars(
+        select(InboundMessage).where(InboundMessage.id.in_(list(row_ids))).options(defer(InboundMessage.raw))
+    )
+    return {row.id: row for row in rows}
 
 
 async def load(session: AsyncSession, row_id: int) -> InboundMessage:
