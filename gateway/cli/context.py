@@ -10,11 +10,9 @@ from typing import TypeVar
 
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
-from gateway import migrate
 from gateway.app import App, open_app
 from gateway.clock import Clock, SystemClock
 from gateway.config import Settings, load_settings
-from gateway.db import create_engine, session_factory
 
 T = TypeVar("T")
 
@@ -32,13 +30,8 @@ class CliContext:
         """Run ``work`` with an engine, refusing an out-of-date schema unless told not to."""
 
         async def go() -> T:
-            engine = create_engine(self.settings.database.url, echo=self.settings.database.echo)
-            try:
-                if check_schema:
-                    await migrate.check_schema(engine)
-                return await work(engine)
-            finally:
-                await engine.dispose()
+            async with open_app(self.settings, self.clock, check_schema=check_schema) as app:
+                return await work(app.engine)
 
         return asyncio.run(go())
 
@@ -54,8 +47,8 @@ class CliContext:
     def transaction(self, work: Callable[[AsyncSession], Awaitable[T]]) -> T:
         """Run ``work`` in one transaction: committed if it returns, rolled back if it raises."""
 
-        async def go(engine: AsyncEngine) -> T:
-            async with session_factory(engine).begin() as session:
+        async def go(app: App) -> T:
+            async with app.sessions.begin() as session:
                 return await work(session)
 
-        return self.run(go)
+        return self.with_app(go)

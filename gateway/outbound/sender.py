@@ -109,11 +109,6 @@ class Sender:
             total.add(await recording)
         return total
 
-    async def send_batch(self) -> SendStats:
-        """Claim, send and record one batch."""
-        rows = await self.claim(self.settings.batch_size)
-        return await self._record(await self._send_all(rows)) if rows else SendStats()
-
     async def _send_all(
         self, rows: list[Claimed]
     ) -> list[tuple[Claimed, dict[str, Reply] | Exception | None]]:
