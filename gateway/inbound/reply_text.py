@@ -5,15 +5,21 @@ everything above the line that carries it); then mail-parser-reply strips quotes
 signatures in the languages our customers write. mail-parser-reply is very slow on long lines
 (10 k characters: seconds), so its input is capped and wrapped, and it runs in a worker thread
 with a deadline; if it is too slow, the capped text is kept as it is.
+
+Its quote-header pattern (an alternation over every language) is tried at every character of
+the text, about 5 ms for 6 KB; yet each of its alternatives can only begin at the start of the
+text, at a line start or at a newline. :class:`LineStartPattern` tries it at those positions
+only, with the same matches (about 20 times faster; ``tests/unit/test_reply_text.py``).
 """
 
 from __future__ import annotations
 
 import asyncio
+import re
 import textwrap
-from functools import cache
+from typing import Any
 
-from mailparser_reply import EmailReplyParser
+from mailparser_reply.parser import EmailMessage
 
 from gateway.outbound.render import REPLY_MARKER
 from gateway.threading.text import html_to_text
@@ -24,9 +30,41 @@ STRIP_TIMEOUT_SECONDS = 5.0
 _MARKER_CORE = REPLY_MARKER.strip("- ").lower()
 
 
-@cache
-def _parser() -> EmailReplyParser:
-    return EmailReplyParser(languages=LANGUAGES)
+class LineStartPattern:
+    """``findall`` of mail-parser-reply's quote-header pattern, tried only where one of its
+    alternatives can begin: at the start of the text or of a line, on a newline, or on a dash
+    (the Danish ``-----Oprindelig meddelelse-----``). ``match`` at a position sees the text
+    before it, so ``^`` and look-behinds behave as in a full scan; the result is the list
+    ``pattern.findall`` returns. ``tests/unit/test_reply_text.py`` checks both that and that
+    every alternative of the installed library's pattern still begins in one of these ways."""
+
+    def __init__(self, pattern: re.Pattern[str]) -> None:
+        self.pattern = pattern
+
+    def findall(self, text: str) -> list[Any]:
+        found: list[Any] = []
+        pos = 0
+        for candidate in _CANDIDATES.finditer(text):
+            start = candidate.start()
+            if start < pos:
+                continue
+            m = self.pattern.match(text, start)
+            if m is not None:
+                found.append(_findall_item(m))
+                pos = m.end() if m.end() > start else start + 1
+        return found
+
+
+_CANDIDATES = re.compile(r"^|\n|-", re.MULTILINE)
+
+
+def _findall_item(m: re.Match[str]) -> Any:
+    groups = m.re.groups
+    if groups == 0:
+        return m.group(0)
+    if groups == 1:
+        return m.group(1) or ""
+    return tuple(g or "" for g in m.groups())
 
 
 def above_marker(text: str) -> str:
@@ -51,24 +89,26 @@ def cap(text: str, max_chars: int) -> str:
 
 def strip_quotes(text: str) -> str:
     """mail-parser-reply's reading of the reply (blocking; call through :func:`new_text`)."""
-    reply: str = _parser().parse_reply(text=text)
-    return reply
+    message = EmailMessage(text=text, languages=list(LANGUAGES))
+    message._header_regex = LineStartPattern(message.HEADER_REGEX)
+    reply: str | None = message.read().latest_reply
+    return reply or ""
 
 
 def new_text_now(text_body: str, html_body: str, max_chars: int) -> str:
     """:func:`new_text` without the deadline, for a worker process (input capped all the same)."""
-    mine = _own_part(text_body, html_body, max_chars)
+    mine = own_part(text_body, html_body, max_chars)
     return (strip_quotes(mine) or mine).strip()
 
 
-def _own_part(text_body: str, html_body: str, max_chars: int) -> str:
+def own_part(text_body: str, html_body: str, max_chars: int) -> str:
     source = text_body if text_body.strip() else html_to_text(html_body, max_chars * 4)
     return cap(above_marker(source.replace("\r\n", "\n").replace("\r", "\n")), max_chars)
 
 
 async def new_text(text_body: str, html_body: str, max_chars: int) -> str:
     """The customer's new words from a reply's bodies (plain text preferred)."""
-    mine = _own_part(text_body, html_body, max_chars)
+    mine = own_part(text_body, html_body, max_chars)
     try:
         stripped = await asyncio.wait_for(asyncio.to_thread(strip_quotes, mine), STRIP_TIMEOUT_SECONDS)
     except Exception:  # slow or failing, the library must not lose the update

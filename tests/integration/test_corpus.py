@@ -10,7 +10,12 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from mailparser_reply.parser import EmailMessage
 
+from gateway.config import LimitSettings
+from gateway.errors import MessageRejected
+from gateway.inbound.parse import parse_message
+from gateway.inbound.reply_text import LANGUAGES, LineStartPattern, own_part
 from scripts.corpus_check import (
     TOLERATED_MISSES,
     corpus_files,
@@ -45,3 +50,20 @@ async def test_every_corpus_mail_gets_a_disposition_through_the_pipeline(tmp_pat
     assert result.files == len(corpus_files(CORPUS)), summary
     assert result.ok, summary
     assert result.dispositions["bounce"] > 100, summary
+
+
+def test_fast_quote_header_scan_matches_the_full_scan_on_every_corpus_mail() -> None:
+    if not CORPUS.exists():
+        pytest.skip(f"no corpus at {CORPUS}")
+    pattern = EmailMessage(text="", languages=list(LANGUAGES)).HEADER_REGEX
+    limits = LimitSettings()
+    compared = 0
+    for path in corpus_files(CORPUS):
+        try:
+            mail = parse_message(path.read_bytes(), limits)
+        except MessageRejected:
+            continue
+        for text in (mail.text_body, own_part(mail.text_body, mail.html_body, 20_000)):
+            assert LineStartPattern(pattern).findall(text) == pattern.findall(text), path.name
+            compared += 1
+    assert compared > 1000

@@ -1,0 +1,115 @@
+"""Reply text: the fast quote-header scan finds exactly what mail-parser-reply's own scan finds."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from mailparser_reply.parser import EmailMessage
+
+from gateway.inbound.reply_text import LANGUAGES, LineStartPattern, new_text_now
+
+
+def header_pattern() -> re.Pattern[str]:
+    pattern: re.Pattern[str] = EmailMessage(text="", languages=list(LANGUAGES)).HEADER_REGEX
+    return pattern
+
+
+def top_level_alternatives(pattern: str) -> list[str]:
+    parts, depth, start, i = [], 0, 0, 0
+    in_class = False
+    while i < len(pattern):
+        c = pattern[i]
+        if c == "\\":
+            i += 2
+            continue
+        if in_class:
+            in_class = c != "]"
+        elif c == "[":
+            in_class = True
+        elif c == "(":
+            depth += 1
+        elif c == ")":
+            depth -= 1
+        elif c == "|" and depth == 0:
+            parts.append(pattern[start:i])
+            start = i + 1
+        i += 1
+    parts.append(pattern[start:])
+    return parts
+
+
+def test_every_alternative_of_the_installed_pattern_starts_where_the_scan_looks() -> None:
+    # LineStartPattern tries the pattern at line starts, newlines and dashes only: a new
+    # alternative in a later mail-parser-reply that can start elsewhere must fail here.
+    allowed = ("^", "(^", r"((?:(?:^|\n|\n(?:> ?)*)")
+    alternatives = top_level_alternatives(header_pattern().pattern)
+    assert len(alternatives) > 10
+    for alternative in alternatives:
+        assert alternative.startswith(allowed), alternative[:80]
+        if not alternative.startswith(("^", "(^", r"((?:(?:^|\n|\n(?:> ?)*)[* ]*")):
+            # the one optional prefix: "-----Oprindelig meddelelse-----", on a dash
+            assert alternative.startswith(r"((?:(?:^|\n|\n(?:> ?)*)?-----"), alternative[:80]
+
+
+LINES = [
+    "Thanks, the calls work again.",
+    "On Tue, 3 Mar 2026 at 10:00, Care <care@vendor.example> wrote:",
+    "On Tue, 3 Mar 2026 at 10:00, Care <care@vendor.example>",
+    "wrote:",
+    "> On Mon, Ana wrote:",
+    "Am 03.03.2026 um 10:00 schrieb Care <care@vendor.example>:",
+    "Le mar. 3 mars 2026 à 10:00, Care <care@vendor.example> a écrit :",
+    "El mar, 3 mar 2026 a las 10:00, Care escribió:",
+    "Il giorno mar 3 mar 2026 alle 10:00 Care ha scritto:",
+    "Op di 3 mrt 2026 om 10:00 schreef Care <care@vendor.example>:",
+    "2026年3月3日(火) 10:00 Care <care@vendor.example>:",
+    "Den tir. 3. mar. 2026 kl. 10.00 skrev Care <care@vendor.example>:",
+    "Dnia 3 marca 2026 Care napisał(a):",
+    "From: Care <care@vendor.example>", "Sent: Tuesday", "To: Ana", "Subject: Case 00001234",
+    "Von: Care", "Gesendet: Dienstag", "An: Ana", "Betreff: Fall",
+    "De : Care", "Envoyé : mardi", "De: Care", "Enviado: martes", "Para: Ana",
+    "Da: Care", "Inviato: martedì", "Van: Care", "Verzonden: dinsdag", "Aan: Ana",
+    "Fra: Care", "Sendt: tirsdag", "Til: Ana", "Emne: Sag", "Från: Care", "Skickat: tisdag",
+    "Od: Care", "Wysłano: wtorek", "Do: Ana",
+    "-----Oprindelig meddelelse-----", "se -----Oprindelig meddelelse-----",
+    "------Oprindelig meddelelse-----",
+    "----- Original Message -----", "-----Original Message-----", "- a list item", "--", "-- ",
+    "> quoted", ">> > From: x", "* From: x", "", " ", "a - b -- c", "x\u00a0y", "\u200b",
+]
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.lists(st.sampled_from(LINES) | st.text(alphabet="ab:->- \n\u00e9", max_size=12), max_size=25),
+       st.sampled_from(["\n", "\n\n", "\r\n"]))
+def test_same_matches_as_a_full_scan(lines: list[str], joiner: str) -> None:
+    pattern = header_pattern()
+    text = joiner.join(lines)
+    assert LineStartPattern(pattern).findall(text) == pattern.findall(text)
+
+
+@pytest.mark.parametrize("text", [
+    "\n".join(LINES),
+    "ok\nse -----Oprindelig meddelelse-----\nFra: a\nTil: b\nok",
+    "From: a\nTo: b\nFrom: c\nTo: d\n",
+    "",
+    "-",
+    "\n\n\n",
+])
+def test_same_matches_on_the_odd_cases(text: str) -> None:
+    pattern = header_pattern()
+    assert LineStartPattern(pattern).findall(text) == pattern.findall(text)
+
+
+def test_new_text_strips_the_quote_header_and_what_follows() -> None:
+    body = ("The agents can log in again, thanks.\n\nAna\n\n"
+            "On Tue, 3 Mar 2026 at 10:00, Care <care@vendor.example> wrote:\n> Please try again.\n")
+    assert new_text_now(body, "", 10_000) == "The agents can log in again, thanks.\n\nAna"
+
+
+def test_new_text_of_a_long_reply_keeps_it_whole() -> None:
+    words = ("calls drop after thirty seconds on the frankfurt queue " * 3).strip()
+    body = "\n".join(f"{n} {words}" for n in range(200))  # ~33 KB, no quote
+    assert new_text_now(body, "", 100_000) == body
