@@ -438,13 +438,18 @@ def child(args: argparse.Namespace) -> None:
     watch.start()
     profile = cProfile.Profile() if args.profile_out else None
     result = asyncio.run(_gateway(settings, profile))
+    result["loop_cpu"] = time.thread_time()  # the event loop's thread; the rest: pool and DB threads
     watch.done.set()
     watch.join()
-    result["main_peak_kb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    me = resource.getrusage(resource.RUSAGE_SELF)
+    result["main_peak_kb"] = me.ru_maxrss
+    result["main_cpu"] = me.ru_utime + me.ru_stime
     server = getattr(multiprocessing.forkserver, "_forkserver", None)
     if server is not None:
         server._stop()  # the forkserver reaps the workers; reaping it brings their peak here
-    result["children_peak_kb"] = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    children = resource.getrusage(resource.RUSAGE_CHILDREN)
+    result["children_peak_kb"] = children.ru_maxrss
+    result["children_cpu"] = children.ru_utime + children.ru_stime
     result["worker_peaks_kb"] = sorted(watch.peaks.values(), reverse=True)
     if profile is not None:
         out = io.StringIO()
@@ -534,6 +539,8 @@ def report(r: dict[str, Any]) -> None:
           f"{[round(k / 1024) for k in r['worker_peaks_kb']]}")
     print(f"  {'peak RSS children (RUSAGE_CHILDREN, after reaping)':<52} "
           f"{r['children_peak_kb'] / 1024:8.0f} MB")
+    print(f"  {'CPU per mail: gateway process (event loop) / workers':<52} {r['main_cpu'] * 1000 / n:8.2f} ms"
+          f" ({r['loop_cpu'] * 1000 / n:.2f}) / {r['children_cpu'] * 1000 / n:.2f} ms")
     print(f"  dispositions: {dict(sorted(r['dispositions'].items()))}")
     print(f"  folders after: {r['folders']}; answers sent to memory: {r['sent']}")
     total = sum(r["statements"].values())

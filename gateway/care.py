@@ -49,7 +49,8 @@ class Care:
         case = await self._case(session, number)
         now = self.clock.now()
         cases.close(case, now, CloseReason.RESOLVED)
-        event = await cases.add_event(session, case, self.clock, EventKind.CLOSED, cases.CARE, message)
+        event = cases.add_event(session, case, self.clock, EventKind.CLOSED, cases.CARE, message)
+        await session.flush()  # the event's id keys its mail
         await send_case_mail(session, self.mailer, case, MailKind.CASE_CLOSED,
                              dedupe_key=self._key(case, MailKind.CASE_CLOSED, event.id),
                              extra={"message": message, **closed_context(case)})
@@ -58,7 +59,8 @@ class Care:
     async def reopen(self, session: AsyncSession, number: str, message: str | None = None) -> Case:
         case = await self._case(session, number)
         cases.reopen(case, self.clock.now())
-        event = await cases.add_event(session, case, self.clock, EventKind.REOPENED, cases.CARE, message)
+        event = cases.add_event(session, case, self.clock, EventKind.REOPENED, cases.CARE, message)
+        await session.flush()  # the event's id keys its mail
         await send_case_mail(session, self.mailer, case, MailKind.CASE_REOPENED,
                              dedupe_key=self._key(case, MailKind.CASE_REOPENED, event.id),
                              extra={"message": message})
@@ -73,7 +75,8 @@ class Care:
         case = await self._case(session, number)
         cases.require_open(case)
         cases.set_status(case, status, self.clock.now())
-        event = await cases.add_event(session, case, self.clock, event_kind, cases.CARE, message)
+        event = cases.add_event(session, case, self.clock, event_kind, cases.CARE, message)
+        await session.flush()  # the event's id keys its mail
         await send_case_mail(session, self.mailer, case, mail_kind,
                              dedupe_key=self._key(case, mail_kind, event.id),
                              extra={"message": message})

@@ -89,7 +89,7 @@ async def open_case(
     session.add(case)
     await session.flush()
     case.number = format_number(case.id)
-    await add_event(session, case, clock, EventKind.OPENED, CARE, description)
+    add_event(session, case, clock, EventKind.OPENED, CARE, description)
     return case
 
 
@@ -108,7 +108,7 @@ async def timeline(session: AsyncSession, case: Case) -> Sequence[CaseEvent]:
     return (await session.execute(stmt)).scalars().all()
 
 
-async def add_event(
+def add_event(
     session: AsyncSession,
     case: Case,
     clock: Clock,
@@ -130,8 +130,7 @@ async def add_event(
         outbox_id=outbox_id,
         data=data,
     )
-    session.add(event)
-    await session.flush()
+    session.add(event)  # flushed with the rest of the transaction (flush first to read its id)
     return event
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import DateTime, event
+from sqlalchemy import DateTime, event, insert, inspect
 from sqlalchemy.engine import Dialect
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
@@ -84,3 +84,26 @@ def insert_ignoring_conflicts(dialect_name: str, table: Any, index_elements: lis
     from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
     return sqlite_insert(table).on_conflict_do_nothing(index_elements=index_elements)
+
+
+async def insert_new_in_bulk(session: AsyncSession, *classes: type[Any]) -> None:
+    """Insert the session's pending new objects of ``classes`` with one statement per class and
+    set of columns, in the order they were added, and take them out of the session.
+
+    The unit of work inserts one row per statement on SQLite, which cannot return the ids of a
+    multi-row INSERT in order; a group of inbound messages adds a hundred timeline events at a
+    time. The objects leave the session without their ids: only for rows that nothing in the
+    transaction reads back or points to through a relationship.
+    """
+    by_class: dict[type[Any], list[dict[str, Any]]] = {}
+    for obj in list(session.new):
+        if type(obj) not in classes:
+            continue
+        state = inspect(obj)
+        values = {a.key: state.dict[a.key] for a in state.mapper.column_attrs if a.key in state.dict}
+        by_class.setdefault(type(obj), []).append(values)
+        session.expunge(obj)
+    for cls in classes:
+        if cls in by_class:
+            # render_nulls: a None goes in as NULL rather than splitting the batch by key set
+            await session.execute(insert(cls).execution_options(render_nulls=True), by_class[cls])

@@ -38,7 +38,7 @@ async def apply_update(ctx: Ctx, session: AsyncSession, deps: Deps) -> Outcome:
                 "contact": contact_context(ctx.contact), "recipient_tz": case.organisation.timezone}
     if case.status == CaseStatus.CLOSED:
         return await _closed(ctx, session, deps, case, text, case_ctx)
-    await cases.add_event(session, case, deps.clock, EventKind.CUSTOMER_REPLY, ctx.contact.email, text,
+    cases.add_event(session, case, deps.clock, EventKind.CUSTOMER_REPLY, ctx.contact.email, text,
                           inbound_message_id=ctx.row.id,
                           data={"attachments": len(mail.attachments)} if mail.attachments else None)
     for part in mail.attachments:
@@ -64,11 +64,11 @@ async def _closed(
     assert ctx.contact is not None
     context = {**case_ctx, **closed_context(case), "message": text}
     if cases.reopenable(case, deps.clock.now()):
-        await cases.add_event(session, case, deps.clock, EventKind.REOPEN_REQUESTED, ctx.contact.email,
+        cases.add_event(session, case, deps.clock, EventKind.REOPEN_REQUESTED, ctx.contact.email,
                               text, inbound_message_id=ctx.row.id)
         ctx.replies.append(Reply(MailKind.CLOSED_CASE_REPLY, context))
         return Finish(Disposition.REFUSED_CLOSED_CASE, "case closed less than 30 days ago: re-open guidance")
-    await cases.add_event(session, case, deps.clock, EventKind.REOPEN_REFUSED, ctx.contact.email, text,
+    cases.add_event(session, case, deps.clock, EventKind.REOPEN_REFUSED, ctx.contact.email, text,
                           inbound_message_id=ctx.row.id)
     ctx.replies.append(Reply(MailKind.NOT_REOPENABLE, context))
     return Finish(Disposition.REFUSED_NOT_REOPENABLE, "case closed 30 days ago or more")
@@ -80,7 +80,7 @@ async def _escalate(
     assert ctx.contact is not None
     case.escalated = True
     case.escalated_at = deps.clock.now()
-    await cases.add_event(session, case, deps.clock, EventKind.ESCALATED, ctx.contact.email, text,
+    cases.add_event(session, case, deps.clock, EventKind.ESCALATED, ctx.contact.email, text,
                           inbound_message_id=ctx.row.id)
     address = deps.settings.mail.escalation_address
     ctx.replies.append(Reply(

@@ -3,23 +3,23 @@ recorded on that message (and on the case's timeline); it is never answered."""
 
 from __future__ import annotations
 
-from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from gateway import cases
 from gateway.clock import Clock
 from gateway.domain import EventKind, RecipientStatus
 from gateway.inbound.bounce import BounceReport
+from gateway.inbound.lookups import Lookups
 from gateway.models import Case, InboundMessage, Outbox, OutboxRecipient
 
 
 async def record_bounce(
-    session: AsyncSession, clock: Clock, row: InboundMessage, report: BounceReport | None
+    session: AsyncSession, lookups: Lookups, clock: Clock, row: InboundMessage, report: BounceReport | None
 ) -> str:
     if report is None or not report.recipients:
         return "no failed recipient found"
-    ids = [i for i in report.original_message_ids if i][:20]
-    outbound = (await session.scalars(select(Outbox).where(Outbox.message_id.in_(ids)))).all() if ids else []
+    ids = [i for i in report.original_message_ids if i][:20]  # as lookups.bounced_ids
+    outbound = await lookups.outbound(ids) if ids else []
     if not outbound:
         failed = ", ".join(r.address for r in report.recipients)
         return f"failed {failed}; the original message is not one of ours"
@@ -52,5 +52,5 @@ async def _case_event(
         return
     text = (f"Delivery of {message.kind} to {address} failed "
             f"({'permanently' if permanent else 'temporarily'}, status {status or 'unknown'})")
-    await cases.add_event(session, case, clock, EventKind.DELIVERY_FAILED, cases.SYSTEM, text,
+    cases.add_event(session, case, clock, EventKind.DELIVERY_FAILED, cases.SYSTEM, text,
                           inbound_message_id=inbound_id, outbox_id=message.id)

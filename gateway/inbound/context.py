@@ -11,10 +11,12 @@ from gateway.clock import Clock
 from gateway.config import Settings
 from gateway.domain import Disposition
 from gateway.inbound.classify import Classification
+from gateway.inbound.lookups import Lookups
 from gateway.inbound.parse import ParsedMail
 from gateway.models import Case, Contact, InboundMessage
 from gateway.outbound.kinds import MailKind
 from gateway.outbound.outbox import Mailer
+from gateway.threading.matcher import TokenScan
 
 
 @dataclass(frozen=True)
@@ -67,8 +69,10 @@ class Deps:
 class Ctx:
     row: InboundMessage
     parsed: ParsedMail | None
+    lookups: Lookups
     parse_error: str | None = None
     new_text: str | None = None
+    tokens: TokenScan | None = None
     classification: Classification | None = None
     case: Case | None = None
     contact: Contact | None = None

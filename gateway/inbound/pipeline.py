@@ -17,9 +17,11 @@ from gateway.domain import Disposition
 from gateway.inbound import stages
 from gateway.inbound.apply import apply_update
 from gateway.inbound.context import Ctx, Deps, Finish, Next, Outcome, Quarantine
+from gateway.inbound.lookups import Lookups
 from gateway.inbound.parse import ParsedMail
 from gateway.inbound.respond import respond
 from gateway.models import InboundMessage
+from gateway.threading.matcher import TokenScan
 
 Stage = Callable[[Ctx, AsyncSession, Deps], Awaitable[Outcome]]
 
@@ -55,10 +57,17 @@ async def run_pipeline(
     parse_error: str | None = None,
     *,
     new_text: str | None = None,
+    tokens: TokenScan | None = None,
+    lookups: Lookups | None = None,
 ) -> Ctx:
-    """Run the stages on ``row`` and record the outcome on it (the caller commits).
-    ``new_text`` is the reply's text with quotes stripped, if a worker did that already."""
-    ctx = Ctx(row=row, parsed=parsed, parse_error=parse_error, new_text=new_text)
+    """Run the stages on ``row`` and record the outcome on it (the caller flushes and commits).
+    ``new_text`` (the reply's text with quotes stripped) and ``tokens`` (its reference tokens)
+    are passed when a worker worked them out already; ``lookups`` when the caller prefetched
+    for a group of messages."""
+    if lookups is None:
+        lookups = Lookups(session, deps.clock.now())
+    ctx = Ctx(row=row, parsed=parsed, lookups=lookups, parse_error=parse_error, new_text=new_text,
+              tokens=tokens)
     outcome: Outcome = Next()
     for name, stage in STAGES:
         outcome = await stage(ctx, session, deps)

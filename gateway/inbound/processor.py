@@ -10,22 +10,28 @@ pipeline fails ``limits.pipeline_attempts`` times is quarantined with its error.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import multiprocessing
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Executor, ProcessPoolExecutor
 from dataclasses import dataclass
 
 import structlog
+from sqlalchemy import update
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from gateway.config import LimitSettings, MailboxSettings
+from gateway.db import insert_new_in_bulk
 from gateway.domain import Disposition
 from gateway.errors import MessageRejected
 from gateway.inbound import store
 from gateway.inbound.context import Deps
+from gateway.inbound.lookups import Expected, Lookups
 from gateway.inbound.parse import ParsedMail, parse_message
 from gateway.inbound.pipeline import finish, run_pipeline
 from gateway.inbound.reply_text import new_text_now
+from gateway.models import Attachment, CaseEvent, InboundMessage, SecurityEvent
+from gateway.threading.matcher import TokenScan, scan_tokens
 
 log = structlog.get_logger(__name__)
 
@@ -47,25 +53,44 @@ class Parsed:
     problem: str | None = None
     """Why the message cannot be processed (it is quarantined)."""
     new_text: str | None = None
-    """The sender's new words, quotes stripped (the CPU-heavy part of applying a reply)."""
+    """The sender's new words, quotes stripped (the CPU-heavy part of applying a reply); only
+    for a message that may be a reply to a case."""
+    tokens: TokenScan | None = None
+    """The reference tokens of its subject and body."""
 
 
-def parse_safely(raw: bytes, limits: LimitSettings) -> Parsed:
-    """Runs in a worker process: the parsed mail and its new text, or why it cannot be processed."""
+def parse_safely(raw: bytes, limits: LimitSettings, keys: Sequence[bytes] = ()) -> Parsed:
+    """Runs in a worker process: the parsed mail, its tokens and new text, or why it cannot be
+    processed. What is not worked out here (after an error) the pipeline works out itself."""
     try:
         mail = parse_message(raw, limits)
     except MessageRejected as exc:
         return Parsed(None, str(exc))
     except Exception as exc:  # the parser promises not to raise; a bug still must not stall us
         return Parsed(None, f"parser failed: {type(exc).__name__}: {exc}")
-    try:
-        text = new_text_now(mail.text_body, mail.html_body, limits.max_new_text_chars)
-    except Exception:  # worked out again, with a deadline, if the message is applied
-        text = None
-    return Parsed(mail, None, text)
+    tokens = text = None
+    with contextlib.suppress(Exception):
+        tokens = scan_tokens(mail.subject, mail.text_body, mail.html_body, keys)
+    if _may_be_applied(mail, tokens):
+        with contextlib.suppress(Exception):
+            text = new_text_now(mail.text_body, mail.html_body, limits.max_new_text_chars)
+    return Parsed(mail, None, text, tokens)
 
 
-GROUP_SIZE = 25
+def _may_be_applied(mail: ParsedMail, tokens: TokenScan | None) -> bool:
+    """Whether the message may reach the apply stage: not a bounce, and it refers to a case
+    (or we could not tell)."""
+    if mail.bounce is not None:
+        return False
+    if tokens is None or mail.in_reply_to or mail.references:
+        return True
+    return bool(tokens.subject or tokens.body)
+
+
+Parsing = dict[int, "asyncio.Future[Parsed]"]
+"""uid -> the message's parse, running in a worker."""
+
+GROUP_SIZE = 100
 """Messages decided in one transaction."""
 
 
@@ -97,6 +122,23 @@ def groups(todo: Sequence[Fetched], attempts: dict[int, int]) -> Iterator[list[F
         yield group
 
 
+DECIDED = ("message_id", "from_address", "subject", "content_hash", "case_id", "new_text", "disposition",
+           "trail", "processed_at", "target_folder", "error")
+"""The inbound row's columns the pipeline sets."""
+
+
+async def write_group(session: AsyncSession, rows: Sequence[InboundMessage]) -> None:
+    """What a group of messages changed, in a few statements: the cases and the outbox through
+    the unit of work; the timeline, attachments and security events, and the decided rows,
+    each in one executemany (row by row, SQLite would take a statement per message and each)."""
+    values = [{"id": row.id, **{key: getattr(row, key) for key in DECIDED}} for row in rows]
+    for row in rows:
+        session.expunge(row)
+    await insert_new_in_bulk(session, CaseEvent, Attachment, SecurityEvent)  # they point to old rows only
+    await session.flush()
+    await session.execute(update(InboundMessage), values)
+
+
 def parse_pool(workers: int) -> Executor | None:
     if workers <= 0:
         return None
@@ -116,14 +158,20 @@ class Processor:
         self.deps = deps
         self.executor = executor
 
+    def start_parsing(self, batch: Sequence[Fetched]) -> Parsing:
+        """Parse ``batch`` in the workers, from now on (parsing has no effect)."""
+        return {f.uid: asyncio.ensure_future(self._parse(f)) for f in batch}
+
     async def process(
         self,
         mailbox: MailboxSettings,
         uidvalidity: int,
         batch: Sequence[Fetched],
         should_stop: Callable[[], bool] = lambda: False,
+        parsing: Parsing | None = None,
     ) -> dict[int, str]:
-        """Decide every message of ``batch``; return uid -> IMAP folder for the decided ones."""
+        """Decide every message of ``batch``; return uid -> IMAP folder for the decided ones.
+        ``parsing``: what :meth:`start_parsing` started for the batch, if the caller did."""
         now = self.deps.clock.now()
         ids = await store.store_raw(
             self.engine,
@@ -145,7 +193,10 @@ class Processor:
             done[f.uid] = await self._give_up(ids[f.uid], mailbox, known[f.uid].attempts)
         todo = [f for f in todo if known[f.uid].attempts < limit]
         # Parsing runs ahead in the workers while the messages before are decided, in order.
-        parsing = {f.uid: asyncio.ensure_future(self._parse(f)) for f in todo}
+        parsing = dict(parsing or {})
+        for f in todo:
+            if f.uid not in parsing:
+                parsing[f.uid] = asyncio.ensure_future(self._parse(f))
         try:
             for group in groups(todo, {uid: k.attempts for uid, k in known.items()}):
                 if should_stop():
@@ -163,46 +214,61 @@ class Processor:
     async def _parse(self, f: Fetched) -> Parsed:
         if f.problem is not None:
             return Parsed(None, f.problem)
-        limits = self.deps.settings.limits
+        limits, keys = self.deps.settings.limits, self.deps.keys
         if self.executor is None:
-            return await asyncio.to_thread(parse_safely, f.raw, limits)
-        return await asyncio.get_running_loop().run_in_executor(self.executor, parse_safely, f.raw, limits)
+            return await asyncio.to_thread(parse_safely, f.raw, limits, keys)
+        return await asyncio.get_running_loop().run_in_executor(self.executor, parse_safely, f.raw, limits,
+                                                                keys)
 
     async def _decide(self, mailbox: MailboxSettings, items: list[Item]) -> dict[int, str]:
-        """Decide a group in one transaction. A message whose pipeline raises is taken out (its
-        error recorded, quarantined at the attempt limit) and the others run again: nothing of
-        theirs was committed, so nothing happens twice."""
+        """Decide a group in one transaction: what the stages ask the database is fetched for
+        the whole group first, and what they write goes out in one flush at the end.
+
+        A message whose pipeline raises is taken out (its error recorded, quarantined at the
+        attempt limit) and the others run again: nothing of theirs was committed, so nothing
+        happens twice. When the flush or the commit fails, no message can be blamed: each is
+        then decided alone, which pins the failure on the one that causes it."""
         remaining = list(items)
         decided: dict[int, str] = {}
         while remaining:
             current: Item | None = None
+            phase = "load"
             try:
                 outcome: list[tuple[Item, str | None, str | None]] = []
                 async with self.sessions.begin() as session:
                     rows = await store.load_many(session, [i.row_id for i in remaining])
-                    for current in remaining:
-                        row = rows[current.row_id]
-                        with session.no_autoflush:  # the row's fields go out once
+                    lookups = await Lookups.prefetch(session, self.deps.clock.now(), [
+                        Expected(i.row_id, i.parsed.mail, i.parsed.tokens) for i in remaining
+                    ])
+                    phase = "message"
+                    with session.no_autoflush:  # one flush for the group
+                        for current in remaining:
+                            row = rows[current.row_id]
                             await run_pipeline(
-                                session,
-                                self.deps,
-                                row,
-                                mailbox,
-                                current.parsed.mail,
-                                current.parsed.problem,
-                                new_text=current.parsed.new_text,
+                                session, self.deps, row, mailbox, current.parsed.mail,
+                                current.parsed.problem, new_text=current.parsed.new_text,
+                                tokens=current.parsed.tokens, lookups=lookups,
                             )
-                        await session.flush()  # the next message's dedupe must see this one
-                        outcome.append((current, row.disposition, row.target_folder))
+                            lookups.remember(row)
+                            outcome.append((current, row.disposition, row.target_folder))
+                    current, phase = None, "commit"
+                    await write_group(session, [rows[i.row_id] for i in remaining])
             except Exception as exc:  # one bad message must not stop the mailbox
-                if current is None:
+                if phase == "load":
                     log.exception("inbound.group_failed", mailbox=mailbox.name)
                     return decided  # undecided: found again next round
-                log.exception("inbound.pipeline_failed", inbound_id=current.row_id, attempt=current.attempt)
-                await self._record_error(current.row_id, f"{type(exc).__name__}: {exc}")
-                if current.attempt >= self.deps.settings.limits.pipeline_attempts:
-                    decided[current.uid] = await self._give_up(current.row_id, mailbox, current.attempt)
-                remaining.remove(current)
+                if current is None and len(remaining) > 1:
+                    log.warning("inbound.group_commit_failed", mailbox=mailbox.name, size=len(remaining),
+                                error=f"{type(exc).__name__}: {exc}")
+                    for item in remaining:
+                        decided.update(await self._decide(mailbox, [item]))
+                    return decided
+                culprit = current or remaining[0]
+                log.exception("inbound.pipeline_failed", inbound_id=culprit.row_id, attempt=culprit.attempt)
+                await self._record_error(culprit.row_id, f"{type(exc).__name__}: {exc}")
+                if culprit.attempt >= self.deps.settings.limits.pipeline_attempts:
+                    decided[culprit.uid] = await self._give_up(culprit.row_id, mailbox, culprit.attempt)
+                remaining.remove(culprit)
                 continue
             for item, disposition, folder in outcome:  # committed
                 log.info(

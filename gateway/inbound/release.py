@@ -31,12 +31,12 @@ async def release(session: AsyncSession, deps: Deps, inbound_id: int) -> Ctx:
     if row.raw is None or len(row.raw) < row.size:
         raise PolicyViolation(f"inbound message {inbound_id} was too large to keep whole "
                               f"({row.size} bytes); handle it from the quarantine folder")
-    parsed = parse_safely(row.raw, deps.settings.limits)
+    parsed = parse_safely(row.raw, deps.settings.limits, deps.keys)
     row.disposition = None
     row.error = None
     mailbox = mailbox_settings(deps.settings, row.mailbox)
     ctx = await run_pipeline(session, deps, row, mailbox, parsed.mail, parsed.problem,
-                             new_text=parsed.new_text)
+                             new_text=parsed.new_text, tokens=parsed.tokens)
     ctx.trail.insert(0, {"stage": "release", "outcome": "continue", "detail": "released from quarantine"})
     row.trail = ctx.trail
     row.moved = True  # nothing to move: the copy stays where it is

@@ -7,20 +7,15 @@ forged mail, cannot make us a spam cannon. We never answer an empty sender or ou
 
 from __future__ import annotations
 
-from datetime import timedelta
-
-from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from gateway.errors import InvalidValue
 from gateway.inbound.context import Ctx, Deps
-from gateway.models import Outbox, OutboxRecipient
 from gateway.outbound import dedupe
 from gateway.outbound.compose import check_address, check_message_id
-from gateway.outbound.kinds import MailGroup, MailKind
+from gateway.outbound.kinds import MailKind
 from gateway.outbound.outbox import Mail
 
-AUTOMATIC_KINDS = [k.value for k in MailKind if k.spec.group is MailGroup.REPLY]
 ANONYMOUS = frozenset({MailKind.UNAUTHORIZED_SENDER, MailKind.NEW_CASE_REFUSED})
 """Answers tied to no case, so that nothing, not even a reply to them, leads back to one."""
 
@@ -37,19 +32,25 @@ async def respond(ctx: Ctx, session: AsyncSession, deps: Deps) -> list[str]:
         if not _deliverable(address):
             notes.append(f"{reply.kind.value}: not sent (cannot send to {address!r})")
             continue
-        if reply.automatic and await _over_limit(session, deps, address):
+        limit = deps.settings.limits.auto_replies_per_sender_per_day
+        if reply.automatic and await ctx.lookups.answers_today(address) >= limit:
             notes.append(f"{reply.kind.value}: not sent (rate limit for {address})")
             continue
+        key = dedupe.inbound_answer(ctx.row.id, reply.kind.value)
+        if await ctx.lookups.answered(ctx.row.id, key):
+            notes.append(f"{reply.kind.value}: queued before")
+            continue
         message_id = _valid_message_id(ctx.mail.message_id)
-        row = await deps.mailer.enqueue(session, Mail(
+        await deps.mailer.enqueue(session, Mail(
             kind=reply.kind, to=[(name, address)], context=reply.context,
-            dedupe_key=dedupe.inbound_answer(ctx.row.id, reply.kind.value),
+            dedupe_key=key,
             case_id=ctx.case.id if ctx.case is not None and reply.kind not in ANONYMOUS else None,
             inbound_message_id=ctx.row.id,
             in_reply_to=message_id or None,
             references=[*ctx.mail.references, message_id] if message_id else list(ctx.mail.references),
-        ))
-        notes.append(f"{reply.kind.value}: queued as outbox {row.id} to {address}")
+        ), known_new=True)
+        ctx.lookups.count_answer(reply.kind, address)
+        notes.append(f"{reply.kind.value}: queued to {address}")
     return notes
 
 
@@ -69,16 +70,3 @@ def _valid_message_id(message_id: str | None) -> str | None:
         return check_message_id(message_id)
     except InvalidValue:
         return None
-
-
-async def _over_limit(session: AsyncSession, deps: Deps, address: str) -> bool:
-    limit = deps.settings.limits.auto_replies_per_sender_per_day
-    since = deps.clock.now() - timedelta(hours=24)
-    count = await session.scalar(
-        select(func.count()).select_from(OutboxRecipient).join(Outbox).where(
-            OutboxRecipient.address == address,
-            Outbox.kind.in_(AUTOMATIC_KINDS),
-            Outbox.created_at > since,
-        )
-    )
-    return (count or 0) >= limit

@@ -26,11 +26,23 @@ from gateway.config import MailboxSettings
 from gateway.errors import TemporaryTransportError, TransportError
 from gateway.inbound import store
 from gateway.inbound.imap_types import Mailbox
-from gateway.inbound.processor import Fetched, Processor
+from gateway.inbound.processor import Fetched, Parsing, Processor
 
 log = structlog.get_logger(__name__)
 
 MailboxFactory = Callable[[MailboxSettings], Awaitable[Mailbox]]
+
+
+@dataclass
+class Ahead:
+    """A batch fetched, its parsing started."""
+
+    fetched: list[Fetched]
+    parsing: Parsing
+
+    def cancel(self) -> None:
+        for task in self.parsing.values():
+            task.cancel()
 
 
 @dataclass
@@ -125,18 +137,33 @@ class MailboxRunner:
                         new=state.uidvalidity)
         uids = await client.search_uids(1)
         stats = RoundStats(seen=len(uids))
-        for start in range(0, len(uids), self.settings.batch_size):
-            if self.stopping.is_set():
-                break
-            batch = uids[start : start + self.settings.batch_size]
-            decided = await self._batch(client, state.uidvalidity, batch)
-            stats.decided += len(decided)
-            if decided and self.on_decided is not None:
-                self.on_decided()
-            stats.moved += await self._move(client, state.uidvalidity, decided)
+        size = self.settings.batch_size
+        batches = [uids[start : start + size] for start in range(0, len(uids), size)]
+        # One batch ahead: the next batch is fetched and parsing in the workers while this
+        # one is decided and moved.
+        ahead: Ahead | None = None
+        try:
+            for batch in [*batches, None]:
+                if self.stopping.is_set():
+                    break
+                current, ahead = ahead, None
+                if batch is not None:
+                    fetched = await self._fetch(client, batch)
+                    ahead = Ahead(fetched, self.processor.start_parsing(fetched))
+                if current is None or not current.fetched:
+                    continue
+                decided = await self.processor.process(self.settings, state.uidvalidity, current.fetched,
+                                                       self.stopping.is_set, current.parsing)
+                stats.decided += len(decided)
+                if decided and self.on_decided is not None:
+                    self.on_decided()
+                stats.moved += await self._move(client, state.uidvalidity, decided)
+        finally:
+            if ahead is not None:
+                ahead.cancel()
         return stats
 
-    async def _batch(self, client: Mailbox, uidvalidity: int, uids: list[int]) -> dict[int, str]:
+    async def _fetch(self, client: Mailbox, uids: list[int]) -> list[Fetched]:
         sizes = await client.fetch_sizes(uids)
         small = [u for u in uids if u in sizes and sizes[u] <= self.max_message_bytes]
         fetched = [Fetched(uid, raw, len(raw)) for uid, raw in await client.fetch(small)]
@@ -150,9 +177,7 @@ class MailboxRunner:
         missing = set(uids) - {f.uid for f in fetched}
         if missing:
             log.warning("imap.fetch_incomplete", mailbox=self.settings.name, missing=sorted(missing)[:20])
-        if not fetched:
-            return {}
-        return await self.processor.process(self.settings, uidvalidity, fetched, self.stopping.is_set)
+        return fetched
 
     async def _move(self, client: Mailbox, uidvalidity: int, decided: dict[int, str]) -> int:
         by_folder: dict[str, list[int]] = defaultdict(list)

@@ -6,19 +6,17 @@ from __future__ import annotations
 import hashlib
 
 import structlog
-from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from gateway.directory import get_contact
 from gateway.domain import Disposition
 from gateway.inbound.authenticate import dmarc_failed
 from gateway.inbound.bounces import record_bounce
 from gateway.inbound.classify import classify as classify_mail
 from gateway.inbound.context import Ctx, Deps, Finish, Next, Outcome, Quarantine, Reply
 from gateway.inbound.parse import ParsedMail
-from gateway.models import Case, InboundMessage, SecurityEvent
+from gateway.models import SecurityEvent
 from gateway.outbound.kinds import MailKind
-from gateway.threading.matcher import match_message
+from gateway.threading.matcher import match_message, scan_tokens
 
 log = structlog.get_logger(__name__)
 
@@ -50,14 +48,7 @@ async def dedupe(ctx: Ctx, session: AsyncSession, deps: Deps) -> Outcome:
     """The same mail delivered twice (two of our addresses, two mailboxes) is one update."""
     if not ctx.row.message_id:
         return Next("no Message-ID")
-    earlier = await session.scalar(
-        select(InboundMessage.id).where(
-            InboundMessage.message_id == ctx.row.message_id,
-            InboundMessage.content_hash == ctx.row.content_hash,
-            InboundMessage.id != ctx.row.id,
-            InboundMessage.disposition.is_not(None),
-        ).limit(1)
-    )
+    earlier = await ctx.lookups.original_of(ctx.row.message_id, ctx.row.content_hash, ctx.row.id)
     if earlier is not None:
         return Finish(Disposition.DUPLICATE, f"same as inbound message {earlier}")
     return Next()
@@ -71,7 +62,7 @@ async def classify(ctx: Ctx, session: AsyncSession, deps: Deps) -> Outcome:
     if found.kind == "loop":
         return Finish(Disposition.LOOP_DROPPED, found.reason)
     if found.kind == "bounce":
-        detail = await record_bounce(session, deps.clock, ctx.row, found.bounce)
+        detail = await record_bounce(session, ctx.lookups, deps.clock, ctx.row, found.bounce)
         return Finish(Disposition.BOUNCE, f"{found.reason}; {detail}")
     if found.kind in ("auto_reply", "list", "null_sender"):
         return Finish(Disposition.AUTO_REPLY_IGNORED, found.reason)
@@ -80,10 +71,9 @@ async def classify(ctx: Ctx, session: AsyncSession, deps: Deps) -> Outcome:
 
 async def match(ctx: Ctx, session: AsyncSession, deps: Deps) -> Outcome:
     mail = ctx.mail
-    found = await match_message(
-        session, message_ids=[*mail.in_reply_to, *mail.references], subject=mail.subject,
-        text_body=mail.text_body, html_body=mail.html_body, keys=deps.keys,
-    )
+    tokens = ctx.tokens or scan_tokens(mail.subject, mail.text_body, mail.html_body, deps.keys)
+    found = match_message(await ctx.lookups.numbers_by_message_ids([*mail.in_reply_to, *mail.references]),
+                          tokens)
     for forged in found.forged:
         await security_event(session, deps, ctx, "invalid_reference", f"token {forged!r} failed its MAC")
     if found.ambiguous:
@@ -92,7 +82,7 @@ async def match(ctx: Ctx, session: AsyncSession, deps: Deps) -> Outcome:
         ctx.replies.append(Reply(MailKind.NEW_CASE_REFUSED, {"sender": sender_context(mail)}))
         return Finish(Disposition.REFUSED_NEW_CASE, "no valid reference: cases are not opened by email")
     number = next(iter(found.case_numbers))
-    case = (await session.execute(select(Case).where(Case.number == number))).unique().scalar_one_or_none()
+    case = await ctx.lookups.case(number)
     if case is None:
         return Quarantine(f"reference to case {number}, which does not exist")
     ctx.case = case
@@ -110,7 +100,7 @@ async def authorise(ctx: Ctx, session: AsyncSession, deps: Deps) -> Outcome:
     if dmarc_failed(mail.headers, deps.settings.inbound.trusted_authserv_ids):
         reason = "DMARC failed at a trusted authserv-id"
     else:
-        contact = await get_contact(session, ctx.case.organisation_id, mail.from_address) \
+        contact = await ctx.lookups.contact(ctx.case.organisation_id, mail.from_address) \
             if mail.from_address else None
         if contact is None or not contact.designated:
             reason = f"{mail.from_address or '(no sender)'} is not a designated contact"

@@ -63,10 +63,15 @@ class Mailer:
             return timedelta(hours=limits.notice_max_age_hours)
         return timedelta(hours=limits.case_max_age_hours)
 
-    async def enqueue(self, session: AsyncSession, mail: Mail) -> Outbox:
-        existing = await session.scalar(select(Outbox).where(Outbox.dedupe_key == mail.dedupe_key))
-        if existing is not None:
-            return existing
+    async def enqueue(self, session: AsyncSession, mail: Mail, *, known_new: bool = False) -> Outbox:
+        """Queue ``mail`` (flushed, so the row has its id), or return the row queued before
+        with its dedupe key. ``known_new``: the caller has checked that no row has the key, and
+        needs no id: the row is neither looked up nor flushed (the inbound pipeline, which
+        flushes a whole group of messages at once)."""
+        if not known_new:
+            existing = await session.scalar(select(Outbox).where(Outbox.dedupe_key == mail.dedupe_key))
+            if existing is not None:
+                return existing
         if not mail.to:
             raise InvalidValue(f"{mail.kind.value}: no recipient")
         now = self.clock.now()
@@ -95,7 +100,8 @@ class Mailer:
             for addr in addresses
         ]
         session.add(row)
-        await session.flush()
+        if not known_new:
+            await session.flush()
         return row
 
 

@@ -15,14 +15,34 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from sqlalchemy import select
-from sqlalchemy.ext.asyncio import AsyncSession
-
-from gateway.models import Case, Outbox
 from gateway.threading.text import html_to_text
 from gateway.threading.token import verified_case_numbers
 
 BODY_SCAN_CHARS = 200_000
+
+
+@dataclass(frozen=True)
+class TokenScan:
+    """The reference tokens of a message's subject and body: CPU work without the database,
+    done in the parse worker."""
+
+    subject: frozenset[str] = frozenset()
+    subject_forged: tuple[str, ...] = ()
+    body: frozenset[str] = frozenset()
+    """Not scanned (empty) when the subject has a valid token: the body is not consulted then."""
+    body_forged: tuple[str, ...] = ()
+
+
+def scan_tokens(subject: str, text_body: str, html_body: str, keys: Sequence[bytes]) -> TokenScan:
+    subject_numbers, bad = verified_case_numbers(subject, keys)
+    subject_forged = tuple(str(c) for c in bad)
+    if subject_numbers:
+        return TokenScan(frozenset(subject_numbers), subject_forged)
+    body = text_body[:BODY_SCAN_CHARS]
+    if html_body:
+        body += "\n" + html_to_text(html_body, BODY_SCAN_CHARS)
+    body_numbers, bad = verified_case_numbers(body, keys)
+    return TokenScan(frozenset(), subject_forged, frozenset(body_numbers), tuple(str(c) for c in bad))
 
 
 @dataclass
@@ -32,47 +52,28 @@ class Match:
     """"header", "subject", "body" or "none"."""
     forged: list[str] = field(default_factory=list)
     """Token-shaped strings whose MAC did not verify."""
-    case_ids_by_header: set[int] = field(default_factory=set)
 
     @property
     def ambiguous(self) -> bool:
         return len(self.case_numbers) > 1
 
 
-async def match_message(
-    session: AsyncSession,
-    *,
-    message_ids: Sequence[str],
-    subject: str,
-    text_body: str,
-    html_body: str,
-    keys: Sequence[bytes],
-) -> Match:
-    match = Match()
-    header_numbers = await _numbers_by_header(session, message_ids)
-    subject_numbers, bad = verified_case_numbers(subject, keys)
-    match.forged.extend(str(c) for c in bad)
-    if header_numbers or subject_numbers:
-        match.case_numbers = header_numbers | subject_numbers
+def match_message(header_numbers: set[str], scan: TokenScan) -> Match:
+    """Decide from the case numbers the In-Reply-To/References name (``header_numbers``, looked
+    up in the outbox) and the message's tokens."""
+    match = Match(forged=list(scan.subject_forged))
+    if header_numbers or scan.subject:
+        match.case_numbers = header_numbers | scan.subject
         match.via = "header" if header_numbers else "subject"
-        if header_numbers and subject_numbers and header_numbers != subject_numbers:
+        if header_numbers and scan.subject and header_numbers != scan.subject:
             match.via = "header+subject"
         return match
-    body = text_body[:BODY_SCAN_CHARS]
-    if html_body:
-        body += "\n" + html_to_text(html_body, BODY_SCAN_CHARS)
-    body_numbers, bad = verified_case_numbers(body, keys)
-    match.forged.extend(str(c) for c in bad)
-    if body_numbers:
-        match.case_numbers, match.via = body_numbers, "body"
+    match.forged.extend(scan.body_forged)
+    if scan.body:
+        match.case_numbers, match.via = set(scan.body), "body"
     return match
 
 
-async def _numbers_by_header(session: AsyncSession, message_ids: Sequence[str]) -> set[str]:
-    ids = [m for m in dict.fromkeys(message_ids) if m][:100]
-    if not ids:
-        return set()
-    rows = await session.execute(
-        select(Case.number).join(Outbox, Outbox.case_id == Case.id).where(Outbox.message_id.in_(ids))
-    )
-    return {n for (n,) in rows.all() if n is not None}
+def referenced_ids(message_ids: Sequence[str]) -> list[str]:
+    """The In-Reply-To/References values worth looking up (distinct, at most 100)."""
+    return [m for m in dict.fromkeys(message_ids) if m][:100]

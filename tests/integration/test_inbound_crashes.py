@@ -114,3 +114,37 @@ async def test_message_failing_three_times_is_quarantined(app: App, imap_account
     assert rows["x"].attempts == 3 and "stage exploded" in rows["x"].error
     assert imap_account.messages("INBOX") == []
     assert len(imap_account.messages("Quarantine")) == 1
+
+
+async def test_a_group_whose_commit_fails_is_decided_message_by_message(
+    app: App, imap_account, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A failure at the group's flush names no message: each is then decided alone, so the one
+    # that causes it is pinned and the others take effect once.
+    case = await open_case(app)
+    imap_account.append(reply(await sent_mail(app, case.id), sender=ANA, text="Logs attached."))
+    imap_account.append(new_mail(sender=STRANGER, subject="x", text="breaks the flush"))
+    imap_account.append(new_mail(sender="other@example.org", subject="fine", text="fine"))
+    real = processor_module.write_group
+    sizes: list[int] = []
+
+    async def failing(session, rows):
+        sizes.append(len(rows))
+        if any(r.subject == "x" for r in rows):
+            raise RuntimeError("constraint violated")
+        await real(session, rows)
+
+    monkeypatch.setattr(processor_module, "write_group", failing)
+    await Daemon(app, transport=MemoryTransport()).run_once()
+    # the group of three, then each alone; the next round tries the one left once more
+    assert sizes == [3, 1, 1, 1, 1]
+    assert await effects(app, case.id) == (1, 1, ["applied", None, "refused_new_case"])
+    assert len(imap_account.messages("INBOX")) == 1
+
+    await Daemon(app, transport=MemoryTransport()).run_once()
+    async with app.sessions() as session:
+        broken = (await session.scalars(select(InboundMessage).where(InboundMessage.subject == "x"))).one()
+    assert broken.disposition == "quarantined" and broken.attempts == 3
+    assert "constraint violated" in (broken.error or "")
+    assert await effects(app, case.id) == (1, 1, ["applied", "quarantined", "refused_new_case"])
+    assert imap_account.messages("INBOX") == []

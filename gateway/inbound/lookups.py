@@ -1,0 +1,252 @@
+"""What the stages ask the database, answered for a group of messages at once.
+
+A group of messages is decided in one transaction. Asked one message at a time, the stages
+would make about eight round trips per message (dedupe, header match, case, contact, rate
+limit, answered already, ...); :meth:`Lookups.prefetch` asks each question once for the whole
+group, with ``IN`` lists, and the stages read the answers from here. A question about a key
+the prefetch did not cover (a message decided alone, a quarantine release) is asked then,
+so the answers never depend on whether a prefetch ran.
+
+Effects of the group's own earlier messages that a later message must see are kept here as
+they happen, since the group is flushed only at its end: a decided message is a possible
+original for the dedupe of the next (:meth:`remember`), and an automatic answer counts
+against the sender's daily limit at once (:meth:`count_answer`). Rate-limit counts are taken
+at the start of the group (its messages are decided within a second or so).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import TypeVar
+
+from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from gateway.directory import normalise_email
+from gateway.errors import InvalidValue
+from gateway.inbound.parse import ParsedMail
+from gateway.models import Case, Contact, InboundMessage, Outbox, OutboxRecipient
+from gateway.outbound.kinds import MailGroup, MailKind
+from gateway.threading.matcher import TokenScan, referenced_ids
+
+AUTOMATIC_KINDS = [k.value for k in MailKind if k.spec.group is MailGroup.REPLY]
+"""Kinds that count against a sender's daily limit of automatic answers."""
+RATE_WINDOW = timedelta(hours=24)
+_CHUNK = 500
+"""Keys per ``IN`` list (SQLite allows 32,766 parameters; PostgreSQL 65,535)."""
+
+
+_K = TypeVar("_K")
+
+
+def chunks(keys: Iterable[_K]) -> Iterator[list[_K]]:
+    items = list(dict.fromkeys(keys))
+    for start in range(0, len(items), _CHUNK):
+        yield items[start : start + _CHUNK]
+
+
+def bounced_ids(mail: ParsedMail) -> list[str]:
+    """The Message-IDs of the mail a bounce reports on (at most 20)."""
+    if mail.bounce is None:
+        return []
+    return [i for i in mail.bounce.original_message_ids if i][:20]
+
+
+def _normalised(address: str) -> str | None:
+    try:
+        return normalise_email(address) if address else None
+    except InvalidValue:
+        return None  # asked (and refused) when its message is decided
+
+
+@dataclass(frozen=True)
+class Expected:
+    """One message of a group, as far as the prefetch needs it."""
+
+    row_id: int
+    mail: ParsedMail | None
+    tokens: TokenScan | None = None
+
+
+class Lookups:
+    def __init__(self, session: AsyncSession, now: datetime) -> None:
+        self.session = session
+        self.since = now - RATE_WINDOW
+        self._originals: dict[tuple[str, str], int] = {}
+        self._originals_known: set[str] = set()
+        self._numbers: dict[str, set[str]] = {}
+        self._cases: dict[str, Case | None] = {}
+        self._contacts: dict[tuple[int, str], Contact | None] = {}
+        self._answers: dict[str, int] = {}
+        self._answered: set[str] = set()
+        self._answered_rows: set[int] = set()
+        self._outbox: dict[str, Outbox | None] = {}
+
+    @classmethod
+    async def prefetch(cls, session: AsyncSession, now: datetime, group: Sequence[Expected]) -> Lookups:
+        lookups = cls(session, now)
+        mails = [e.mail for e in group if e.mail is not None]
+        await lookups._load_originals([m.message_id[:998] for m in mails if m.message_id])
+        await lookups._load_numbers(i for m in mails for i in referenced_ids([*m.in_reply_to, *m.references]))
+        numbers = set().union(*(lookups._numbers.values() or [set()]))
+        for e in group:
+            if e.tokens is not None:
+                numbers |= e.tokens.subject | e.tokens.body
+        await lookups._load_cases(numbers)
+        organisations = {c.organisation_id for c in lookups._cases.values() if c is not None}
+        senders = {a for m in mails if (a := _normalised(m.from_address))}
+        await lookups._load_contacts(organisations, senders)
+        await lookups._load_answer_counts(senders)
+        await lookups._load_answered([e.row_id for e in group])
+        await lookups._load_outbox(i for m in mails for i in bounced_ids(m))
+        return lookups
+
+    # --- dedupe ------------------------------------------------------------------------
+
+    async def original_of(self, message_id: str, content_hash: str, row_id: int) -> int | None:
+        """A decided inbound message with this Message-ID and content, other than ``row_id``."""
+        if message_id not in self._originals_known:
+            await self._load_originals([message_id])
+        found = self._originals.get((message_id, content_hash))
+        return found if found != row_id else None
+
+    def remember(self, row: InboundMessage) -> None:
+        """``row`` was just decided: later messages of the group may be its duplicates."""
+        if row.message_id is not None and row.disposition is not None:
+            self._originals.setdefault((row.message_id, row.content_hash), row.id)
+
+    async def _load_originals(self, message_ids: Iterable[str]) -> None:
+        ids = [i for i in dict.fromkeys(message_ids) if i not in self._originals_known]
+        for chunk in chunks(ids):
+            rows = await self.session.execute(
+                select(InboundMessage.message_id, InboundMessage.content_hash, InboundMessage.id)
+                .where(InboundMessage.message_id.in_(chunk), InboundMessage.disposition.is_not(None))
+                .order_by(InboundMessage.id)
+            )
+            for message_id, content_hash, row_id in rows.all():
+                self._originals.setdefault((str(message_id), content_hash), row_id)
+        self._originals_known.update(ids)
+
+    # --- match -------------------------------------------------------------------------
+
+    async def numbers_by_message_ids(self, message_ids: Sequence[str]) -> set[str]:
+        """The case numbers of the outbound mail these Message-IDs name."""
+        ids = referenced_ids(message_ids)
+        await self._load_numbers(ids)
+        return set().union(*(self._numbers[i] for i in ids)) if ids else set()
+
+    async def _load_numbers(self, message_ids: Iterable[str]) -> None:
+        ids = [i for i in dict.fromkeys(message_ids) if i not in self._numbers]
+        for chunk in chunks(ids):
+            rows = await self.session.execute(
+                select(Outbox.message_id, Case.number)
+                .join(Case, Outbox.case_id == Case.id)
+                .where(Outbox.message_id.in_(chunk))
+            )
+            for i in chunk:
+                self._numbers[i] = set()
+            for message_id, number in rows.all():
+                if number is not None:
+                    self._numbers[message_id].add(number)
+
+    async def case(self, number: str) -> Case | None:
+        if number not in self._cases:
+            await self._load_cases([number])
+        return self._cases[number]
+
+    async def _load_cases(self, numbers: Iterable[str]) -> None:
+        wanted = [n for n in dict.fromkeys(numbers) if n not in self._cases]
+        for chunk in chunks(wanted):
+            found = await self.session.execute(select(Case).where(Case.number.in_(chunk)))
+            for case in found.unique().scalars():
+                assert case.number is not None
+                self._cases[case.number] = case
+        for number in wanted:
+            self._cases.setdefault(number, None)
+
+    # --- authorise ---------------------------------------------------------------------
+
+    async def contact(self, organisation_id: int, email: str) -> Contact | None:
+        key = (organisation_id, normalise_email(email))
+        if key not in self._contacts:
+            await self._load_contacts([organisation_id], [key[1]])
+        return self._contacts[key]
+
+    async def _load_contacts(self, organisations: Iterable[int], emails: Iterable[str]) -> None:
+        pairs = [(o, e) for o in set(organisations) for e in set(emails) if (o, e) not in self._contacts]
+        wanted = {e for _, e in pairs}
+        for chunk in chunks(sorted(wanted)):
+            found = (await self.session.execute(
+                select(Contact).where(Contact.email.in_(chunk),
+                                      Contact.organisation_id.in_({o for o, _ in pairs}))
+            )).unique().scalars()
+            for contact in found:
+                self._contacts[(contact.organisation_id, contact.email)] = contact
+        for pair in pairs:
+            self._contacts.setdefault(pair, None)
+
+    # --- respond -----------------------------------------------------------------------
+
+    async def answers_today(self, address: str) -> int:
+        """Automatic answers queued to ``address`` in the last 24 hours, this group's included."""
+        if address not in self._answers:
+            await self._load_answer_counts([address])
+        return self._answers[address]
+
+    def count_answer(self, kind: MailKind, address: str) -> None:
+        if kind.value in AUTOMATIC_KINDS:
+            self._answers[address] = self._answers.get(address, 0) + 1
+
+    async def _load_answer_counts(self, addresses: Iterable[str]) -> None:
+        wanted = [a for a in dict.fromkeys(addresses) if a and a not in self._answers]
+        for chunk in chunks(wanted):
+            rows = await self.session.execute(
+                select(OutboxRecipient.address, func.count())
+                .join(Outbox)
+                .where(
+                    OutboxRecipient.address.in_(chunk),
+                    Outbox.kind.in_(AUTOMATIC_KINDS),
+                    Outbox.created_at > self.since,
+                )
+                .group_by(OutboxRecipient.address)
+            )
+            self._answers.update({address: count for address, count in rows.all()})
+        for address in wanted:
+            self._answers.setdefault(address, 0)
+
+    async def answered(self, row_id: int, dedupe_key: str) -> bool:
+        """Whether this answer to inbound message ``row_id`` is in the outbox already."""
+        if row_id not in self._answered_rows:
+            await self._load_answered([row_id])
+        return dedupe_key in self._answered
+
+    async def _load_answered(self, row_ids: Iterable[int]) -> None:
+        wanted = [r for r in dict.fromkeys(row_ids) if r not in self._answered_rows]
+        for chunk in chunks(wanted):
+            keys = select(Outbox.dedupe_key).where(Outbox.inbound_message_id.in_(chunk))
+            self._answered.update(await self.session.scalars(keys))
+        self._answered_rows.update(wanted)
+
+    # --- bounces -----------------------------------------------------------------------
+
+    async def outbound(self, message_ids: Sequence[str]) -> list[Outbox]:
+        """Our outbound messages with these Message-IDs (with their recipients), oldest first."""
+        await self._load_outbox(message_ids)
+        found = {id(o): o for i in message_ids if (o := self._outbox.get(i)) is not None}
+        return sorted(found.values(), key=lambda o: o.id)
+
+    async def _load_outbox(self, message_ids: Iterable[str]) -> None:
+        wanted = [i for i in dict.fromkeys(message_ids) if i not in self._outbox]
+        rows: list[Outbox] = []
+        for chunk in chunks(wanted):
+            rows.extend(await self.session.scalars(select(Outbox).where(Outbox.message_id.in_(chunk))))
+        for row in rows:
+            self._outbox[row.message_id] = row
+        for i in wanted:
+            self._outbox.setdefault(i, None)
+        case_ids = {r.case_id for r in rows if r.case_id is not None}
+        for ids in chunks(case_ids):  # into the session's identity map, for the timeline
+            (await self.session.execute(select(Case).where(Case.id.in_(ids)))).unique().scalars().all()
+
