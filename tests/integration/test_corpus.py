@@ -10,12 +10,13 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from mailparser_reply import EmailReplyParser
 from mailparser_reply.parser import EmailMessage
 
 from gateway.config import LimitSettings
 from gateway.errors import MessageRejected
 from gateway.inbound.parse import parse_message
-from gateway.inbound.reply_text import LANGUAGES, LineStartPattern, own_part
+from gateway.inbound.reply_text import LANGUAGES, LineStartPattern, Segments, own_part
 from scripts.corpus_check import (
     TOLERATED_MISSES,
     corpus_files,
@@ -52,7 +53,7 @@ async def test_every_corpus_mail_gets_a_disposition_through_the_pipeline(tmp_pat
     assert result.dispositions["bounce"] > 100, summary
 
 
-def test_fast_quote_header_scan_matches_the_full_scan_on_every_corpus_mail() -> None:
+def test_fast_quote_header_scan_and_reply_split_match_the_library_on_every_corpus_mail() -> None:
     if not CORPUS.exists():
         pytest.skip(f"no corpus at {CORPUS}")
     pattern = EmailMessage(text="", languages=list(LANGUAGES)).HEADER_REGEX
@@ -66,4 +67,7 @@ def test_fast_quote_header_scan_matches_the_full_scan_on_every_corpus_mail() -> 
         for text in (mail.text_body, own_part(mail.text_body, mail.html_body, 20_000)):
             assert LineStartPattern(pattern).findall(text) == pattern.findall(text), path.name
             compared += 1
+        text = own_part(mail.text_body, mail.html_body, 20_000)
+        assert Segments(text=text, languages=list(LANGUAGES)).read().latest_reply == \
+            EmailReplyParser(languages=LANGUAGES).parse_reply(text), path.name
     assert compared > 1000

@@ -9,7 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from mailparser_reply.parser import EmailMessage
 
-from gateway.inbound.reply_text import LANGUAGES, LineStartPattern, new_text_now
+from gateway.inbound.reply_text import LANGUAGES, LineStartPattern, new_text_now, strip_signature
 
 
 def header_pattern() -> re.Pattern[str]:
@@ -113,3 +113,25 @@ def test_new_text_of_a_long_reply_keeps_it_whole() -> None:
     words = ("calls drop after thirty seconds on the frankfurt queue " * 3).strip()
     body = "\n".join(f"{n} {words}" for n in range(200))  # ~33 KB, no quote
     assert new_text_now(body, "", 100_000) == body
+
+
+def test_a_signature_below_the_delimiter_is_cut() -> None:
+    body = "The trunk is back, thanks.\n\n-- \nAna Example\nAcme Corp | +49 30 1234\n"
+    assert new_text_now(body, "", 10_000) == "The trunk is back, thanks."
+
+
+def test_sign_offs_and_what_follows_them_are_kept() -> None:
+    # mail-parser-reply would cut at "Thanks," and lose the report below it
+    body = "Hi team,\nThanks, I tried the fix.\nCalls still drop after 30 s.\nBest regards,\nAna"
+    assert new_text_now(body, "", 10_000) == body
+
+
+@pytest.mark.parametrize(("text", "expected"), [
+    ("a\n--\nsig", "a"),
+    ("a\n-- \nsig\n--\nsig2", "a\n-- \nsig"),  # the last delimiter starts the signature
+    ("--\nonly a signature", "--\nonly a signature"),
+    ("a\n--\n" + "\n".join(["line"] * 11), "a\n--\n" + "\n".join(["line"] * 11)),  # too long
+    ("a -- b", "a -- b"),
+])
+def test_strip_signature(text: str, expected: str) -> None:
+    assert strip_signature(text) == expected
