@@ -330,7 +330,6 @@ PHASES = [
     ("gateway.inbound.imap", "AioImapMailbox", "fetch"),
     ("gateway.inbound.imap", "AioImapMailbox", "move"),
     ("gateway.inbound.processor", "store", "store_raw"),
-    ("gateway.inbound.processor", "store", "known_uids"),
     ("gateway.inbound.processor", "store", "begin_attempts"),
     ("gateway.inbound.runner", "store", "mark_moved"),
     ("gateway.inbound.processor", "Processor", "process"),

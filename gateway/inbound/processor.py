@@ -173,14 +173,14 @@ class Processor:
         """Decide every message of ``batch``; return uid -> IMAP folder for the decided ones.
         ``parsing``: what :meth:`start_parsing` started for the batch, if the caller did."""
         now = self.deps.clock.now()
-        ids = await store.store_raw(
+        known = await store.store_raw(
             self.engine,
             mailbox=mailbox.name,
             uidvalidity=uidvalidity,
             items=[(f.uid, f.raw, f.size) for f in batch],
             received_at=now,
         )
-        known = await store.known_uids(self.engine, mailbox.name, uidvalidity, list(ids))
+        ids = {uid: k.id for uid, k in known.items()}
         todo = [f for f in batch if known[f.uid].disposition is None]
         done = {
             uid: k.target_folder or mailbox.processed_folder

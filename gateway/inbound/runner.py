@@ -186,8 +186,7 @@ class MailboxRunner:
         moved = 0
         for folder, uids in by_folder.items():
             await client.move(sorted(uids), folder)
-            known = await store.known_uids(self.processor.engine, self.settings.name, uidvalidity, uids)
-            await store.mark_moved(self.processor.engine, [k.id for k in known.values()])
+            await store.mark_moved(self.processor.engine, self.settings.name, uidvalidity, uids)
             moved += len(uids)
         return moved
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import bindparam, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
@@ -31,30 +32,19 @@ class KnownUid:
     attempts: int
 
 
-async def known_uids(
-    engine: AsyncEngine, mailbox: str, uidvalidity: int, uids: Sequence[int]
-) -> dict[int, KnownUid]:
-    found: dict[int, KnownUid] = {}
-    async with engine.connect() as conn:
-        for start in range(0, len(uids), 500):
-            chunk = list(uids[start : start + 500])
-            rows = await conn.execute(
-                select(
-                    InboundMessage.id,
-                    InboundMessage.uid,
-                    InboundMessage.disposition,
-                    InboundMessage.target_folder,
-                    InboundMessage.moved,
-                    InboundMessage.attempts,
-                ).where(
-                    InboundMessage.mailbox == mailbox,
-                    InboundMessage.uidvalidity == uidvalidity,
-                    InboundMessage.uid.in_(chunk),
-                )
-            )
-            for r in rows.all():
-                found[r.uid] = KnownUid(r.id, r.uid, r.disposition, r.target_folder, r.moved, r.attempts)
-    return found
+def _known(mailbox: str, uidvalidity: int, uids: Sequence[int]) -> Any:
+    return select(
+        InboundMessage.id,
+        InboundMessage.uid,
+        InboundMessage.disposition,
+        InboundMessage.target_folder,
+        InboundMessage.moved,
+        InboundMessage.attempts,
+    ).where(
+        InboundMessage.mailbox == mailbox,
+        InboundMessage.uidvalidity == uidvalidity,
+        InboundMessage.uid.in_(list(uids)),
+    )
 
 
 async def store_raw(
@@ -64,8 +54,9 @@ async def store_raw(
     uidvalidity: int,
     items: Iterable[tuple[int, bytes, int]],
     received_at: datetime,
-) -> dict[int, int]:
-    """Insert a row per (uid, raw, size) not stored yet; returns uid -> row id for all of them."""
+) -> dict[int, KnownUid]:
+    """Insert a row per (uid, raw, size) not stored yet; returns uid -> what is known of each
+    (new rows and rows stored by an earlier run alike)."""
     items = list(items)
     if not items:
         return {}
@@ -87,16 +78,18 @@ async def store_raw(
         }
         for uid, raw, size in items
     ]
+    found: dict[int, KnownUid] = {}
     async with engine.begin() as conn:
         await conn.execute(insert, values)  # rows stored by an earlier run keep their first copy
-        rows = await conn.execute(
-            select(InboundMessage.uid, InboundMessage.id).where(
-                InboundMessage.mailbox == mailbox,
-                InboundMessage.uidvalidity == uidvalidity,
-                InboundMessage.uid.in_([uid for uid, _, _ in items]),
-            )
-        )
-        return {uid: rid for uid, rid in rows.all()}
+        for chunk in _chunks([uid for uid, _, _ in items]):
+            for r in (await conn.execute(_known(mailbox, uidvalidity, chunk))).all():
+                found[r.uid] = KnownUid(r.id, r.uid, r.disposition, r.target_folder, r.moved, r.attempts)
+    return found
+
+
+def _chunks(uids: Sequence[int]) -> Iterable[list[int]]:
+    for start in range(0, len(uids), 500):
+        yield list(uids[start : start + 500])
 
 
 async def begin_attempts(engine: AsyncEngine, items: Sequence[tuple[int, ParsedMail | None]]) -> None:
@@ -129,13 +122,18 @@ async def begin_attempts(engine: AsyncEngine, items: Sequence[tuple[int, ParsedM
         await conn.execute(stmt, params)
 
 
-async def mark_moved(engine: AsyncEngine, row_ids: Sequence[int]) -> None:
-    if not row_ids:
+async def mark_moved(engine: AsyncEngine, mailbox: str, uidvalidity: int, uids: Sequence[int]) -> None:
+    """The IMAP copies of these messages reached their folders."""
+    if not uids:
         return
     async with engine.begin() as conn:
-        await conn.execute(
-            update(InboundMessage).where(InboundMessage.id.in_(list(row_ids))).values(moved=True)
-        )
+        for chunk in _chunks(uids):
+            await conn.execute(
+                update(InboundMessage)
+                .where(InboundMessage.mailbox == mailbox, InboundMessage.uidvalidity == uidvalidity,
+                       InboundMessage.uid.in_(chunk))
+                .values(moved=True)
+            )
 
 
 async def check_uidvalidity(engine: AsyncEngine, mailbox: str, uidvalidity: int, now: datetime) -> int | None:

@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta, timezone
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
-from sqlalchemy import inspect, select
+from sqlalchemy import inspect, select, text
 
 from gateway import migrate
 from gateway.db import create_engine, session_factory
@@ -59,3 +59,16 @@ async def test_datetimes_round_trip_as_aware_utc(engine) -> None:
     assert got == stamp
     assert got.tzinfo is not None and got.utcoffset() == timedelta(0)
     assert got.tzinfo == UTC
+
+
+async def test_raw_mail_is_compressed_with_lz4_on_postgresql(engine) -> None:
+    if engine.dialect.name != "postgresql":
+        assert engine.dialect.name == "sqlite"  # nothing to set there
+        return
+    async with engine.connect() as conn:
+        rows = await conn.execute(text(
+            "SELECT c.relname, a.attname, a.attcompression::text FROM pg_attribute a "
+            "JOIN pg_class c ON c.oid = a.attrelid "
+            "WHERE (c.relname, a.attname) IN (('inbound_messages', 'raw'), ('attachments', 'content'))"
+        ))
+        assert sorted(rows.all()) == [("attachments", "content", "l"), ("inbound_messages", "raw", "l")]
