@@ -99,11 +99,15 @@ async def insert_new_in_bulk(session: AsyncSession, *classes: type[Any]) -> None
     for obj in list(session.new):
         if type(obj) not in classes:
             continue
-        state = inspect(obj)
-        values = {a.key: state.dict[a.key] for a in state.mapper.column_attrs if a.key in state.dict}
-        by_class.setdefault(type(obj), []).append(values)
+        by_class.setdefault(type(obj), []).append(column_values(obj))
         session.expunge(obj)
     for cls in classes:
         if cls in by_class:
             # render_nulls: a None goes in as NULL rather than splitting the batch by key set
             await session.execute(insert(cls).execution_options(render_nulls=True), by_class[cls])
+
+
+def column_values(obj: Any) -> dict[str, Any]:
+    """The column attributes set on a mapped object, as a dict for a bulk INSERT."""
+    state = inspect(obj)
+    return {a.key: state.dict[a.key] for a in state.mapper.column_attrs if a.key in state.dict}

@@ -31,6 +31,7 @@ from gateway.inbound.parse import ParsedMail, parse_message
 from gateway.inbound.pipeline import finish, run_pipeline
 from gateway.inbound.reply_text import new_text_now
 from gateway.models import Attachment, CaseEvent, InboundMessage, SecurityEvent
+from gateway.outbound.outbox import insert_queued_in_bulk
 from gateway.threading.matcher import TokenScan, scan_tokens
 
 log = structlog.get_logger(__name__)
@@ -128,13 +129,16 @@ DECIDED = ("message_id", "from_address", "subject", "content_hash", "case_id", "
 
 
 async def write_group(session: AsyncSession, rows: Sequence[InboundMessage]) -> None:
-    """What a group of messages changed, in a few statements: the cases and the outbox through
-    the unit of work; the timeline, attachments and security events, and the decided rows,
-    each in one executemany (row by row, SQLite would take a statement per message and each)."""
+    """What a group of messages changed, in a few statements: the timeline, attachments,
+    security events and answers (outbox rows and recipients) in one bulk INSERT each, the
+    decided rows in one executemany, the cases through the unit of work (row by row, SQLite
+    would take a statement per message and table)."""
     values = [{"id": row.id, **{key: getattr(row, key) for key in DECIDED}} for row in rows]
     for row in rows:
         session.expunge(row)
-    await insert_new_in_bulk(session, CaseEvent, Attachment, SecurityEvent)  # they point to old rows only
+    with session.no_autoflush:  # the bulk statements must not flush these rows one by one
+        await insert_new_in_bulk(session, CaseEvent, Attachment, SecurityEvent)  # they point to old rows
+        await insert_queued_in_bulk(session)
     await session.flush()
     await session.execute(update(InboundMessage), values)
 

@@ -13,11 +13,12 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from gateway.clock import Clock
 from gateway.config import Settings
+from gateway.db import column_values
 from gateway.domain import OutboxStatus, RecipientStatus
 from gateway.errors import InvalidValue, NotFound
 from gateway.identity import make_message_id
@@ -103,6 +104,24 @@ class Mailer:
         if not known_new:
             await session.flush()
         return row
+
+
+async def insert_queued_in_bulk(session: AsyncSession) -> None:
+    """Insert the session's new outbox rows and their recipients in two statements (the unit
+    of work takes two per row on SQLite), and take them out of the session. For rows queued
+    with ``known_new`` and not read back in the transaction (the inbound pipeline's answers)."""
+    queued = [obj for obj in list(session.new) if isinstance(obj, Outbox)]
+    if not queued:
+        return
+    rows = [column_values(o) for o in queued]
+    recipients = {o.dedupe_key: [column_values(r) for r in o.recipients] for o in queued}
+    for o in queued:
+        session.expunge(o)  # and its recipients (cascade)
+    ids = await session.execute(
+        insert(Outbox).returning(Outbox.id, Outbox.dedupe_key).execution_options(render_nulls=True), rows
+    )
+    values = [{**r, "outbox_id": outbox_id} for outbox_id, key in ids.all() for r in recipients[key]]
+    await session.execute(insert(OutboxRecipient).execution_options(render_nulls=True), values)
 
 
 async def thread_headers(session: AsyncSession, case_id: int) -> tuple[str | None, list[str]]:
