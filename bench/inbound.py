@@ -22,7 +22,9 @@ Timed:
 
 Afterwards every message must have a disposition and INBOX must be empty. Peak RSS: the
 gateway process's own ``ru_maxrss``; the parse workers' peak from ``/proc/PID/status``
-(VmHWM, sampled) and ``RUSAGE_CHILDREN`` once the forkserver is stopped and reaped.
+(VmHWM, sampled) and ``RUSAGE_CHILDREN`` once the forkserver is stopped and reaped. CPU per
+mail: the gateway process (and its event-loop thread alone), and the parse workers together
+(their start-up included), which shows where the two cores go.
 ``--profile`` runs the gateway under cProfile (main process) and prints the top costs.
 
 Run: ``.venv/bin/python bench/inbound.py [--db sqlite|postgresql|both] [--count 10000] [--workers 2]``.
