@@ -77,6 +77,15 @@ def classify(mail: ParsedMail, *, our_domain: str, our_addresses: Collection[str
     return Classification("normal", "")
 
 
+def never_applied(mail: ParsedMail) -> bool:
+    """Whether :func:`classify` finishes this mail before it could reach a case, whatever the
+    settings: a bounce, an auto-reply, list traffic or a null sender."""
+    return mail.bounce is not None or bool(
+        _auto_reply_reason(mail.headers, mail.subject[:1000]) or _list_reason(mail.headers)
+        or _null_sender_reason(mail)
+    )
+
+
 def _loop_reason(mail: ParsedMail, our_domain: str, ours: set[str]) -> str:
     loop_values = mail.headers.get(LOOP_HEADER.lower())
     if loop_values is not None:

@@ -25,6 +25,7 @@ from gateway.db import insert_new_in_bulk
 from gateway.domain import Disposition
 from gateway.errors import MessageRejected
 from gateway.inbound import store
+from gateway.inbound.classify import never_applied
 from gateway.inbound.context import Deps
 from gateway.inbound.lookups import Expected, Lookups
 from gateway.inbound.parse import ParsedMail, parse_message
@@ -79,9 +80,9 @@ def parse_safely(raw: bytes, limits: LimitSettings, keys: Sequence[bytes] = ()) 
 
 
 def _may_be_applied(mail: ParsedMail, tokens: TokenScan | None) -> bool:
-    """Whether the message may reach the apply stage: not a bounce, and it refers to a case
-    (or we could not tell)."""
-    if mail.bounce is not None:
+    """Whether the message may reach the apply stage: not a bounce or an auto-reply, and it
+    refers to a case (or we could not tell)."""
+    if never_applied(mail):
         return False
     if tokens is None or mail.in_reply_to or mail.references:
         return True

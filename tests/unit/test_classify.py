@@ -9,7 +9,7 @@ import pytest
 
 from gateway.config import LimitSettings
 from gateway.identity import LOOP_HEADER
-from gateway.inbound.classify import Classification, classify
+from gateway.inbound.classify import Classification, classify, never_applied
 from gateway.inbound.parse import parse_message
 
 DATA = Path(__file__).parents[1] / "data" / "mail"
@@ -141,3 +141,16 @@ def test_bounce_outranks_auto_reply_and_carries_the_report() -> None:
 @pytest.mark.parametrize("name", ["customer_reply_quoting_bounce.eml", "forwarded_bounce.eml"])
 def test_customers_talking_about_bounces_are_normal(name: str) -> None:
     assert kind_of((DATA / name).read_bytes()).kind == "normal"
+
+
+@pytest.mark.parametrize("raw", [
+    mail(), mail("Auto-Submitted: auto-replied"), mail("List-Id: <x.example>"), mail("Precedence: bulk"),
+    mail(subject="Out of Office: back Monday"), mail(f"{LOOP_HEADER}: example.com"),
+    mail().replace(b"From: Carol <carol@customer.example>", b"From: <>"),
+])
+def test_never_applied_agrees_with_classify_whatever_the_settings(raw: bytes) -> None:
+    # the parse worker skips quote stripping for these; a loop depends on the settings, so
+    # it is not among them (the pipeline drops it before it could be applied all the same)
+    parsed = parse_message(raw, LimitSettings())
+    found = classify(parsed, our_domain="other.example", our_addresses=set())
+    assert never_applied(parsed) == (found.kind in ("bounce", "auto_reply", "list", "null_sender"))
