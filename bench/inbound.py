@@ -307,7 +307,7 @@ class WorkerWatch(threading.Thread):
         self.done = threading.Event()
 
     def run(self) -> None:
-        while not self.done.wait(0.2):
+        while not self.done.wait(1.0):  # VmHWM keeps the peak: no need to sample often
             self.sample()
 
     def sample(self) -> None:

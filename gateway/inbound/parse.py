@@ -93,6 +93,8 @@ class ParsedMail:
     content_hash: str = ""
     bounce: BounceReport | None = None
     """The delivery failure this message reports, when it is a bounce."""
+    fingerprint: str = ""
+    """:func:`fingerprint` (worked out here, in the parse worker)."""
 
 
 def parse_message(raw: bytes, limits: LimitSettings) -> ParsedMail:
@@ -114,8 +116,21 @@ def parse_message(raw: bytes, limits: LimitSettings) -> ParsedMail:
         mail = replace(_from_message(message, limits, defects), mime_depth=depth, part_count=parts)
     report = _guarded(lambda: _parse_bounce(mail, data, message), None, defects, "bounce analysis")
     normalised = raw.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
+    sender_hash = _guarded(lambda: fingerprint(mail), "", defects, "fingerprint")
     return replace(mail, bounce=report, defects=tuple(defects[:_MAX_DEFECTS]),
-                   content_hash=hashlib.sha256(normalised).hexdigest())
+                   content_hash=hashlib.sha256(normalised).hexdigest(), fingerprint=sender_hash)
+
+
+def fingerprint(mail: ParsedMail) -> str:
+    """What makes two deliveries the same mail (the dedupe key beside the Message-ID): the
+    content the sender wrote, not the Received or Delivered-To lines each delivery adds."""
+    digest = hashlib.sha256()
+    for part in (mail.from_address, mail.subject, mail.text_body, mail.html_body):
+        digest.update(part.encode("utf-8", "surrogatepass"))
+        digest.update(b"\x00")
+    for attachment in mail.attachments:
+        digest.update(hashlib.sha256(attachment.payload).digest())
+    return digest.hexdigest()
 
 
 def _precheck(raw: bytes) -> None:

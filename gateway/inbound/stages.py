@@ -3,8 +3,6 @@ explicit outcome (see :mod:`gateway.inbound.context`); the pipeline records the 
 
 from __future__ import annotations
 
-import hashlib
-
 import structlog
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -13,24 +11,12 @@ from gateway.inbound.authenticate import dmarc_failed
 from gateway.inbound.bounces import record_bounce
 from gateway.inbound.classify import classify as classify_mail
 from gateway.inbound.context import Ctx, Deps, Finish, Next, Outcome, Quarantine, Reply
-from gateway.inbound.parse import ParsedMail
+from gateway.inbound.parse import ParsedMail, fingerprint
 from gateway.models import SecurityEvent
 from gateway.outbound.kinds import MailKind
 from gateway.threading.matcher import match_message, scan_tokens
 
 log = structlog.get_logger(__name__)
-
-
-def fingerprint(mail: ParsedMail) -> str:
-    """What makes two deliveries the same mail: Message-ID aside, the content the sender wrote
-    (not the Received or Delivered-To lines each delivery adds)."""
-    digest = hashlib.sha256()
-    for part in (mail.from_address, mail.subject, mail.text_body, mail.html_body):
-        digest.update(part.encode("utf-8", "surrogatepass"))
-        digest.update(b"\x00")
-    for attachment in mail.attachments:
-        digest.update(hashlib.sha256(attachment.payload).digest())
-    return digest.hexdigest()
 
 
 async def check_parsed(ctx: Ctx, session: AsyncSession, deps: Deps) -> Outcome:
@@ -40,7 +26,7 @@ async def check_parsed(ctx: Ctx, session: AsyncSession, deps: Deps) -> Outcome:
     ctx.row.message_id = (mail.message_id or None) and mail.message_id[:998]
     ctx.row.from_address = mail.from_address[:320] or None
     ctx.row.subject = mail.subject[:2000]
-    ctx.row.content_hash = fingerprint(mail)
+    ctx.row.content_hash = mail.fingerprint or fingerprint(mail)
     return Next(f"from {mail.from_address or '(none)'}")
 
 

@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 
 from gateway.config import LimitSettings
 from gateway.errors import MessageRejected
-from gateway.inbound.parse import MAX_PARTS, ParsedMail, parse_message
+from gateway.inbound.parse import MAX_PARTS, ParsedMail, fingerprint, parse_message
 
 DATA = Path(__file__).parents[1] / "data" / "mail"
 LIMITS = LimitSettings()
@@ -236,3 +236,15 @@ def test_arbitrary_bytes_never_raise_anything_but_rejection(raw: bytes, small: b
     except MessageRejected:
         return
     assert pickle.loads(pickle.dumps(mail)) == mail
+
+
+def test_the_fingerprint_is_what_the_sender_wrote_not_the_delivery() -> None:
+    base = b"From: Ana <ana@acme.example>\r\nSubject: Logs\r\nMessage-ID: <1@acme.example>\r\n\r\nHere.\r\n"
+    first = parse_message(b"Received: from a by b\r\nDelivered-To: care@vendor.example\r\n" + base,
+                          LimitSettings())
+    second = parse_message(b"Received: from c by d\r\nDelivered-To: help@vendor.example\r\n" + base,
+                           LimitSettings())
+    other = parse_message(base.replace(b"Here.", b"There."), LimitSettings())
+    assert first.fingerprint == second.fingerprint == fingerprint(first)
+    assert first.content_hash != second.content_hash
+    assert other.fingerprint != first.fingerprint
