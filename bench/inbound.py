@@ -479,11 +479,20 @@ def run_child(settings: Settings, folder: Path, profile: str | None) -> dict[str
                "--log", str(folder / "gateway.log")]
     if profile:
         command += ["--profile-out", profile]
+    busy_before, started = machine_busy_seconds(), time.perf_counter()
     done = subprocess.run(command, capture_output=True, text=True, check=False)
+    machine = (machine_busy_seconds() - busy_before) / (time.perf_counter() - started)
     if done.returncode != 0:
         raise BenchFailed(f"gateway run failed ({done.returncode}):\n{done.stderr[-4000:]}\n"
                           f"log: {folder / 'gateway.log'}")
-    return dict(json.loads(done.stdout.strip().splitlines()[-1]))
+    return {**json.loads(done.stdout.strip().splitlines()[-1]), "machine_cores_busy": machine}
+
+
+def machine_busy_seconds() -> float:
+    """CPU seconds the whole machine has spent busy (not idle or waiting for I/O) since boot."""
+    fields = [int(v) for v in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
+    idle = fields[3] + fields[4]
+    return (sum(fields[:8]) - idle) / os.sysconf("SC_CLK_TCK")
 
 
 # --- one database ------------------------------------------------------------------------------
@@ -547,6 +556,8 @@ def report(r: dict[str, Any]) -> None:
           f"{[round(k / 1024) for k in r['worker_peaks_kb']]}")
     print(f"  {'CPU per mail: gateway process (event loop) / workers':<52} {r['main_cpu'] * 1000 / n:8.2f} ms"
           f" ({r['loop_cpu'] * 1000 / n:.2f}) / {r['children_cpu'] * 1000 / n:.2f} ms")
+    print(f"  {'cores busy while the gateway ran (whole machine)':<52} {r['machine_cores_busy']:8.2f} of "
+          f"{os.cpu_count()}  (Dovecot and PostgreSQL included)")
     print(f"  dispositions: {dict(sorted(r['dispositions'].items()))}")
     print(f"  folders after: {r['folders']}; answers sent to memory: {r['sent']}")
     total = sum(r["statements"].values())
