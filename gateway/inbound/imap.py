@@ -3,10 +3,11 @@
 aioimaplib (2.0.3) is the only IMAP library imported, and only here. Its pitfalls shape this
 module: every call is bounded by ``timeout_seconds`` *and* fails as soon as the connection
 drops (the library leaves pending commands waiting forever); any error marks the client
-broken, so callers throw it away (:class:`~gateway.inbound.imap_types.ReconnectingMailbox`
-does it for them); FETCH responses go through :mod:`gateway.inbound.fetchparse`; UID sets are
-cut to :data:`MAX_UIDS_PER_COMMAND` and flags are stored ``.SILENT`` (the library recurses
-once per response line and dies on long responses, issue #118).
+broken, so callers throw it away (the daemon's :class:`~gateway.inbound.runner.MailboxRunner`
+opens a new one with randomised backoff); FETCH responses go through
+:mod:`gateway.inbound.fetchparse`; UID sets are cut to :data:`MAX_UIDS_PER_COMMAND` and flags
+are stored ``.SILENT`` (the library recurses once per response line and dies on long
+responses, issue #118).
 
 Errors leave as :class:`~gateway.errors.TemporaryTransportError` (timeouts as
 :class:`~gateway.errors.TransportTimeout`) or, when retrying cannot help (refused login,
@@ -37,14 +38,12 @@ from gateway.inbound.fetchparse import (
     parse_select,
     uid_set,
 )
-from gateway.inbound.imap_types import FolderState, Mailbox, ReconnectingMailbox, UidValidityChanged
+from gateway.inbound.imap_types import FolderState, Mailbox
 
 __all__ = [
     "AioImapMailbox",
     "FolderState",
     "Mailbox",
-    "ReconnectingMailbox",
-    "UidValidityChanged",
     "connect",
     "ssl_context_for",
 ]

@@ -10,9 +10,8 @@ from typing import Any
 import pytest
 
 from gateway.errors import PermanentTransportError, TemporaryTransportError, TransportTimeout
-from gateway.inbound.imap import AioImapMailbox, ReconnectingMailbox, connect
+from gateway.inbound.imap import AioImapMailbox, connect
 from tests.plugins.dovecot import ImapAccount
-from tests.servers.dovecot import DovecotServer
 
 PLAIN = b"From: a@example.com\r\nTo: care@example.com\r\nSubject: plain\r\n\r\nHello.\r\n"
 UNBALANCED = b"From: a@example.com\r\nSubject: Re: (case 42 urgent\r\n\r\nParenthesis (never closed\r\n"
@@ -199,49 +198,6 @@ async def test_without_idle_the_wait_is_the_injected_sleep(open_mailbox: OpenMai
     await mailbox.select()
     assert await mailbox.wait_for_changes() is False
     assert slept == [42.0]
-
-
-async def test_reconnects_after_dovecot_restart_during_idle(
-    dovecot: DovecotServer, imap_account: ImapAccount
-) -> None:
-    idling, restarted = asyncio.Event(), asyncio.Event()
-    backoffs: list[float] = []
-
-    async def backoff(seconds: float) -> None:  # a retry waits for the restart, not for time
-        backoffs.append(seconds)
-        await restarted.wait()
-
-    async def factory() -> AioImapMailbox:
-        return await connect(imap_account.mailbox_settings(), on_idle=idling.set)
-
-    mailbox = ReconnectingMailbox(factory, sleep=backoff)
-    try:
-        state = await mailbox.select()
-        waiter = asyncio.create_task(mailbox.wait_for_changes(30))
-        await idling.wait()
-        await asyncio.to_thread(dovecot.restart)
-        restarted.set()
-        assert await waiter is True  # a reconnect counts as a change
-        assert mailbox.reconnects == 1
-        uid = await asyncio.to_thread(imap_account.append, PLAIN)
-        assert await mailbox.search_uids() == [uid]
-        assert (await mailbox.select()).uidvalidity == state.uidvalidity
-    finally:
-        await mailbox.close()
-
-
-async def test_reconnecting_mailbox_gives_up_on_permanent_errors(imap_account: ImapAccount) -> None:
-    calls = 0
-
-    async def factory() -> AioImapMailbox:
-        nonlocal calls
-        calls += 1
-        return await connect(imap_account.mailbox_settings(password="wrong"))
-
-    mailbox = ReconnectingMailbox(factory)
-    with pytest.raises(PermanentTransportError):
-        await mailbox.select()
-    assert calls == 1
 
 
 async def test_tls_verification_fails_with_default_cas(imap_account: ImapAccount) -> None:

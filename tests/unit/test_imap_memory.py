@@ -1,4 +1,4 @@
-"""The in-memory Mailbox twin, and ReconnectingMailbox driven by it."""
+"""The in-memory Mailbox twin (the runner driven by it: tests/integration/test_inbound_reconnect.py)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import pytest
 
 from gateway.errors import PermanentTransportError, TemporaryTransportError
 from gateway.inbound.imap_memory import MemoryMailbox
-from gateway.inbound.imap_types import Mailbox, ReconnectingMailbox, UidValidityChanged
+from gateway.inbound.imap_types import Mailbox
 
 RAW = b"Subject: one\r\nFrom: a@example.com\r\n\r\nbody\r\n"
 
@@ -105,73 +105,3 @@ async def test_closed_mailbox_refuses_calls() -> None:
     await mailbox.close()
     with pytest.raises(TemporaryTransportError, match="closed"):
         await mailbox.select()
-
-
-# -- ReconnectingMailbox over the twin ----------------------------------------------------
-
-
-def reconnecting(memory: MemoryMailbox, **options: object) -> tuple[ReconnectingMailbox, list[float]]:
-    waits: list[float] = []
-
-    async def record(seconds: float) -> None:
-        waits.append(seconds)
-
-    async def factory() -> MemoryMailbox:
-        return memory.reopen()
-
-    return ReconnectingMailbox(factory, sleep=record, **options), waits  # type: ignore[arg-type]
-
-
-async def test_reconnects_reselects_and_retries_with_backoff() -> None:
-    memory = MemoryMailbox()
-    memory.deliver(RAW)
-    mailbox, waits = reconnecting(memory)
-    await mailbox.select()
-    memory.fail_next("fetch", times=2)
-    assert await mailbox.fetch([1]) == [(1, RAW)]
-    assert mailbox.reconnects == 2 and len(waits) == 2
-    assert all(0 <= wait <= 60 for wait in waits)
-    assert memory.calls.count("select") == 3  # the first, then once per new connection
-
-
-async def test_gives_up_after_the_attempts() -> None:
-    memory = MemoryMailbox()
-    mailbox, waits = reconnecting(memory, attempts=3)
-    await mailbox.select()
-    memory.fail_next("search_uids", times=5)
-    with pytest.raises(TemporaryTransportError, match="injected"):
-        await mailbox.search_uids()
-    assert len(waits) == 2
-
-
-async def test_permanent_errors_are_not_retried() -> None:
-    memory = MemoryMailbox()
-    mailbox, waits = reconnecting(memory)
-    memory.fail_next("select", error=PermanentTransportError("no"))
-    with pytest.raises(PermanentTransportError):
-        await mailbox.select()
-    assert waits == []
-
-
-async def test_uidvalidity_change_across_a_reconnect_is_raised() -> None:
-    memory = MemoryMailbox()
-    memory.deliver(RAW)
-    mailbox, _ = reconnecting(memory)
-    assert (await mailbox.select()).uidvalidity == 1
-    memory.fail_next("search_uids")
-    memory.reset_uidvalidity()
-    with pytest.raises(UidValidityChanged):
-        await mailbox.search_uids()
-    assert (await mailbox.select()).uidvalidity == 2  # the caller selects again and starts over
-    assert await mailbox.search_uids() == [1]
-
-
-async def test_a_reconnect_during_wait_counts_as_a_change() -> None:
-    memory = MemoryMailbox()
-    mailbox, _ = reconnecting(memory)
-    await mailbox.select()
-    memory.fail_next("wait_for_changes")
-    assert await mailbox.wait_for_changes(0) is True
-    assert await mailbox.wait_for_changes(0) is False
-    await mailbox.close()
-    assert memory.closed

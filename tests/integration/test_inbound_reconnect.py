@@ -1,0 +1,128 @@
+"""The mailbox runner over the in-memory IMAP twin: a dropped connection is replaced (with
+randomised backoff while opening fails), a permanent error is not retried, nothing is skipped,
+and a UIDVALIDITY change does not make a message take effect twice. (A real Dovecot restarted
+during IDLE: test_daemon_idle.py.)"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+import pytest
+
+from gateway.app import App
+from gateway.cases import get_case, timeline
+from gateway.clock import FrozenClock
+from gateway.config import MailboxSettings
+from gateway.daemon import Daemon
+from gateway.errors import PermanentTransportError, TemporaryTransportError
+from gateway.inbound.imap_memory import MemoryMailbox
+from gateway.inbound.runner import MailboxRunner
+from tests.mails import answers, inbound_rows, new_mail, reply, sent_mail
+from tests.world import ANA, add_customer, open_case, open_world, settings_for
+
+FOLDERS = ("INBOX", "Processed", "Refused", "Quarantine")
+
+
+async def case_timeline(app: App, number: str | None) -> tuple[object, list[Any]]:
+    async with app.sessions() as session:
+        case = await get_case(session, number or "")
+        return case, list(await timeline(session, case))
+
+
+@pytest.fixture
+async def app(db_url: str, clock: FrozenClock) -> AsyncIterator[App]:
+    box = {"name": "memory", "host": "127.0.0.1", "tls": "none", "username": "care@vendor.example",
+           "password": "x"}
+    async with open_world(settings_for(db_url, mailboxes=[box]), clock) as app:
+        await add_customer(app)
+        yield app
+
+
+class Server:
+    """Hands out the twin as "a new connection", failing the opens it is told to."""
+
+    def __init__(self) -> None:
+        self.mailbox = MemoryMailbox(FOLDERS)
+        self.opens = 0
+        self.failures: list[Exception] = []
+
+    async def open(self, settings: MailboxSettings) -> MemoryMailbox:
+        self.opens += 1
+        if self.failures:
+            raise self.failures.pop(0)
+        return self.mailbox.reopen()
+
+
+@asynccontextmanager
+async def runner(app: App, server: Server, waits: list[float]) -> AsyncIterator[MailboxRunner]:
+    """The daemon's runner for the one mailbox, on ``server``, with backoff waits recorded."""
+    daemon = Daemon(app)
+    await daemon._build()
+    made = daemon.runners[0]
+
+    async def sleep(seconds: float) -> None:
+        waits.append(seconds)
+
+    run = MailboxRunner(made.settings, made.processor, server.open, app.clock,
+                        max_message_bytes=made.max_message_bytes, sleep=sleep)
+    try:
+        yield run
+    finally:
+        await run.drop()
+        await run.release_mailbox()
+
+
+async def test_a_dropped_connection_is_replaced_and_no_message_is_skipped(app: App) -> None:
+    server, waits = Server(), []
+    for n in range(3):
+        server.mailbox.deliver(new_mail(sender=f"p{n}@example.org", subject=f"Attempt {n}", text="Open one."))
+    async with runner(app, server, waits) as run:
+        server.mailbox.fail_next("fetch")
+        stats = await run.run_until_empty()
+        assert (stats.decided, server.opens, run.client) == (0, 1, None)  # the broken one is dropped
+
+        stats = await run.run_until_empty()
+        assert (stats.decided, stats.moved, server.opens) == (3, 3, 2)
+    assert waits == []  # opening worked at once: no backoff
+    assert [r.disposition for r in await inbound_rows(app)] == ["refused_new_case"] * 3
+    assert server.mailbox.messages("INBOX") == {} and len(server.mailbox.messages("Refused")) == 3
+
+
+async def test_failing_opens_back_off_then_the_round_goes_on(app: App) -> None:
+    server, waits = Server(), []
+    server.mailbox.deliver(new_mail(sender="p@example.org", subject="Attempt", text="Open one."))
+    server.failures = [TemporaryTransportError("connection refused")] * 3
+    async with runner(app, server, waits) as run:
+        stats = await run.run_until_empty()
+    assert (stats.decided, server.opens) == (1, 4)
+    assert len(waits) == 3 and all(0 <= w <= 60 for w in waits)
+
+
+async def test_a_permanent_error_is_raised_without_retrying(app: App) -> None:
+    server, waits = Server(), []
+    server.failures = [PermanentTransportError("authentication failed")]
+    async with runner(app, server, waits) as run:
+        with pytest.raises(PermanentTransportError, match="authentication"):
+            await run.run_until_empty()
+    assert (server.opens, waits) == (1, [])
+
+
+async def test_a_uidvalidity_change_does_not_apply_a_message_twice(app: App) -> None:
+    case = await open_case(app)
+    server, waits = Server(), []
+    mail = reply(await sent_mail(app, case.id), sender=ANA, text="Logs attached.")
+    server.mailbox.deliver(mail)
+    async with runner(app, server, waits) as run:
+        assert (await run.run_until_empty()).decided == 1
+        # the server rebuilt its index: the same message is back in INBOX, new UIDVALIDITY
+        server.mailbox.deliver(mail)
+        server.mailbox.reset_uidvalidity()
+        await run.drop()
+        assert (await run.run_until_empty()).decided == 1
+    rows = await inbound_rows(app)
+    assert [(r.uidvalidity, r.disposition) for r in rows] == [(1, "applied"), (2, "duplicate")]
+    assert await answers(app, rows[1].id) == []
+    _, events = await case_timeline(app, case.number)
+    assert [e.kind for e in events].count("customer_reply") == 1
