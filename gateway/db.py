@@ -7,8 +7,9 @@ always hands back aware UTC values (SQLite would otherwise return naive ones).
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Iterator
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import DateTime, event, insert, inspect
 from sqlalchemy.engine import Dialect
@@ -21,6 +22,9 @@ from sqlalchemy.ext.asyncio import (
 from sqlalchemy.types import TypeDecorator
 
 SQLITE_BUSY_TIMEOUT_MS = 30_000
+IN_LIST_MAX = 500
+"""Keys per ``IN`` list (SQLite allows 32,766 parameters; PostgreSQL 65,535)."""
+_K = TypeVar("_K")
 
 
 class UTCDateTime(TypeDecorator[datetime]):
@@ -111,3 +115,10 @@ def column_values(obj: Any) -> dict[str, Any]:
     """The column attributes set on a mapped object, as a dict for a bulk INSERT."""
     state = inspect(obj)
     return {a.key: state.dict[a.key] for a in state.mapper.column_attrs if a.key in state.dict}
+
+
+def chunks(keys: Iterable[_K]) -> Iterator[list[_K]]:
+    """The distinct ``keys``, in order, in lists of at most :data:`IN_LIST_MAX` for ``IN``."""
+    items = list(dict.fromkeys(keys))
+    for start in range(0, len(items), IN_LIST_MAX):
+        yield items[start : start + IN_LIST_MAX]

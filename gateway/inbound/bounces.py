@@ -9,7 +9,7 @@ from gateway import cases
 from gateway.clock import Clock
 from gateway.domain import EventKind, RecipientStatus
 from gateway.inbound.bounce import BounceReport
-from gateway.inbound.lookups import Lookups
+from gateway.inbound.lookups import Lookups, bounced_ids
 from gateway.models import Case, InboundMessage, Outbox, OutboxRecipient
 
 
@@ -18,7 +18,7 @@ async def record_bounce(
 ) -> str:
     if report is None or not report.recipients:
         return "no failed recipient found"
-    ids = [i for i in report.original_message_ids if i][:20]  # as lookups.bounced_ids
+    ids = bounced_ids(report)
     outbound = await lookups.outbound(ids) if ids else []
     if not outbound:
         failed = ", ".join(r.address for r in report.recipients)

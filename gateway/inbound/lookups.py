@@ -16,16 +16,17 @@ at the start of the group (its messages are decided within a second or so).
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import TypeVar
 
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from gateway.db import chunks
 from gateway.directory import normalise_email
 from gateway.errors import InvalidValue
+from gateway.inbound.bounce import BounceReport
 from gateway.inbound.parse import ParsedMail
 from gateway.models import Case, Contact, InboundMessage, Outbox, OutboxRecipient
 from gateway.outbound.kinds import MailGroup, MailKind
@@ -34,24 +35,13 @@ from gateway.threading.matcher import TokenScan, referenced_ids
 AUTOMATIC_KINDS = [k.value for k in MailKind if k.spec.group is MailGroup.REPLY]
 """Kinds that count against a sender's daily limit of automatic answers."""
 RATE_WINDOW = timedelta(hours=24)
-_CHUNK = 500
-"""Keys per ``IN`` list (SQLite allows 32,766 parameters; PostgreSQL 65,535)."""
 
 
-_K = TypeVar("_K")
-
-
-def chunks(keys: Iterable[_K]) -> Iterator[list[_K]]:
-    items = list(dict.fromkeys(keys))
-    for start in range(0, len(items), _CHUNK):
-        yield items[start : start + _CHUNK]
-
-
-def bounced_ids(mail: ParsedMail) -> list[str]:
+def bounced_ids(report: BounceReport | None) -> list[str]:
     """The Message-IDs of the mail a bounce reports on (at most 20)."""
-    if mail.bounce is None:
+    if report is None:
         return []
-    return [i for i in mail.bounce.original_message_ids if i][:20]
+    return [i for i in report.original_message_ids if i][:20]
 
 
 def _normalised(address: str) -> str | None:
@@ -100,7 +90,7 @@ class Lookups:
         await lookups._load_contacts(organisations, senders)
         await lookups._load_answer_counts(senders)
         await lookups._load_answered([e.row_id for e in group])
-        await lookups._load_outbox(i for m in mails for i in bounced_ids(m))
+        await lookups._load_outbox(i for m in mails for i in bounced_ids(m.bounce))
         return lookups
 
     # --- dedupe ------------------------------------------------------------------------

@@ -185,7 +185,6 @@ class Processor:
             items=[(f.uid, f.raw, f.size) for f in batch],
             received_at=now,
         )
-        ids = {uid: k.id for uid, k in known.items()}
         todo = [f for f in batch if known[f.uid].disposition is None]
         done = {
             uid: k.target_folder or mailbox.processed_folder
@@ -195,7 +194,7 @@ class Processor:
         limit = self.deps.settings.limits.pipeline_attempts
         given_up = [f for f in todo if known[f.uid].attempts >= limit]
         for f in given_up:
-            done[f.uid] = await self._give_up(ids[f.uid], mailbox, known[f.uid].attempts)
+            done[f.uid] = await self._give_up(known[f.uid].id, mailbox, known[f.uid].attempts)
         todo = [f for f in todo if known[f.uid].attempts < limit]
         # Parsing runs ahead in the workers while the messages before are decided, in order.
         parsing = dict(parsing or {})
@@ -206,9 +205,8 @@ class Processor:
             for group in groups(todo, {uid: k.attempts for uid, k in known.items()}):
                 if should_stop():
                     break  # the rest stays undecided in the inbox for the next run
-                items = [
-                    Item(f.uid, ids[f.uid], await parsing[f.uid], known[f.uid].attempts + 1) for f in group
-                ]
+                items = [Item(f.uid, known[f.uid].id, await parsing[f.uid], known[f.uid].attempts + 1)
+                         for f in group]
                 await store.begin_attempts(self.engine, [(i.row_id, i.parsed.mail) for i in items])
                 done.update(await self._decide(mailbox, items))
         finally:

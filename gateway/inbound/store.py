@@ -17,7 +17,7 @@ from sqlalchemy import bindparam, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 from sqlalchemy.orm import defer
 
-from gateway.db import insert_ignoring_conflicts
+from gateway.db import chunks, insert_ignoring_conflicts
 from gateway.inbound.parse import ParsedMail
 from gateway.models import InboundMessage, MailboxState
 
@@ -81,15 +81,10 @@ async def store_raw(
     found: dict[int, KnownUid] = {}
     async with engine.begin() as conn:
         await conn.execute(insert, values)  # rows stored by an earlier run keep their first copy
-        for chunk in _chunks([uid for uid, _, _ in items]):
+        for chunk in chunks([uid for uid, _, _ in items]):
             for r in (await conn.execute(_known(mailbox, uidvalidity, chunk))).all():
                 found[r.uid] = KnownUid(r.id, r.uid, r.disposition, r.target_folder, r.moved, r.attempts)
     return found
-
-
-def _chunks(uids: Sequence[int]) -> Iterable[list[int]]:
-    for start in range(0, len(uids), 500):
-        yield list(uids[start : start + 500])
 
 
 async def begin_attempts(engine: AsyncEngine, items: Sequence[tuple[int, ParsedMail | None]]) -> None:
@@ -127,7 +122,7 @@ async def mark_moved(engine: AsyncEngine, mailbox: str, uidvalidity: int, uids: 
     if not uids:
         return
     async with engine.begin() as conn:
-        for chunk in _chunks(uids):
+        for chunk in chunks(uids):
             await conn.execute(
                 update(InboundMessage)
                 .where(InboundMessage.mailbox == mailbox, InboundMessage.uidvalidity == uidvalidity,
