@@ -89,6 +89,10 @@ def _may_be_applied(mail: ParsedMail, tokens: TokenScan | None) -> bool:
     return bool(tokens.subject or tokens.body)
 
 
+async def _pick(chunk: asyncio.Future[list[Parsed]], index: int) -> Parsed:
+    return (await chunk)[index]
+
+
 Parsing = dict[int, "asyncio.Future[Parsed]"]
 """uid -> the message's parse, running in a worker."""
 
@@ -144,10 +148,24 @@ async def write_group(session: AsyncSession, rows: Sequence[InboundMessage]) -> 
     await session.execute(update(InboundMessage), values)
 
 
+def parse_chunk(raws: Sequence[bytes], limits: LimitSettings, keys: Sequence[bytes]) -> list[Parsed]:
+    """:func:`parse_safely` of several messages: one round trip to a worker for
+    :data:`PARSE_CHUNK` messages (each call costs both processes pickling and wake-ups)."""
+    return [parse_safely(raw, limits, keys) for raw in raws]
+
+
+PARSE_CHUNK = 10
+"""Messages per call to a parse worker."""
+
+
 def parse_pool(workers: int) -> Executor | None:
+    """Worker processes from a fork server that has imported the program already (``__main__``
+    and this module): a worker starts without importing anything again."""
     if workers <= 0:
         return None
-    return ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("forkserver"))
+    context = multiprocessing.get_context("forkserver")
+    context.set_forkserver_preload(["__main__", __name__])
+    return ProcessPoolExecutor(max_workers=workers, mp_context=context)
 
 
 class Processor:
@@ -164,8 +182,19 @@ class Processor:
         self.executor = executor
 
     def start_parsing(self, batch: Sequence[Fetched]) -> Parsing:
-        """Parse ``batch`` in the workers, from now on (parsing has no effect)."""
-        return {f.uid: asyncio.ensure_future(self._parse(f)) for f in batch}
+        """Parse ``batch`` in the workers, from now on (parsing has no effect), in chunks of
+        :data:`PARSE_CHUNK`; cancelling one message's parse cancels its chunk."""
+        whole = [f for f in batch if f.problem is None]
+        parsing: Parsing = {}
+        for f in batch:
+            if f.problem is not None:  # not fetched whole: nothing to parse
+                parsing[f.uid] = asyncio.get_running_loop().create_future()
+                parsing[f.uid].set_result(Parsed(None, f.problem))
+        for start in range(0, len(whole), PARSE_CHUNK):
+            chunk = whole[start : start + PARSE_CHUNK]
+            task = asyncio.ensure_future(self._parse_chunk(chunk))
+            parsing.update((f.uid, asyncio.ensure_future(_pick(task, i))) for i, f in enumerate(chunk))
+        return parsing
 
     async def process(
         self,
@@ -198,9 +227,7 @@ class Processor:
         todo = [f for f in todo if known[f.uid].attempts < limit]
         # Parsing runs ahead in the workers while the messages before are decided, in order.
         parsing = dict(parsing or {})
-        for f in todo:
-            if f.uid not in parsing:
-                parsing[f.uid] = asyncio.ensure_future(self._parse(f))
+        parsing.update(self.start_parsing([f for f in todo if f.uid not in parsing]))
         try:
             for group in groups(todo, {uid: k.attempts for uid, k in known.items()}):
                 if should_stop():
@@ -214,14 +241,12 @@ class Processor:
                 parse.cancel()
         return done
 
-    async def _parse(self, f: Fetched) -> Parsed:
-        if f.problem is not None:
-            return Parsed(None, f.problem)
-        limits, keys = self.deps.settings.limits, self.deps.keys
+    async def _parse_chunk(self, chunk: Sequence[Fetched]) -> list[Parsed]:
+        limits, keys, raws = self.deps.settings.limits, self.deps.keys, [f.raw for f in chunk]
         if self.executor is None:
-            return await asyncio.to_thread(parse_safely, f.raw, limits, keys)
-        return await asyncio.get_running_loop().run_in_executor(self.executor, parse_safely, f.raw, limits,
-                                                                keys)
+            return await asyncio.to_thread(parse_chunk, raws, limits, keys)
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self.executor, parse_chunk, raws, limits, keys)
 
     async def _decide(self, mailbox: MailboxSettings, items: list[Item]) -> dict[int, str]:
         """Decide a group in one transaction: what the stages ask the database is fetched for

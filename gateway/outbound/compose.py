@@ -33,14 +33,13 @@ from __future__ import annotations
 import base64
 import binascii
 import re
-import secrets
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from email.utils import format_datetime
 
 from gateway.errors import InvalidValue
-from gateway.identity import LOOP_HEADER
+from gateway.identity import LOOP_HEADER, random_hex
 from gateway.outbound.kinds import KindSpec, MailKind
 from gateway.outbound.render import Rendered, one_line
 
@@ -124,7 +123,7 @@ def assemble(headers: bytes, body: ComposedBody) -> bytes:
 def compose_body(rendered: Rendered) -> ComposedBody:
     """Encode the text and HTML parts once. The boundary starts with ``=_``, which neither
     quoted-printable nor base64 can produce, and carries 96 random bits against 7bit text."""
-    boundary = f"=_cg{secrets.token_hex(12)}"
+    boundary = f"=_cg{random_hex(12)}"
     delimiter = f"--{boundary}\r\n".encode("ascii")
     text, html = _part("text/plain", rendered.text), _part("text/html", rendered.html)
     end = f"\r\n--{boundary}--\r\n".encode("ascii")
