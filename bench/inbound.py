@@ -16,7 +16,7 @@ Timed:
   process (the naive loop; it neither stores nor moves anything);
 * **gateway** (a fresh subprocess, so the baseline's memory does not count):
   ``Daemon(app, transport=MemoryTransport()).run_once()`` with ``inbound.parse_workers =
-  --workers`` and ``batch_size = 100``, logging at info as ``run`` configures it (to a file).
+  --workers`` and the default ``batch_size`` (200), logging at info as ``run`` configures it (to a file).
   It includes the outbox round that sends the refusals it queued (to memory); the inbound
   part alone is printed too.
 
@@ -80,7 +80,7 @@ from tests.servers.dovecot import DovecotServer
 from tests.world import ANA, add_customer, open_case, settings_for
 
 PG_ADMIN = os.environ.get("GATEWAY_BENCH_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
-FETCH_BATCH = 100
+BASELINE_BATCH = 100
 MEDIAN_BYTES = 6000
 ATTACHMENT_BYTES = 50 * 1024
 PROSE = (
@@ -197,7 +197,7 @@ async def make_database(kind: str, folder: Path) -> tuple[str, str | None]:
 
 def gateway_settings(url: str, server: DovecotServer, user: str, workers: int) -> Settings:
     box = {"name": "care", "host": server.host, "port": server.port, "tls": "none",
-           "username": user, "password": "secret", "timeout_seconds": 120.0, "batch_size": FETCH_BATCH}
+           "username": user, "password": "secret", "timeout_seconds": 120.0}
     return settings_for(url, mailboxes=[box], inbound={"parse_workers": workers},
                         limits={"auto_replies_per_sender_per_day": 1_000_000},
                         logging={"level": "info", "json": True})
@@ -270,8 +270,8 @@ def baseline(server: DovecotServer, user: str) -> dict[str, float]:
         _ok(client.select("INBOX", readonly=True))
         data = _ok(client.uid("SEARCH", "ALL"))
         uids = [int(u) for u in data[0].split()]
-        for start in range(0, len(uids), FETCH_BATCH):
-            chunk = uids[start : start + FETCH_BATCH]
+        for start in range(0, len(uids), BASELINE_BATCH):
+            chunk = uids[start : start + BASELINE_BATCH]
             t0 = time.perf_counter()
             data = _ok(client.uid("FETCH", f"{chunk[0]}:{chunk[-1]}", "(BODY.PEEK[])"))
             raws = [item[1] for item in data if isinstance(item, tuple)]
@@ -350,6 +350,9 @@ PHASES = [
     ("gateway.inbound.pipeline", "stages", "authorise"),
     ("gateway.inbound.pipeline", None, "apply_update"),
     ("gateway.inbound.pipeline", None, "respond"),
+    ("gateway.inbound.processor", "store", "load_many"),
+    ("gateway.inbound.processor", "Lookups", "prefetch"),
+    ("gateway.inbound.processor", None, "write_group"),
 ]
 
 

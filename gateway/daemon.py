@@ -121,7 +121,10 @@ class Daemon:
         self.mail_due.clear()
 
     def stop(self) -> None:
+        """Finish the message in hand (``run`` and ``run --once`` alike), then return."""
         self.stopping.set()
+        for runner in self.runners:
+            runner.stop()
 
     def install_signal_handlers(self) -> None:
         loop = asyncio.get_running_loop()

@@ -31,6 +31,7 @@ from gateway.inbound.lookups import Expected, Lookups
 from gateway.inbound.parse import ParsedMail, parse_message
 from gateway.inbound.pipeline import finish, run_pipeline
 from gateway.inbound.reply_text import new_text_now
+from gateway.inbound.store import KnownUid
 from gateway.models import Attachment, CaseEvent, InboundMessage, SecurityEvent
 from gateway.outbound.outbox import insert_queued_in_bulk
 from gateway.threading.matcher import TokenScan, scan_tokens
@@ -96,7 +97,7 @@ async def _pick(chunk: asyncio.Future[list[Parsed]], index: int) -> Parsed:
 Parsing = dict[int, "asyncio.Future[Parsed]"]
 """uid -> the message's parse, running in a worker."""
 
-GROUP_SIZE = 100
+GROUP_SIZE = 200
 """Messages decided in one transaction."""
 
 
@@ -181,6 +182,18 @@ class Processor:
         self.deps = deps
         self.executor = executor
 
+    async def store(
+        self, mailbox: MailboxSettings, uidvalidity: int, batch: Sequence[Fetched]
+    ) -> dict[int, KnownUid]:
+        """Store the raw messages of ``batch`` (those not stored yet); uid -> what is known."""
+        return await store.store_raw(
+            self.engine,
+            mailbox=mailbox.name,
+            uidvalidity=uidvalidity,
+            items=[(f.uid, f.raw, f.size) for f in batch],
+            received_at=self.deps.clock.now(),
+        )
+
     def start_parsing(self, batch: Sequence[Fetched]) -> Parsing:
         """Parse ``batch`` in the workers, from now on (parsing has no effect), in chunks of
         :data:`PARSE_CHUNK`; cancelling one message's parse cancels its chunk."""
@@ -203,17 +216,12 @@ class Processor:
         batch: Sequence[Fetched],
         should_stop: Callable[[], bool] = lambda: False,
         parsing: Parsing | None = None,
+        stored: dict[int, KnownUid] | None = None,
     ) -> dict[int, str]:
         """Decide every message of ``batch``; return uid -> IMAP folder for the decided ones.
-        ``parsing``: what :meth:`start_parsing` started for the batch, if the caller did."""
-        now = self.deps.clock.now()
-        known = await store.store_raw(
-            self.engine,
-            mailbox=mailbox.name,
-            uidvalidity=uidvalidity,
-            items=[(f.uid, f.raw, f.size) for f in batch],
-            received_at=now,
-        )
+        ``parsing``: what :meth:`start_parsing` started for the batch, ``stored``: what
+        :meth:`store` returned for it, if the caller did either already."""
+        known = stored if stored is not None else await self.store(mailbox, uidvalidity, batch)
         todo = [f for f in batch if known[f.uid].disposition is None]
         done = {
             uid: k.target_folder or mailbox.processed_folder

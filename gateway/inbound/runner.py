@@ -27,6 +27,7 @@ from gateway.errors import TemporaryTransportError, TransportError
 from gateway.inbound import store
 from gateway.inbound.imap_types import Mailbox
 from gateway.inbound.processor import Fetched, Parsing, Processor
+from gateway.inbound.store import KnownUid
 
 log = structlog.get_logger(__name__)
 
@@ -35,10 +36,11 @@ MailboxFactory = Callable[[MailboxSettings], Awaitable[Mailbox]]
 
 @dataclass
 class Ahead:
-    """A batch fetched, its parsing started."""
+    """A batch fetched and stored, its parsing started."""
 
     fetched: list[Fetched]
     parsing: Parsing
+    stored: dict[int, KnownUid]
 
     def cancel(self) -> None:
         for task in self.parsing.values():
@@ -139,29 +141,57 @@ class MailboxRunner:
         stats = RoundStats(seen=len(uids))
         size = self.settings.batch_size
         batches = [uids[start : start + size] for start in range(0, len(uids), size)]
-        # One batch ahead: the next batch is fetched and parsing in the workers while this
-        # one is decided and moved.
+        # While a batch is decided (CPU and database), the IMAP side works in the background:
+        # it moves the batch decided before (its commit is done), fetches the next batch, whose
+        # parsing then starts in the workers, and stores it. One IMAP command at a time.
         ahead: Ahead | None = None
+        committed: dict[int, str] = {}  # decided, not moved yet
         try:
             for batch in [*batches, None]:
                 if self.stopping.is_set():
                     break
                 current, ahead = ahead, None
-                if batch is not None:
-                    fetched = await self._fetch(client, batch)
-                    ahead = Ahead(fetched, self.processor.start_parsing(fetched))
-                if current is None or not current.fetched:
-                    continue
-                decided = await self.processor.process(self.settings, state.uidvalidity, current.fetched,
-                                                       self.stopping.is_set, current.parsing)
-                stats.decided += len(decided)
-                if decided and self.on_decided is not None:
+                imap_side = asyncio.ensure_future(self._move_then_fetch(client, state.uidvalidity, committed,
+                                                                        batch))
+                committed = {}
+                try:
+                    if current is not None and current.fetched:
+                        committed = await self.processor.process(
+                            self.settings, state.uidvalidity, current.fetched, self.stopping.is_set,
+                            current.parsing, current.stored)
+                except BaseException:
+                    await asyncio.wait([imap_side])  # the client is not left mid-command
+                    if not imap_side.cancelled() and imap_side.exception() is None:
+                        ahead = imap_side.result()[1]  # its parsing is cancelled below
+                    raise
+                moved, ahead = await imap_side
+                stats.moved += await self._mark_moved(state.uidvalidity, moved)
+                stats.decided += len(committed)
+                if committed and self.on_decided is not None:
                     self.on_decided()
-                stats.moved += await self._move(client, state.uidvalidity, decided)
+            moved, _ = await self._move_then_fetch(client, state.uidvalidity, committed, None)
+            stats.moved += await self._mark_moved(state.uidvalidity, moved)
         finally:
             if ahead is not None:
                 ahead.cancel()
         return stats
+
+    async def _move_then_fetch(
+        self, client: Mailbox, uidvalidity: int, decided: dict[int, str], batch: list[int] | None
+    ) -> tuple[list[int], Ahead | None]:
+        """Move the ``decided`` messages to their folders, then fetch ``batch``, start parsing
+        it and store it: (the UIDs moved, the batch fetched)."""
+        moved = await self._move(client, decided)
+        if batch is None:
+            return moved, None
+        fetched = await self._fetch(client, batch)
+        ahead = Ahead(fetched, self.processor.start_parsing(fetched), {})
+        try:
+            ahead.stored.update(await self.processor.store(self.settings, uidvalidity, fetched))
+        except BaseException:
+            ahead.cancel()
+            raise
+        return moved, ahead
 
     async def _fetch(self, client: Mailbox, uids: list[int]) -> list[Fetched]:
         sizes = await client.fetch_sizes(uids)
@@ -179,16 +209,20 @@ class MailboxRunner:
             log.warning("imap.fetch_incomplete", mailbox=self.settings.name, missing=sorted(missing)[:20])
         return fetched
 
-    async def _move(self, client: Mailbox, uidvalidity: int, decided: dict[int, str]) -> int:
+    async def _move(self, client: Mailbox, decided: dict[int, str]) -> list[int]:
         by_folder: dict[str, list[int]] = defaultdict(list)
         for uid, folder in decided.items():
             by_folder[folder].append(uid)
-        moved = 0
+        moved: list[int] = []
         for folder, uids in by_folder.items():
             await client.move(sorted(uids), folder)
-            await store.mark_moved(self.processor.engine, self.settings.name, uidvalidity, uids)
-            moved += len(uids)
+            moved += uids
         return moved
+
+    async def _mark_moved(self, uidvalidity: int, uids: list[int]) -> int:
+        if uids:
+            await store.mark_moved(self.processor.engine, self.settings.name, uidvalidity, uids)
+        return len(uids)
 
     async def run_until_empty(self) -> RoundStats:
         """Rounds until a round finds nothing (``run --once``)."""

@@ -1,5 +1,7 @@
-"""Batches over a real Dovecot: the next batch is fetched (and parsing) while the current one is
-decided; stopping between batches leaves the batch fetched ahead undecided in the inbox."""
+"""Batches over a real Dovecot: while a batch is decided, the batch before it is moved and the
+next one fetched (and parsing); a message is moved only after its commit; stopping between
+batches moves what was decided and leaves the batch fetched ahead (stored) undecided in the
+inbox."""
 
 from __future__ import annotations
 
@@ -9,7 +11,6 @@ from gateway.clock import FrozenClock
 from gateway.daemon import Daemon
 from gateway.inbound import imap as imap_module
 from gateway.inbound import processor as processor_module
-from gateway.inbound import runner as runner_module
 from gateway.outbound.transport import MemoryTransport
 from tests.mails import inbound_rows, new_mail
 from tests.world import add_customer, open_world, settings_for
@@ -22,31 +23,41 @@ def five_new_case_attempts(imap_account: Any) -> None:
     )
 
 
-async def test_the_next_batch_is_fetched_before_the_current_one_is_decided(
+async def test_imap_work_runs_while_a_batch_is_decided_and_moves_follow_commits(
     db_url: str, imap_account: Any, clock: FrozenClock, monkeypatch: Any
 ) -> None:
     settings = settings_for(db_url, mailboxes=[imap_account.mailbox_settings(batch_size=2)])
     steps: list[tuple[str, list[int]]] = []
-    fetch, process = imap_module.AioImapMailbox.fetch, processor_module.Processor.process
+    fetch, move = imap_module.AioImapMailbox.fetch, imap_module.AioImapMailbox.move
+    process = processor_module.Processor.process
 
     async def fetching(self: Any, uids: Any) -> Any:
         steps.append(("fetch", list(uids)))
         return await fetch(self, uids)
 
+    async def moving(self: Any, uids: Any, folder: str) -> Any:
+        steps.append(("move", list(uids)))
+        return await move(self, uids, folder)
+
     async def deciding(self: Any, mailbox: Any, uidvalidity: int, batch: Any, *args: Any) -> Any:
         steps.append(("decide", [f.uid for f in batch]))
-        return await process(self, mailbox, uidvalidity, batch, *args)
+        decided = await process(self, mailbox, uidvalidity, batch, *args)
+        steps.append(("committed", sorted(decided)))
+        return decided
 
     monkeypatch.setattr(imap_module.AioImapMailbox, "fetch", fetching)
+    monkeypatch.setattr(imap_module.AioImapMailbox, "move", moving)
     monkeypatch.setattr(processor_module.Processor, "process", deciding)
     async with open_world(settings, clock) as app:
         await add_customer(app)
         five_new_case_attempts(imap_account)
         summary = await Daemon(app, transport=MemoryTransport()).run_once()
-        assert steps[:6] == [
-            ("fetch", [1, 2]), ("fetch", [3, 4]), ("decide", [1, 2]),
-            ("fetch", [5]), ("decide", [3, 4]), ("decide", [5]),
-        ]
+        # The second batch is fetched while the first is being decided ...
+        assert steps[:4] == [("fetch", [1, 2]), ("decide", [1, 2]), ("fetch", [3, 4]), ("committed", [1, 2])]
+        # ... and every batch is moved after its commit, before the round ends.
+        for uids in ([1, 2], [3, 4], [5]):
+            assert steps.index(("move", uids)) > steps.index(("committed", uids))
+        assert steps.index(("fetch", [5])) < steps.index(("decide", [5]))
         assert (summary.inbound.decided, summary.inbound.moved) == (5, 5)
         assert [r.disposition for r in await inbound_rows(app)] == ["refused_new_case"] * 5
         assert imap_account.messages("INBOX") == []
@@ -56,22 +67,24 @@ async def test_stopping_leaves_the_batch_fetched_ahead_undecided(
     db_url: str, imap_account: Any, clock: FrozenClock, monkeypatch: Any
 ) -> None:
     settings = settings_for(db_url, mailboxes=[imap_account.mailbox_settings(batch_size=2)])
-    move = runner_module.MailboxRunner._move
+    process = processor_module.Processor.process
 
-    async def move_then_stop(self: Any, *args: Any) -> int:
-        moved = await move(self, *args)
-        self.stop()  # as SIGTERM would, once the first batch is committed and moved
-        return moved
+    async def decide_then_stop(self: Any, *args: Any) -> Any:
+        decided = await process(self, *args)
+        daemon.stop()  # as SIGTERM would, once the first batch is committed
+        return decided
 
     async with open_world(settings, clock) as app:
         await add_customer(app)
         five_new_case_attempts(imap_account)
         with monkeypatch.context() as patch:
-            patch.setattr(runner_module.MailboxRunner, "_move", move_then_stop)
-            summary = await Daemon(app, transport=MemoryTransport()).run_once()
+            patch.setattr(processor_module.Processor, "process", decide_then_stop)
+            daemon = Daemon(app, transport=MemoryTransport())
+            summary = await daemon.run_once()
         assert (summary.inbound.decided, summary.inbound.moved) == (2, 2)
         assert len(imap_account.messages("INBOX")) == 3
-        assert [r.disposition for r in await inbound_rows(app)] == ["refused_new_case"] * 2
+        # the batch fetched ahead was stored (raw kept) but not decided
+        assert [r.disposition for r in await inbound_rows(app)] == ["refused_new_case"] * 2 + [None] * 2
 
         summary = await Daemon(app, transport=MemoryTransport()).run_once()
         assert summary.inbound.decided == 3
