@@ -400,13 +400,23 @@ async def _gateway(settings: Settings, profile: cProfile.Profile | None) -> dict
     engine = create_engine(settings.database.url)
     statements: Counter[str] = Counter()
 
-    def count(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+    sql_seconds: Counter[str] = Counter()
+
+    def kind(statement: str) -> str:
         words = statement.split()
         table = next((w for w, prev in zip(words[1:], words, strict=False)
                       if prev.upper() in ("FROM", "INTO", "UPDATE")), "")
-        statements[f"{words[0].upper()} {table.strip(chr(34))}".strip()] += 1
+        return f"{words[0].upper()} {table.strip(chr(34))}".strip()
+
+    def count(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+        statements[kind(statement)] += 1
+        conn.info["bench_started"] = time.perf_counter()
+
+    def timed(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+        sql_seconds[kind(statement)] += time.perf_counter() - conn.info.pop("bench_started", time.perf_counter())
 
     event.listen(engine.sync_engine, "before_cursor_execute", count)
+    event.listen(engine.sync_engine, "after_cursor_execute", timed)
     event.listen(engine.sync_engine, "commit", lambda conn: statements.update(["COMMIT"]))
     try:
         app = App(settings, engine, SystemClock())
@@ -433,6 +443,7 @@ async def _gateway(settings: Settings, profile: cProfile.Profile | None) -> dict
         "sent": summary.outbound.sent, "delivered": len(transport.delivered),
         "dispositions": {str(d): n for d, n in rows}, "unmoved": unmoved,
         "statements": dict(statements.most_common()),
+        "sql_seconds": {k: round(v, 2) for k, v in sql_seconds.most_common(8)},
         "phases": phases,
         "inbound_peak_kb": marks.get("inbound_peak_kb", 0),
     }
@@ -566,6 +577,7 @@ def report(r: dict[str, Any]) -> None:
     total = sum(r["statements"].values())
     print(f"  SQL per message: {total / n:.1f} round trips ("
           + ", ".join(f"{k} {v / n:.2f}" for k, v in r["statements"].items()) + ")")
+    print("  SQL wall time by statement (s): " + ", ".join(f"{k} {v}" for k, v in r["sql_seconds"].items()))
     print("  wall time by step (s; nested): " + ", ".join(f"{k} {v:.1f}" for k, v in r["phases"].items()))
     print(f"  verdict: {'PASS' if ok and not r['problems'] else 'FAIL'}"
           + "".join(f"\n  PROBLEM: {p}" for p in r["problems"]))
