@@ -16,7 +16,7 @@ Timed:
   process (the naive loop; it neither stores nor moves anything);
 * **gateway** (a fresh subprocess, so the baseline's memory does not count):
   ``Daemon(app, transport=MemoryTransport()).run_once()`` with ``inbound.parse_workers =
-  --workers`` and the default ``batch_size`` (200), logging at info as ``run`` configures it (to a file).
+  --workers`` and the default ``batch_size`` (150), logging at info as ``run`` configures it (to a file).
   It includes the outbox round that sends the refusals it queued (to memory); the inbound
   part alone is printed too.
 
@@ -413,7 +413,8 @@ async def _gateway(settings: Settings, profile: cProfile.Profile | None) -> dict
         conn.info["bench_started"] = time.perf_counter()
 
     def timed(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
-        sql_seconds[kind(statement)] += time.perf_counter() - conn.info.pop("bench_started", time.perf_counter())
+        started = conn.info.pop("bench_started", time.perf_counter())
+        sql_seconds[kind(statement)] += time.perf_counter() - started
 
     event.listen(engine.sync_engine, "before_cursor_execute", count)
     event.listen(engine.sync_engine, "after_cursor_execute", timed)

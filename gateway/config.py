@@ -72,7 +72,7 @@ class MailboxSettings(_Section):
     timeout_seconds: float = Field(60.0, gt=0)
     idle: bool = True
     poll_seconds: float = Field(60.0, gt=0)
-    batch_size: int = Field(200, ge=1, le=500)
+    batch_size: int = Field(150, ge=1, le=500)
 
     @model_validator(mode="after")
     def _plaintext_is_explicit(self) -> MailboxSettings:

@@ -97,7 +97,7 @@ async def _pick(chunk: asyncio.Future[list[Parsed]], index: int) -> Parsed:
 Parsing = dict[int, "asyncio.Future[Parsed]"]
 """uid -> the message's parse, running in a worker."""
 
-GROUP_SIZE = 200
+GROUP_SIZE = 150
 """Messages decided in one transaction."""
 
 

@@ -14,8 +14,9 @@ only that; :class:`Segments` skips it, which also saves about half of its time.)
 
 Its quote-header pattern (an alternation over every language) is tried at every character of
 the text, about 5 ms for 6 KB; yet each of its alternatives can only begin at the start of the
-text, at a line start or at a newline. :class:`LineStartPattern` tries it at those positions
-only, with the same matches (about 20 times faster; ``tests/unit/test_reply_text.py``).
+text, at a line start or at a newline, and each needs a colon (or a dashed separator) a few
+lines further. :class:`LineStartPattern` tries it at those positions only, and only near such
+a line, with the same matches (about 20 times faster; ``tests/unit/test_reply_text.py``).
 """
 
 from __future__ import annotations

@@ -165,12 +165,12 @@ class MailboxRunner:
                         ahead = imap_side.result()[1]  # its parsing is cancelled below
                     raise
                 moved, ahead = await imap_side
-                stats.moved += await self._mark_moved(state.uidvalidity, moved)
+                stats.moved += moved
                 stats.decided += len(committed)
                 if committed and self.on_decided is not None:
                     self.on_decided()
             moved, _ = await self._move_then_fetch(client, state.uidvalidity, committed, None)
-            stats.moved += await self._mark_moved(state.uidvalidity, moved)
+            stats.moved += moved
         finally:
             if ahead is not None:
                 ahead.cancel()
@@ -178,10 +178,10 @@ class MailboxRunner:
 
     async def _move_then_fetch(
         self, client: Mailbox, uidvalidity: int, decided: dict[int, str], batch: list[int] | None
-    ) -> tuple[list[int], Ahead | None]:
+    ) -> tuple[int, Ahead | None]:
         """Move the ``decided`` messages to their folders, then fetch ``batch``, start parsing
-        it and store it: (the UIDs moved, the batch fetched)."""
-        moved = await self._move(client, decided)
+        it and store it: (how many were moved, the batch fetched)."""
+        moved = await self._move(client, uidvalidity, decided)
         if batch is None:
             return moved, None
         fetched = await self._fetch(client, batch)
@@ -209,20 +209,16 @@ class MailboxRunner:
             log.warning("imap.fetch_incomplete", mailbox=self.settings.name, missing=sorted(missing)[:20])
         return fetched
 
-    async def _move(self, client: Mailbox, decided: dict[int, str]) -> list[int]:
+    async def _move(self, client: Mailbox, uidvalidity: int, decided: dict[int, str]) -> int:
         by_folder: dict[str, list[int]] = defaultdict(list)
         for uid, folder in decided.items():
             by_folder[folder].append(uid)
-        moved: list[int] = []
+        moved = 0
         for folder, uids in by_folder.items():
             await client.move(sorted(uids), folder)
-            moved += uids
-        return moved
-
-    async def _mark_moved(self, uidvalidity: int, uids: list[int]) -> int:
-        if uids:
             await store.mark_moved(self.processor.engine, self.settings.name, uidvalidity, uids)
-        return len(uids)
+            moved += len(uids)
+        return moved
 
     async def run_until_empty(self) -> RoundStats:
         """Rounds until a round finds nothing (``run --once``)."""
