@@ -93,7 +93,7 @@ def _near_a_colon(text: str) -> list[bool]:
             near[i] = True
             continue
         near[i] = between <= NEAR_LINES
-        if not lines[i].isspace() and lines[i]:
+        if lines[i].strip():
             between += 1
     return near
 
