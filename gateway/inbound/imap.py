@@ -226,6 +226,8 @@ class AioImapMailbox:
         if not (self.settings.idle and "IDLE" in self.capabilities):
             await self._sleep(timeout)
             return False
+        if client.get_state() != "SELECTED":  # IDLE would be refused, its task left failed
+            self._fail(TemporaryTransportError("IMAP idle: no folder selected"))
         idle = await self._call("idle", client.idle_start(timeout=timeout + self._timeout + 60))
         if self._on_idle is not None:
             self._on_idle()

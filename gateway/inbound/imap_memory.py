@@ -132,9 +132,10 @@ class MemoryMailbox:
     async def wait_for_changes(self, timeout: float | None = None) -> bool:  # noqa: ASYNC109
         """True at once if mail was delivered since the last wait, else waits up to ``timeout``
         (default 0: tests never wait for time) for :meth:`deliver`. Without idle: False."""
-        self._enter("wait_for_changes")
         if not self.idle:
+            self._enter("wait_for_changes")
             return False
+        self._box("wait_for_changes")  # IDLE needs a selected folder, as on a real server
         if not self._changed.is_set() and timeout:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._changed.wait(), timeout)

@@ -52,6 +52,8 @@ class RoundStats:
     seen: int = 0
     decided: int = 0
     moved: int = 0
+    held_elsewhere: bool = False
+    """Another replica holds the mailbox (PostgreSQL advisory lock): nothing was looked at."""
 
 
 class MailboxRunner:
@@ -129,7 +131,7 @@ class MailboxRunner:
         """One pass over the inbox folder: everything there now is decided and moved."""
         if not await self.hold_mailbox():
             log.info("imap.mailbox_held_elsewhere", mailbox=self.settings.name)
-            return RoundStats()
+            return RoundStats(held_elsewhere=True)
         client = await self.connect()
         state = await client.select(self.settings.folder)
         previous = await store.check_uidvalidity(self.processor.engine, self.settings.name,
@@ -221,38 +223,72 @@ class MailboxRunner:
         return moved
 
     async def run_until_empty(self) -> RoundStats:
-        """Rounds until a round finds nothing (``run --once``)."""
-        total = RoundStats()
-        while True:
-            stats = await self._guarded_round()
-            total.seen += stats.seen
-            total.decided += stats.decided
-            total.moved += stats.moved
-            if stats.seen == 0 or stats.decided == 0 or self.stopping.is_set():
-                return total
+        """Rounds until a round finds nothing (``run --once``); a temporary error ends them."""
+        return await self._until_empty(self._guarded_round)
 
     async def run_forever(self) -> None:
-        """Rounds, each after a push (IDLE) or the poll interval, until :meth:`stop`."""
+        """Rounds, each after a push (IDLE) or the poll interval, until :meth:`stop`.
+
+        A round or a wait that fails is tried again after a randomised exponential backoff
+        (not after the poll interval: mail may be waiting); a success resets the backoff.
+        """
+        retrying = AsyncRetrying(
+            wait=wait_random_exponential(multiplier=0.5, max=60),
+            retry=retry_if_exception_type(TemporaryTransportError),
+            sleep=self._pause, reraise=True,
+        )
         while not self.stopping.is_set():
+            await retrying(self._rounds_then_wait)
+        await self.drop()
+
+    async def _rounds_then_wait(self) -> None:
+        """Rounds until one finds nothing, then wait for a push or the poll interval."""
+        if self.stopping.is_set():
+            return
+        try:
             # Rounds until one finds nothing: mail that arrived during a round is reported in
             # the responses to its MOVE commands, which the IMAP library drops, so IDLE would
             # not hear of it. An empty round sends nothing but the search before IDLE.
-            await self.run_until_empty()
+            stats = await self._until_empty(self.run_once)
             if self.stopping.is_set():
-                break
-            try:
-                client = await self.connect()
-                waiter = asyncio.ensure_future(client.wait_for_changes(self.settings.poll_seconds))
-                stopper = asyncio.ensure_future(self.stopping.wait())
-                await asyncio.wait({waiter, stopper}, return_when=asyncio.FIRST_COMPLETED)
-                for task in (waiter, stopper):
-                    task.cancel()
-                if waiter.done() and not waiter.cancelled() and waiter.exception() is not None:
-                    raise waiter.exception()  # type: ignore[misc]
-            except TransportError as exc:
-                log.warning("imap.wait_failed", mailbox=self.settings.name, error=str(exc))
-                await self.drop()
-        await self.drop()
+                return
+            if stats.held_elsewhere:  # a standby replica: no connection, look again later
+                await self._pause(self.settings.poll_seconds)
+                return
+            client = await self.connect()  # the round's connection, its folder selected
+            waiter = asyncio.ensure_future(client.wait_for_changes(self.settings.poll_seconds))
+            stopper = asyncio.ensure_future(self.stopping.wait())
+            await asyncio.wait({waiter, stopper}, return_when=asyncio.FIRST_COMPLETED)
+            for task in (waiter, stopper):
+                task.cancel()
+            if waiter.done() and not waiter.cancelled() and waiter.exception() is not None:
+                raise waiter.exception()  # type: ignore[misc]
+        except TransportError as exc:
+            log.warning("imap.round_failed", mailbox=self.settings.name, error=str(exc),
+                        temporary=exc.temporary)
+            await self.drop()
+            raise
+
+    async def _until_empty(self, round_: Callable[[], Awaitable[RoundStats]]) -> RoundStats:
+        total = RoundStats()
+        while True:
+            stats = await round_()
+            total.seen += stats.seen
+            total.decided += stats.decided
+            total.moved += stats.moved
+            total.held_elsewhere = stats.held_elsewhere
+            if stats.seen == 0 or stats.decided == 0 or self.stopping.is_set():
+                return total
+
+    async def _pause(self, seconds: float) -> None:
+        """``sleep`` for ``seconds``, cut short by :meth:`stop`."""
+        sleeper = asyncio.ensure_future(self.sleep(seconds))
+        stopper = asyncio.ensure_future(self.stopping.wait())
+        try:
+            await asyncio.wait({sleeper, stopper}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for task in (sleeper, stopper):
+                task.cancel()
 
     async def _guarded_round(self) -> RoundStats:
         try:

@@ -56,21 +56,26 @@ async def test_dovecot_restart_during_idle(app: App, imap_account, dovecot, monk
 
         await asyncio.wait_for(wait(), timeout)
 
+    async def append(raw: bytes) -> None:  # in a thread: the daemon goes on meanwhile
+        await asyncio.to_thread(imap_account.append, raw)
+
     daemon = Daemon(
         app, open_mailbox=lambda s: imap.connect(s, on_idle=idle.set), transport=MemoryTransport()
     )
     task = asyncio.create_task(daemon.run_forever())
     try:
         await asyncio.wait_for(idle.wait(), 30)
-        imap_account.append(new_mail(sender="first@example.org", subject="while idle", text="x"))
+        idle.clear()
+        await append(new_mail(sender="first@example.org", subject="while idle", text="x"))
         await until_decided("while idle", 30)  # the push woke the daemon
+        await asyncio.wait_for(idle.wait(), 30)  # moved it, searched again, back on IDLE
 
         idle.clear()
-        dovecot.restart()  # the IDLE connection dies under the daemon
-        imap_account.append(reply(original, sender=ANA, text="Sent while you were reconnecting."))
+        await asyncio.to_thread(dovecot.restart)  # the IDLE connection dies under the daemon
+        await append(reply(original, sender=ANA, text="Sent while you were reconnecting."))
         await until_decided(f"RE: {case_subject}", 60)
         await asyncio.wait_for(idle.wait(), 30)  # back on IDLE on a new connection
-        imap_account.append(new_mail(sender="third@example.org", subject="after restart", text="x"))
+        await append(new_mail(sender="third@example.org", subject="after restart", text="x"))
         await until_decided("after restart", 30)
     finally:
         daemon.stop()

@@ -188,6 +188,16 @@ async def test_idle_returns_false_on_timeout(open_mailbox: OpenMailbox) -> None:
     assert await mailbox.search_uids() == []
 
 
+async def test_idle_without_a_selected_folder_is_refused_before_it_is_sent(
+    open_mailbox: OpenMailbox,
+) -> None:
+    """aioimaplib would refuse it too, but leave behind a failed task that nobody awaits."""
+    mailbox = await open_mailbox()
+    with pytest.raises(TemporaryTransportError, match="no folder selected"):
+        await mailbox.wait_for_changes(30)
+    assert mailbox.broken
+
+
 async def test_without_idle_the_wait_is_the_injected_sleep(open_mailbox: OpenMailbox) -> None:
     slept: list[float] = []
 

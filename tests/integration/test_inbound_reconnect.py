@@ -5,6 +5,7 @@ during IDLE: test_daemon_idle.py.)"""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -126,3 +127,53 @@ async def test_a_uidvalidity_change_does_not_apply_a_message_twice(app: App) -> 
     assert await answers(app, rows[1].id) == []
     _, events = await case_timeline(app, case.number)
     assert [e.kind for e in events].count("customer_reply") == 1
+
+
+async def test_the_daemon_loop_retries_a_failed_round_after_a_backoff(app: App) -> None:
+    """Mail may be waiting: a failed round is tried again after a short randomised backoff,
+    not after the poll interval, and never on a connection without a selected folder."""
+    server, waits = Server(), []
+    server.mailbox.deliver(new_mail(sender="p@example.org", subject="Attempt", text="Open one."))
+    server.mailbox.fail_next("fetch", times=2)
+    async with runner(app, server, waits) as run:
+        run.on_decided = run.stop
+        await asyncio.wait_for(run.run_forever(), 30)
+    assert len(waits) == 2 and all(0 <= w <= 60 for w in waits)  # one backoff per failure
+    assert run.settings.poll_seconds not in waits
+    assert server.opens == 3
+    assert [r.disposition for r in await inbound_rows(app)] == ["refused_new_case"]
+    assert server.mailbox.messages("Refused") and server.mailbox.messages("INBOX") == {}
+
+
+async def test_the_daemon_loop_waits_for_changes_on_the_rounds_connection(app: App) -> None:
+    server, waits = Server(), []
+    async with runner(app, server, waits) as run:
+        waiting = asyncio.create_task(run.run_forever())
+        while "wait_for_changes" not in server.mailbox.calls:
+            await asyncio.sleep(0)  # a yield to the loop, not a wait for time
+        run.stop()
+        await asyncio.wait_for(waiting, 30)
+    assert server.opens == 1 and waits == []
+    assert server.mailbox.calls[:2] == ["ensure_folders", "select"]
+
+
+@pytest.mark.parametrize("db_url", ["postgresql"], indirect=True)
+async def test_a_standby_replica_opens_no_connection_and_looks_again_after_the_poll_interval(
+    app: App,
+) -> None:
+    server, waits, other_waits = Server(), [], []
+    server.mailbox.deliver(new_mail(sender="p@example.org", subject="Attempt", text="Open one."))
+    async with runner(app, server, other_waits) as other, runner(app, server, waits) as run:
+        assert await other.hold_mailbox()
+
+        async def sleep(seconds: float) -> None:  # the other replica goes away meanwhile
+            waits.append(seconds)
+            assert server.opens == 0
+            await other.release_mailbox()
+
+        run.sleep = sleep
+        run.on_decided = run.stop
+        await asyncio.wait_for(run.run_forever(), 30)
+    assert waits == [run.settings.poll_seconds]
+    assert server.opens == 1
+    assert [r.disposition for r in await inbound_rows(app)] == ["refused_new_case"]

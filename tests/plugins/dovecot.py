@@ -11,6 +11,7 @@ A test that restarts the server (``dovecot.restart()``) leaves it running on the
 
 from __future__ import annotations
 
+import contextlib
 import imaplib
 import os
 import re
@@ -80,8 +81,25 @@ class ImapAccount:
     def connect(self) -> imaplib.IMAP4:
         """A logged-in stdlib client; the caller logs out."""
         client = imaplib.IMAP4(self.host, self.port, timeout=10)
-        _ok(client.login(self.username, self.password))
+        try:
+            _ok(client.login(self.username, self.password))
+        except BaseException:
+            client.shutdown()
+            raise
         return client
+
+    @contextlib.contextmanager
+    def session(self) -> Iterator[imaplib.IMAP4]:
+        """A logged-in stdlib client, logged out at the end; its socket is closed even when
+        the server does not answer (a socket left open would warn in some later test)."""
+        client = self.connect()
+        try:
+            yield client
+        finally:
+            try:
+                client.logout()
+            except (OSError, imaplib.IMAP4.error):
+                client.shutdown()
 
     def append(self, raw: bytes, folder: str = "INBOX") -> int:
         """APPEND one message; returns its UID (from APPENDUID)."""
@@ -89,8 +107,7 @@ class ImapAccount:
 
     def append_many(self, raws: Iterable[bytes], folder: str = "INBOX") -> list[int]:
         """APPEND every message over one connection; returns their UIDs in order."""
-        client = self.connect()
-        try:
+        with self.session() as client:
             uids = []
             for raw in raws:
                 typ, data = client.append(_quote(folder), None, None, raw)
@@ -99,8 +116,6 @@ class ImapAccount:
                 assert match, data
                 uids.append(int(match.group(1)))
             return uids
-        finally:
-            client.logout()
 
     def messages(self, folder: str = "INBOX") -> list[bytes]:
         """The raw bytes of every message in ``folder``, in UID order (does not set \\Seen)."""
@@ -108,8 +123,7 @@ class ImapAccount:
 
     def messages_by_uid(self, folder: str = "INBOX") -> list[tuple[int, bytes]]:
         """(UID, raw bytes) of every message in ``folder``, in UID order."""
-        client = self.connect()
-        try:
+        with self.session() as client:
             _ok(client.select(_quote(folder), readonly=True))
             typ, data = client.uid("FETCH", "1:*", "(UID BODY.PEEK[])")
             _ok((typ, data))
@@ -120,13 +134,10 @@ class ImapAccount:
                     assert match, item
                     found.append((int(match.group(1)), item[1]))
             return sorted(found)
-        finally:
-            client.logout()
 
     def folders(self) -> list[str]:
         """Names of every folder of the account (``INBOX`` included)."""
-        client = self.connect()
-        try:
+        with self.session() as client:
             typ, data = client.list()
             _ok((typ, data))
             names = []
@@ -136,8 +147,6 @@ class ImapAccount:
                 assert match, line
                 names.append(match.group(1).decode().strip('"'))
             return names
-        finally:
-            client.logout()
 
     def mailbox_settings(self, **overrides: Any) -> MailboxSettings:
         """Settings that reach this account over plain IMAP on loopback; override any key."""

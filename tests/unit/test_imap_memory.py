@@ -100,6 +100,13 @@ async def test_wait_for_changes_without_waiting_for_time() -> None:
     assert await MemoryMailbox(idle=False).wait_for_changes(30) is False
 
 
+async def test_idle_needs_a_selected_folder_as_on_a_real_server() -> None:
+    mailbox = MemoryMailbox()
+    with pytest.raises(TemporaryTransportError, match="no folder selected"):
+        await mailbox.wait_for_changes(0)
+    assert mailbox.broken
+
+
 async def test_closed_mailbox_refuses_calls() -> None:
     mailbox = MemoryMailbox()
     await mailbox.close()
