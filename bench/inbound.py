@@ -299,16 +299,43 @@ def peak_rss_kb() -> int:
 
 
 class WorkerWatch(threading.Thread):
-    """Samples VmHWM (peak RSS) of every descendant process (forkserver and parse workers)."""
+    """Samples VmHWM (peak RSS) of every descendant process (forkserver and parse workers),
+    and the CPU time of each thread of this process (the last value seen per thread)."""
 
     def __init__(self) -> None:
         super().__init__(daemon=True)
         self.peaks: dict[int, int] = {}
+        self.threads: dict[int, tuple[str, float]] = {}
         self.done = threading.Event()
 
     def run(self) -> None:
-        while not self.done.wait(1.0):  # VmHWM keeps the peak: no need to sample often
-            self.sample()
+        ticks = 0
+        while not self.done.wait(0.25):
+            self.sample_threads()
+            ticks += 1
+            if ticks % 4 == 0:  # VmHWM keeps the peak: no need to sample often
+                self.sample()
+        self.sample_threads()
+
+    def sample_threads(self) -> None:
+        hertz = os.sysconf("SC_CLK_TCK")
+        names = {t.native_id: t.name for t in threading.enumerate()}
+        for tid in os.listdir("/proc/self/task"):
+            try:
+                stat = Path(f"/proc/self/task/{tid}/stat").read_text()
+            except OSError:
+                continue
+            name = names.get(int(tid)) or stat[stat.index("(") + 1 : stat.rindex(")")]
+            fields = stat.rpartition(")")[2].split()
+            self.threads[int(tid)] = (name, (int(fields[11]) + int(fields[12])) / hertz)
+
+    def thread_cpu(self) -> dict[str, float]:
+        """CPU seconds by thread name (numbers stripped: the two SQLite threads are one line)."""
+        total: dict[str, float] = {}
+        for name, seconds in self.threads.values():
+            key = re.sub(r"-\d+", "", name).replace(" ", "")
+            total[key] = round(total.get(key, 0.0) + seconds, 2)
+        return dict(sorted(total.items(), key=lambda kv: -kv[1]))
 
     def sample(self) -> None:
         me = os.getpid()
@@ -474,6 +501,7 @@ def child(args: argparse.Namespace) -> None:
     children = resource.getrusage(resource.RUSAGE_CHILDREN)
     result["children_cpu"] = children.ru_utime + children.ru_stime
     result["worker_peaks_kb"] = sorted(watch.peaks.values(), reverse=True)
+    result["thread_cpu"] = watch.thread_cpu()
     if profile is not None:
         out = io.StringIO()
         stats = pstats.Stats(profile, stream=out).strip_dirs()
@@ -573,6 +601,8 @@ def report(r: dict[str, Any]) -> None:
           f" ({r['loop_cpu'] * 1000 / n:.2f}) / {r['children_cpu'] * 1000 / n:.2f} ms")
     print(f"  {'cores busy while the gateway ran (whole machine)':<52} {r['machine_cores_busy']:8.2f} of "
           f"{os.cpu_count()}  (Dovecot and PostgreSQL included)")
+    print("  CPU by thread of the gateway process (s): "
+          + ", ".join(f"{k} {v}" for k, v in r.get("thread_cpu", {}).items()))
     print(f"  dispositions: {dict(sorted(r['dispositions'].items()))}")
     print(f"  folders after: {r['folders']}; answers sent to memory: {r['sent']}")
     total = sum(r["statements"].values())

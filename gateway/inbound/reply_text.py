@@ -57,19 +57,15 @@ class LineStartPattern:
     def findall(self, text: str) -> list[Any]:
         found: list[Any] = []
         pos = 0
-        near = _near_a_colon(text)
-        line, next_line = 0, text.find("\n") + 1 or len(text) + 1
-        for candidate in _CANDIDATES.finditer(text):
-            start = candidate.start()
-            while start >= next_line:  # the line that holds ``start``
-                line += 1
-                next_line = text.find("\n", next_line) + 1 or len(text) + 1
-            if start < pos or not near[line]:
-                continue
-            m = self.pattern.match(text, start)
-            if m is not None:
-                found.append(_findall_item(m))
-                pos = m.end() if m.end() > start else start + 1
+        for low, high in _near_spans(text):  # the text of runs of lines near a colon
+            for candidate in _CANDIDATES.finditer(text, low, high):
+                start = candidate.start()
+                if start < pos or start >= high:  # ``^`` can match at ``high``: the next line's
+                    continue
+                m = self.pattern.match(text, start)
+                if m is not None:
+                    found.append(_findall_item(m))
+                    pos = m.end() if m.end() > start else start + 1
         return found
 
 
@@ -78,24 +74,35 @@ NEAR_LINES = 5
 within which the quote-header pattern is tried (the pattern needs three at most)."""
 
 _CANDIDATES = re.compile(r"^|\n|-", re.MULTILINE)
-_COLON_OR_DASHES = re.compile(r"[:\uff1a]|-----")
 
 
-def _near_a_colon(text: str) -> list[bool]:
-    """Per line: whether a line with a colon or five dashes follows (or is this one) with at
-    most :data:`NEAR_LINES` non-blank lines between."""
+def _near_spans(text: str) -> list[tuple[int, int]]:
+    """(start, end) offsets of each run of lines within :data:`NEAR_LINES` non-blank lines
+    above a line with a colon or five dashes (such a line included); a line's span ends after
+    its newline. Prose without colons yields no span and is not scanned at all."""
     lines = text.split("\n")
     near = [False] * len(lines)
     between = NEAR_LINES + 1  # non-blank lines since the nearest such line below
     for i in range(len(lines) - 1, -1, -1):
-        if _COLON_OR_DASHES.search(lines[i]):
+        line = lines[i]
+        if ":" in line or "\uff1a" in line or "-----" in line:
             between = 0
             near[i] = True
             continue
         near[i] = between <= NEAR_LINES
-        if lines[i].strip():
+        if between <= NEAR_LINES and line.strip():
             between += 1
-    return near
+    spans: list[tuple[int, int]] = []
+    offset = 0
+    for i, line in enumerate(lines):
+        end = offset + len(line) + 1  # past its newline (or one past the text's end)
+        if near[i]:
+            if spans and spans[-1][1] == offset:
+                spans[-1] = (spans[-1][0], end)
+            else:
+                spans.append((offset, end))
+        offset = end
+    return spans
 
 
 def _findall_item(m: re.Match[str]) -> Any:
@@ -137,6 +144,20 @@ class Segments(EmailMessage):  # type: ignore[misc]
 
     def _process_signatures_disclaimers(self, text: str) -> tuple[list[str], str]:
         return [], ""
+
+    def _normalize_text(self) -> None:
+        """The library's normalisation, whose last step (a substitution tried at every
+        character) is run only where it can change something: before an Outlook separator
+        line, which follows two line breaks."""
+        text = "\n".join([line.strip() for line in self.text.replace("\r\n", "\n").split("\n")])
+        if _OUTLOOK_SEPARATOR.search(text):
+            super()._normalize_text()
+        else:
+            self.text = text
+
+
+_OUTLOOK_SEPARATOR = re.compile(r"\n\n ?[_-]{32}")
+"""What every match of mail-parser-reply's ``OUTLOOK_MAIL_SEPARATOR`` contains."""
 
 
 SIGNATURE_MAX_LINES = 10
