@@ -138,6 +138,8 @@ class Segments(EmailMessage):  # type: ignore[misc]
     """mail-parser-reply's split of a text into the replies it quotes, without the signature
     and disclaimer search (see the module docstring), with the fast quote-header scan."""
 
+    text: str
+
     def __post_init__(self) -> None:
         super().__post_init__()
         self._header_regex = LineStartPattern(self.HEADER_REGEX)
