@@ -7,7 +7,8 @@ broken, so callers throw it away (the daemon's :class:`~gateway.inbound.runner.M
 opens a new one with randomised backoff); FETCH responses go through
 :mod:`gateway.inbound.fetchparse`; UID sets are cut to :data:`MAX_UIDS_PER_COMMAND` and flags
 are stored ``.SILENT`` (the library recurses once per response line and dies on long
-responses, issue #118).
+responses, issue #118); FETCH is sent as :class:`FetchCommand`, whose check for the end of a
+message carries on where it stopped instead of rescanning the whole response on every line.
 
 Errors leave as :class:`~gateway.errors.TemporaryTransportError` (timeouts as
 :class:`~gateway.errors.TransportTimeout`) or, when retrying cannot help (refused login,
@@ -74,6 +75,30 @@ async def connect(settings: MailboxSettings, *, ca_file: str | None = None, **op
         await mailbox.close()
         raise
     return mailbox
+
+
+class FetchCommand(aioimaplib.FetchCommand):  # type: ignore[misc]
+    """aioimaplib's FETCH, with the same answer to "is a message still incomplete?" (the
+    parentheses of the lines since the last ``n FETCH (`` line do not balance) worked out
+    incrementally. The library's own rescans every line of the response each time a line
+    arrives: quadratic in the messages of one FETCH, about a tenth of the event loop's time
+    at 150 messages per batch."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._lines_seen = 0
+        self._open_parentheses = 0
+
+    def wait_data(self) -> bool:
+        lines = self._resp_lines
+        for index in range(self._lines_seen, len(lines)):
+            line = lines[index]
+            if isinstance(line, bytes):  # a literal is a bytearray: not counted, as there
+                if self.FETCH_MESSAGE_DATA_RE.match(line):
+                    self._open_parentheses = 0
+                self._open_parentheses += line.count(b"(") - line.count(b")")
+        self._lines_seen = len(lines)
+        return bool(self._open_parentheses)
 
 
 class AioImapMailbox:
@@ -258,7 +283,7 @@ class AioImapMailbox:
         wanted = set(uids)
         records: dict[int, FetchRecord] = {}
         for chunk in chunks(sorted(wanted), min(self.settings.batch_size, MAX_UIDS_PER_COMMAND)):
-            response = await self._ok("uid fetch", self._require().uid("fetch", uid_set(chunk), items))
+            response = await self._ok("uid fetch", self._uid_fetch(uid_set(chunk), items))
             parsed = parse_pieces(response.lines[:-1])
             for error in parsed.errors:
                 log.warning("imap.fetch_unparsed", mailbox=self.settings.name, error=error)
@@ -266,6 +291,14 @@ class AioImapMailbox:
         if missing := wanted - records.keys():
             log.warning("imap.fetch_missing", mailbox=self.settings.name, uids=sorted(missing))
         return [records[uid] for uid in sorted(records)]
+
+    def _uid_fetch(self, uids: str, items: str) -> Awaitable[Any]:
+        """``client.uid("fetch", ...)`` with our :class:`FetchCommand`."""
+        client = self._require()
+        protocol = client.protocol
+        command = FetchCommand(protocol.new_tag(), uids, items, prefix="UID", loop=protocol.loop,
+                               timeout=client.timeout)
+        return protocol.execute(command)  # type: ignore[no-any-return]
 
     async def _ok(self, what: str, command: Awaitable[Any]) -> Any:
         response = await self._call(what, command)
