@@ -165,7 +165,7 @@ class AioImapMailbox:
             except Exception:
                 log.debug("imap.logout_failed", mailbox=self.settings.name)
         self._error = self._error or TemporaryTransportError("mailbox closed")
-        await _discard(client)
+        await _discard(client, self._lost)
 
     async def select(self, folder: str | None = None) -> FolderState:
         """SELECT ``folder`` (default: the settings' folder) read-write."""
@@ -376,10 +376,24 @@ async def _cancel(task: asyncio.Future[Any]) -> None:
     await asyncio.gather(task, return_exceptions=True)
 
 
-async def _discard(client: Any) -> None:
-    """Close the socket and cancel what the library left running, so nothing leaks."""
-    if client.protocol.transport is not None:
-        client.protocol.transport.close()
+CLOSE_SECONDS = 2.0
+"""How long a closing connection may take: a TLS one first exchanges close_notify with the
+server; past this, it is aborted."""
+
+
+async def _discard(client: Any, lost: asyncio.Future[None] | None) -> None:
+    """Close the socket and cancel what the library left running, so nothing leaks.
+
+    The close is awaited: TLS closes in the background otherwise, and a socket still open
+    when its event loop ends is never closed."""
+    transport = client.protocol.transport
+    if transport is not None:
+        transport.close()
+        if lost is not None and not lost.done():
+            try:
+                await asyncio.wait_for(asyncio.shield(lost), CLOSE_SECONDS)
+            except TimeoutError:
+                transport.abort()
     if client._idle_waiter is not None:
         client._idle_waiter.cancel()
     for task in [client._client_task, *client.tasks, *client.protocol.tasks]:

@@ -227,6 +227,18 @@ async def test_tls_works_with_the_ca_file(imap_account: ImapAccount) -> None:
         await mailbox.close()
 
 
+async def test_close_returns_once_a_tls_connection_is_closed(imap_account: ImapAccount) -> None:
+    """TLS closes in the background (close_notify first): a socket still open when the event
+    loop ends is never closed, so close() waits for it."""
+    settings = imap_account.mailbox_settings(tls="tls", port=imap_account.tls_port)
+    mailbox = await connect(settings, ca_file=imap_account.ca_file)
+    await mailbox.select()
+    sock = mailbox._client.protocol.transport.get_extra_info("socket")
+    assert sock.fileno() >= 0
+    await mailbox.close()
+    assert sock.fileno() == -1
+
+
 def test_stdlib_sees_no_seen_flag_helper_is_sane(imap_account: ImapAccount) -> None:
     imap_account.append(PLAIN)
     client = imap_account.connect()
