@@ -54,3 +54,25 @@ def test_a_message_split_over_many_lines_is_complete_once_its_parentheses_close(
         assert command.wait_data()
 
     asyncio.run(check())
+
+
+def test_the_timeout_counts_from_the_last_line_with_one_timer() -> None:
+    async def check() -> None:
+        loop = asyncio.get_running_loop()
+        command = FetchCommand("A1", "1:*", "(UID BODY.PEEK[])", prefix="UID", timeout=30)
+        timer = command._timer
+        command.append_to_resp(b"* 1 FETCH (UID 10 BODY[] {3}")
+        command.append_literal_data(b"abc")
+        assert command._timer is timer  # no new timer per line
+        assert command._deadline >= loop.time() + 29
+
+        command._check_deadline()  # the timer fires before the deadline: data came since
+        assert command._exception is None and not command._event.is_set()
+        assert command._timer is not timer  # waiting on, until the new deadline
+
+        command._deadline = loop.time() - 1  # no data for the whole timeout
+        command._check_deadline()
+        assert isinstance(command._exception, aioimaplib.CommandTimeout)
+        assert command._event.is_set()
+
+    asyncio.run(check())
