@@ -132,8 +132,6 @@ class InboundMessage(Base):
     message_id: Mapped[str | None] = mapped_column(String(998))
     content_hash: Mapped[str] = mapped_column(String(64))
     size: Mapped[int] = mapped_column(BigInteger)
-    raw: Mapped[bytes | None] = mapped_column(LargeBinary)
-    """The message as fetched; only headers for messages over the size limit."""
     from_address: Mapped[str | None] = mapped_column(String(320), index=True)
     subject: Mapped[str | None] = mapped_column(Text)
     received_at: Mapped[datetime]
@@ -148,6 +146,19 @@ class InboundMessage(Base):
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     target_folder: Mapped[str | None] = mapped_column(String(200))
     moved: Mapped[bool] = mapped_column(Boolean, default=False)
+
+
+class InboundRaw(Base):
+    """The bytes of an inbound message as fetched (only its headers when it is over the size
+    limit), written once with its row. Apart from the row because the row is rewritten as the
+    pipeline records the message's fate (three times per message), and SQLite rewrites a
+    row's whole record on every update, a 13 KB message included."""
+
+    __tablename__ = "inbound_raw"
+    inbound_message_id: Mapped[int] = mapped_column(
+        Id, ForeignKey("inbound_messages.id"), primary_key=True, autoincrement=False
+    )
+    raw: Mapped[bytes] = mapped_column(LargeBinary)
 
 
 class Attachment(Base):

@@ -14,6 +14,7 @@ from email.message import EmailMessage, Message
 from sqlalchemy import select
 
 from gateway.app import App
+from gateway.inbound.store import raw_of
 from gateway.models import InboundMessage, Outbox
 from tests.servers.smtp import Received, RecordingSmtpServer
 
@@ -242,6 +243,12 @@ async def inbound_rows(app: App) -> list[InboundMessage]:
     """Every inbound row, in the order the messages were fetched."""
     async with app.sessions() as session:
         return list((await session.scalars(select(InboundMessage).order_by(InboundMessage.id))).all())
+
+
+async def stored_raw(app: App, row: InboundMessage) -> bytes | None:
+    """The bytes stored for an inbound row (in ``inbound_raw``, apart from the row)."""
+    async with app.sessions() as session:
+        return await raw_of(session, row.id)
 
 
 async def answers(app: App, inbound_id: int) -> list[Outbox]:

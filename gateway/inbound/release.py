@@ -10,6 +10,7 @@ from gateway.errors import NotFound, PolicyViolation
 from gateway.inbound.context import Ctx, Deps
 from gateway.inbound.pipeline import run_pipeline
 from gateway.inbound.processor import parse_safely
+from gateway.inbound.store import raw_of
 from gateway.models import InboundMessage
 
 
@@ -28,10 +29,11 @@ async def release(session: AsyncSession, deps: Deps, inbound_id: int) -> Ctx:
     if row.disposition != Disposition.QUARANTINED:
         raise PolicyViolation(f"inbound message {inbound_id} is {row.disposition or 'undecided'}, "
                               "not quarantined")
-    if row.raw is None or len(row.raw) < row.size:
+    raw = await raw_of(session, row.id)
+    if raw is None or len(raw) < row.size:
         raise PolicyViolation(f"inbound message {inbound_id} was too large to keep whole "
                               f"({row.size} bytes); handle it from the quarantine folder")
-    parsed = parse_safely(row.raw, deps.settings.limits, deps.keys)
+    parsed = parse_safely(raw, deps.settings.limits, deps.keys)
     row.disposition = None
     row.error = None
     mailbox = mailbox_settings(deps.settings, row.mailbox)

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 
 import structlog
 from sqlalchemy import text
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncConnection
 from tenacity import AsyncRetrying, retry_if_exception_type, wait_random_exponential
 
@@ -229,12 +230,14 @@ class MailboxRunner:
     async def run_forever(self) -> None:
         """Rounds, each after a push (IDLE) or the poll interval, until :meth:`stop`.
 
-        A round or a wait that fails is tried again after a randomised exponential backoff
-        (not after the poll interval: mail may be waiting); a success resets the backoff.
+        A round or a wait that fails on the IMAP connection or on the database is tried again
+        after a randomised exponential backoff (not after the poll interval: mail may be
+        waiting); a success resets the backoff. Only a permanent IMAP error (login refused,
+        folder missing) ends the loop.
         """
         retrying = AsyncRetrying(
             wait=wait_random_exponential(multiplier=0.5, max=60),
-            retry=retry_if_exception_type(TemporaryTransportError),
+            retry=retry_if_exception_type((TemporaryTransportError, SQLAlchemyError, OSError)),
             sleep=self._pause, reraise=True,
         )
         while not self.stopping.is_set():
@@ -266,6 +269,11 @@ class MailboxRunner:
         except TransportError as exc:
             log.warning("imap.round_failed", mailbox=self.settings.name, error=str(exc),
                         temporary=exc.temporary)
+            await self.drop()
+            raise
+        except (SQLAlchemyError, OSError) as exc:  # the database: what was committed stays
+            log.warning("inbound.round_failed", mailbox=self.settings.name,
+                        error=f"{type(exc).__name__}: {exc}")
             await self.drop()
             raise
 

@@ -1,9 +1,10 @@
 """Inbound rows: one per (mailbox, UIDVALIDITY, UID), written before any effect.
 
-The row is the gateway's promise that nothing is lost: it exists, with the raw bytes, before
-the pipeline runs; its ``attempts`` counter is committed before each run (so a message that
-crashes the process is still counted); its ``disposition`` is set in the same transaction as
-the message's effects; ``moved`` records that the IMAP copy reached its folder.
+The row is the gateway's promise that nothing is lost: it exists, with the raw bytes (kept
+apart in ``inbound_raw``, written once), before the pipeline runs; its ``attempts`` counter is
+committed before each run (so a message that crashes the process is still counted); its
+``disposition`` is set in the same transaction as the message's effects; ``moved`` records
+that the IMAP copy reached its folder.
 """
 
 from __future__ import annotations
@@ -15,11 +16,10 @@ from typing import Any
 
 from sqlalchemy import bindparam, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
-from sqlalchemy.orm import defer
 
 from gateway.db import chunks, insert_ignoring_conflicts
 from gateway.inbound.parse import ParsedMail
-from gateway.models import InboundMessage, MailboxState
+from gateway.models import InboundMessage, InboundRaw, MailboxState
 
 
 @dataclass(frozen=True)
@@ -68,7 +68,6 @@ async def store_raw(
             "mailbox": mailbox,
             "uidvalidity": uidvalidity,
             "uid": uid,
-            "raw": raw,
             "size": size,
             "content_hash": "",
             "received_at": received_at,
@@ -79,12 +78,22 @@ async def store_raw(
         for uid, raw, size in items
     ]
     found: dict[int, KnownUid] = {}
+    raws = {uid: raw for uid, raw, _ in items}
     async with engine.begin() as conn:
         await conn.execute(insert, values)  # rows stored by an earlier run keep their first copy
-        for chunk in chunks([uid for uid, _, _ in items]):
+        for chunk in chunks(list(raws)):
             for r in (await conn.execute(_known(mailbox, uidvalidity, chunk))).all():
                 found[r.uid] = KnownUid(r.id, r.uid, r.disposition, r.target_folder, r.moved, r.attempts)
+        insert_raw = insert_ignoring_conflicts(engine.dialect.name, InboundRaw.__table__,
+                                               ["inbound_message_id"])
+        await conn.execute(insert_raw, [{"inbound_message_id": known.id, "raw": raws[uid]}
+                                        for uid, known in found.items()])
     return found
+
+
+async def raw_of(session: AsyncSession, row_id: int) -> bytes | None:
+    """The stored bytes of an inbound message (None if it has none)."""
+    return await session.scalar(select(InboundRaw.raw).where(InboundRaw.inbound_message_id == row_id))
 
 
 async def begin_attempts(engine: AsyncEngine, items: Sequence[tuple[int, ParsedMail | None]]) -> None:
@@ -157,16 +166,14 @@ async def check_uidvalidity(engine: AsyncEngine, mailbox: str, uidvalidity: int,
 
 
 async def load_many(session: AsyncSession, row_ids: Sequence[int]) -> dict[int, InboundMessage]:
-    """Rows by id, without their raw bytes."""
-    rows = await session.scalars(
-        select(InboundMessage).where(InboundMessage.id.in_(list(row_ids))).options(defer(InboundMessage.raw))
-    )
+    """Rows by id (their raw bytes stay in ``inbound_raw``)."""
+    rows = await session.scalars(select(InboundMessage).where(InboundMessage.id.in_(list(row_ids))))
     return {row.id: row for row in rows}
 
 
 async def load(session: AsyncSession, row_id: int) -> InboundMessage:
-    """The row without its raw bytes (the pipeline has them parsed already)."""
-    row = await session.get(InboundMessage, row_id, options=[defer(InboundMessage.raw)])
+    """The row (the pipeline has its raw bytes parsed already)."""
+    row = await session.get(InboundMessage, row_id)
     if row is None:
         raise LookupError(f"inbound message {row_id} vanished")
     return row

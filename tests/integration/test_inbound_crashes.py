@@ -13,7 +13,7 @@ from gateway.inbound import processor as processor_module
 from gateway.inbound import runner as runner_module
 from gateway.models import CaseEvent, InboundMessage, Outbox
 from gateway.outbound.transport import MemoryTransport
-from tests.mails import new_mail, reply, sent_mail
+from tests.mails import new_mail, reply, sent_mail, stored_raw
 from tests.world import ANA, STRANGER, add_customer, open_case, open_world, settings_for
 
 
@@ -88,7 +88,7 @@ async def test_crash_between_fetch_and_commit(
             await Daemon(app, transport=MemoryTransport()).run_once()
     async with app.sessions() as session:
         row = (await session.scalars(select(InboundMessage))).one()
-    assert row.disposition is None and row.raw is not None and row.attempts == 1
+    assert row.disposition is None and await stored_raw(app, row) is not None and row.attempts == 1
     assert (await effects(app, case.id))[0] == 0  # rolled back: no effect yet
 
     await Daemon(app, transport=MemoryTransport()).run_once()

@@ -11,6 +11,7 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 import pytest
+from sqlalchemy.exc import OperationalError
 
 from gateway.app import App
 from gateway.cases import get_case, timeline
@@ -18,6 +19,7 @@ from gateway.clock import FrozenClock
 from gateway.config import MailboxSettings
 from gateway.daemon import Daemon
 from gateway.errors import PermanentTransportError, TemporaryTransportError
+from gateway.inbound import store
 from gateway.inbound.imap_memory import MemoryMailbox
 from gateway.inbound.runner import MailboxRunner
 from tests.mails import answers, inbound_rows, new_mail, reply, sent_mail
@@ -176,4 +178,25 @@ async def test_a_standby_replica_opens_no_connection_and_looks_again_after_the_p
         await asyncio.wait_for(run.run_forever(), 30)
     assert waits == [run.settings.poll_seconds]
     assert server.opens == 1
+    assert [r.disposition for r in await inbound_rows(app)] == ["refused_new_case"]
+
+
+async def test_the_daemon_loop_outlives_a_database_error(app: App, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The database went away for a moment: the round is tried again after a backoff, and
+    the mail is decided once it is back (the loop does not die with the error)."""
+    server, waits = Server(), []
+    server.mailbox.deliver(new_mail(sender="p@example.org", subject="Attempt", text="Open one."))
+    real = store.check_uidvalidity
+    failures = [OperationalError("SELECT 1", {}, Exception("database is locked"))]
+
+    async def flaky(*args: Any, **kwargs: Any) -> int | None:
+        if failures:
+            raise failures.pop()
+        return await real(*args, **kwargs)
+
+    monkeypatch.setattr(store, "check_uidvalidity", flaky)
+    async with runner(app, server, waits) as run:
+        run.on_decided = run.stop
+        await asyncio.wait_for(run.run_forever(), 30)
+    assert len(waits) == 1 and 0 <= waits[0] <= 60
     assert [r.disposition for r in await inbound_rows(app)] == ["refused_new_case"]

@@ -69,6 +69,33 @@ async def test_raw_mail_is_compressed_with_lz4_on_postgresql(engine) -> None:
         rows = await conn.execute(text(
             "SELECT c.relname, a.attname, a.attcompression::text FROM pg_attribute a "
             "JOIN pg_class c ON c.oid = a.attrelid "
-            "WHERE (c.relname, a.attname) IN (('inbound_messages', 'raw'), ('attachments', 'content'))"
+            "WHERE (c.relname, a.attname) IN (('inbound_raw', 'raw'), ('attachments', 'content'))"
         ))
-        assert sorted(rows.all()) == [("attachments", "content", "l"), ("inbound_messages", "raw", "l")]
+        assert sorted(rows.all()) == [("attachments", "content", "l"), ("inbound_raw", "raw", "l")]
+
+
+async def test_raw_mail_moves_to_its_own_table_and_back(empty_db_url: str) -> None:
+    """Migration 0003 keeps every stored message: out of inbound_messages on the way up,
+    back into it on the way down."""
+    engine = create_engine(empty_db_url)
+    row = {"m": "care", "v": 1, "u": 7, "h": "", "s": 5, "r": b"raw\x00\xffbytes",
+           "t": datetime(2026, 11, 26, tzinfo=UTC), "j": "[]"}
+    try:
+        await migrate.upgrade(engine, "0002")
+        async with engine.begin() as conn:
+            await conn.execute(text(
+                "INSERT INTO inbound_messages (mailbox, uidvalidity, uid, content_hash, size, raw, "
+                "received_at, trail, attempts, moved) VALUES (:m, :v, :u, :h, :s, :r, :t, :j, 0, false)"
+            ), row)
+        await migrate.upgrade(engine)
+        async with engine.connect() as conn:
+            assert (await conn.execute(text("SELECT raw FROM inbound_raw"))).scalars().all() == [row["r"]]
+            columns = await conn.run_sync(lambda c: inspect(c).get_columns("inbound_messages"))
+        assert "raw" not in {column["name"] for column in columns}
+        await migrate.downgrade(engine, "0002")
+        async with engine.connect() as conn:
+            raws = (await conn.execute(text("SELECT raw FROM inbound_messages"))).scalars().all()
+            assert raws == [row["r"]]
+            assert "inbound_raw" not in await conn.run_sync(lambda c: inspect(c).get_table_names())
+    finally:
+        await engine.dispose()
