@@ -295,13 +295,20 @@ def _minimal(raw: bytes, defects: list[str]) -> ParsedMail:
 def header_text(value: Any) -> str:
     """A raw header value as text: unfolded, undecodable 8-bit bytes as UTF-8 or cp1252."""
     text = _str(value)
-    if any("\udc80" <= ch <= "\udcff" for ch in text):
+    if _ESCAPED_BYTE.search(text):
         data = text.encode("utf-8", "surrogateescape")
         try:
             text = data.decode("utf-8")
         except UnicodeDecodeError:
             text = data.decode("cp1252", "replace")
-    return re.sub(r"\r\n|\r|\n", "", text).strip()
+    if "\r" in text or "\n" in text:
+        text = _LINE_BREAK.sub("", text)
+    return text.strip()
+
+
+_ESCAPED_BYTE = re.compile("[\udc80-\udcff]")
+"""An undecodable byte, as the stdlib parser keeps it (``surrogateescape``)."""
+_LINE_BREAK = re.compile(r"\r\n|\r|\n")
 
 
 def decode_words(value: str) -> str:

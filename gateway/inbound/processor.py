@@ -15,9 +15,10 @@ import multiprocessing
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Executor, ProcessPoolExecutor
 from dataclasses import dataclass
+from typing import cast
 
 import structlog
-from sqlalchemy import update
+from sqlalchemy import Table, bindparam, update
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from gateway.config import LimitSettings, MailboxSettings
@@ -139,14 +140,20 @@ async def write_group(session: AsyncSession, rows: Sequence[InboundMessage]) -> 
     security events and answers (outbox rows and recipients) in one bulk INSERT each, the
     decided rows in one executemany, the cases through the unit of work (row by row, SQLite
     would take a statement per message and table)."""
-    values = [{"id": row.id, **{key: getattr(row, key) for key in DECIDED}} for row in rows]
+    values = [{"row_id": row.id, **{key: getattr(row, key) for key in DECIDED}} for row in rows]
     for row in rows:
         session.expunge(row)
     with session.no_autoflush:  # the bulk statements must not flush these rows one by one
         await insert_new_in_bulk(session, CaseEvent, Attachment, SecurityEvent)  # they point to old rows
         await insert_queued_in_bulk(session)
     await session.flush()
-    await session.execute(update(InboundMessage), values)
+    await session.execute(_DECIDED_UPDATE, values)  # Core executemany: no ORM bookkeeping per row
+
+
+_TABLE = cast(Table, InboundMessage.__table__)
+_DECIDED_UPDATE = (
+    update(_TABLE).where(_TABLE.c.id == bindparam("row_id")).values({key: bindparam(key) for key in DECIDED})
+)
 
 
 def parse_chunk(raws: Sequence[bytes], limits: LimitSettings, keys: Sequence[bytes]) -> list[Parsed]:
