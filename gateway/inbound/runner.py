@@ -11,6 +11,7 @@ dropped and a new one is made with randomised exponential backoff.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 from collections import defaultdict
 from collections.abc import Awaitable, Callable
@@ -108,10 +109,24 @@ class MailboxRunner:
     async def hold_mailbox(self) -> bool:
         """On PostgreSQL, one replica at a time polls a mailbox: take (or keep) its advisory
         lock, on a connection of its own held until :meth:`release_mailbox`. SQLite has one
-        writer process anyway."""
+        writer process anyway.
+
+        The lock lives as long as that connection's session: each round checks that it is
+        still there. After a database restart it is not, another replica may hold the lock
+        by now, and this one must ask again."""
         engine = self.processor.engine
-        if engine.dialect.name != "postgresql" or self._lock is not None:
+        if engine.dialect.name != "postgresql":
             return True
+        if self._lock is not None:
+            try:
+                await self._lock.execute(text("SELECT 1"))
+                return True  # the session that holds the lock is alive: it is still ours
+            except SQLAlchemyError as exc:
+                log.warning("inbound.mailbox_lock_lost", mailbox=self.settings.name, error=str(exc))
+                lost, self._lock = self._lock, None
+                with contextlib.suppress(Exception):
+                    await lost.invalidate()  # a dead connection must not go back to the pool
+                    await lost.close()
         conn = await engine.connect()
         conn = await conn.execution_options(isolation_level="AUTOCOMMIT")
         if await conn.scalar(text("SELECT pg_try_advisory_lock(:key)"), {"key": self._lock_key}):

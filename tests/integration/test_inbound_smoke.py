@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import select, text
 
 from gateway.app import App
 from gateway.cases import get_case, timeline
@@ -81,3 +81,28 @@ async def test_one_replica_at_a_time_polls_a_mailbox(app: App, imap_account) -> 
     assert (await second.runners[0].run_until_empty()).decided == 1
     await first._close()
     await second._close()
+
+
+@pytest.mark.parametrize("db_url", ["postgresql"], indirect=True)
+async def test_a_replica_whose_lock_session_died_asks_again(app: App) -> None:
+    """After a database restart the lock is gone with its session: another replica may take
+    it, and the first one must not go on as if it still held it."""
+    first, second = Daemon(app, transport=MemoryTransport()), Daemon(app, transport=MemoryTransport())
+    await first._build()
+    await second._build()
+    holder, other = first.runners[0], second.runners[0]
+    try:
+        assert await holder.hold_mailbox()
+        assert holder._lock is not None
+        pid = await holder._lock.scalar(text("SELECT pg_backend_pid()"))
+        async with app.engine.connect() as conn:
+            assert await conn.scalar(text("SELECT pg_terminate_backend(:pid)"), {"pid": pid})
+        assert await other.hold_mailbox()  # the lock was free again
+        assert not await holder.hold_mailbox()  # and the first replica sees it is not its own
+        await other.release_mailbox()
+        assert await holder.hold_mailbox()  # free again: taken on a new session
+    finally:
+        await holder.release_mailbox()
+        await other.release_mailbox()
+        await first._close()
+        await second._close()
