@@ -29,6 +29,8 @@ log = structlog.get_logger(__name__)
 class RunSummary:
     inbound: RoundStats
     outbound: SendStats
+    stopped: bool = False
+    """SIGINT/SIGTERM came: the batch in hand was finished, the rest left for the next run."""
 
 
 class Daemon:
@@ -71,10 +73,14 @@ class Daemon:
         inbound = RoundStats()
         try:
             for runner in self.runners:
+                if self.stopping.is_set():
+                    break
                 stats = await runner.run_until_empty()
                 inbound.seen += stats.seen
                 inbound.decided += stats.decided
                 inbound.moved += stats.moved
+            if self.stopping.is_set():  # stopped: what is queued goes out with the next run
+                return RunSummary(inbound, SendStats(), stopped=True)
             return RunSummary(inbound, await sender.run_until_empty())
         finally:
             await self._close()

@@ -20,12 +20,13 @@ def run(ctx: CliContext, once: bool) -> None:
 
     async def work(app: App) -> str:
         daemon = Daemon(app)
+        daemon.install_signal_handlers()
         if once:
             summary = await daemon.run_once()
             return (f"inbound: {summary.inbound.decided} decided, {summary.inbound.moved} moved; "
                     f"outbox: {summary.outbound.sent} sent, {summary.outbound.retrying} retrying, "
-                    f"{summary.outbound.failed} failed, {summary.outbound.expired} expired")
-        daemon.install_signal_handlers()
+                    f"{summary.outbound.failed} failed, {summary.outbound.expired} expired"
+                    + ("; stopped before the end" if summary.stopped else ""))
         await daemon.run_forever()
         return "stopped"
 

@@ -138,6 +138,29 @@ async def test_run_stops_cleanly_on_sigterm(
     assert imap_account.messages("INBOX") == []
 
 
+@pytest.mark.slow
+async def test_run_once_stops_cleanly_on_sigterm_after_the_batch_in_hand(
+    settings, imap_account, clock: FrozenClock, tmp_path: Path
+) -> None:
+    config = write_config(tmp_path / "gateway.toml", settings)
+    async with open_world(settings, clock) as app:
+        await add_customer(app)
+    imap_account.append_many(
+        [new_mail(sender=f"p{i}@example.org", subject=f"New problem {i}", text="Help") for i in range(500)]
+    )
+    proc = await gateway_process(config, "run", "--once")
+    await read_until(proc.stderr, b"inbound.decided", count=60)
+    proc.send_signal(signal.SIGTERM)
+    out, _ = await asyncio.wait_for(proc.communicate(), 60)
+    assert proc.returncode == 0
+    assert out.decode().strip().endswith("stopped before the end")
+    async with open_world(settings, clock) as app, app.sessions() as session:
+        rows = (await session.execute(select(InboundMessage.disposition, InboundMessage.moved))).all()
+    decided = [moved for disposition, moved in rows if disposition is not None]
+    assert 60 <= len(decided) < 500 and all(decided)  # every decided message was moved
+    assert len(imap_account.messages("INBOX")) == 500 - len(decided)
+
+
 def test_inbound_and_quarantine_commands(settings, imap_account, tmp_path: Path, db_url: str) -> None:
     config = write_config(
         tmp_path / "gateway.toml",
