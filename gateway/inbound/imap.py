@@ -1,14 +1,15 @@
 """IMAP behind a small interface of ours: the :class:`Mailbox` protocol and its aioimaplib client.
 
-aioimaplib (2.0.3) is the only IMAP library imported, and only here. Its pitfalls shape this
+aioimaplib (2.0.3) is the only IMAP library imported, and only here (and in
+:mod:`gateway.inbound.imap_fetch`, a subclass of one of its commands). Its pitfalls shape this
 module: every call is bounded by ``timeout_seconds`` *and* fails as soon as the connection
 drops (the library leaves pending commands waiting forever); any error marks the client
 broken, so callers throw it away (the daemon's :class:`~gateway.inbound.runner.MailboxRunner`
 opens a new one with randomised backoff); FETCH responses go through
 :mod:`gateway.inbound.fetchparse`; UID sets are cut to :data:`MAX_UIDS_PER_COMMAND` and flags
 are stored ``.SILENT`` (the library recurses once per response line and dies on long
-responses, issue #118); FETCH is sent as :class:`FetchCommand`, whose check for the end of a
-message carries on where it stopped instead of rescanning the whole response on every line.
+responses, issue #118); FETCH is sent as our :class:`~gateway.inbound.imap_fetch.FetchCommand`
+(the library's, without its per-line rescans).
 
 Errors leave as :class:`~gateway.errors.TemporaryTransportError` (timeouts as
 :class:`~gateway.errors.TransportTimeout`) or, when retrying cannot help (refused login,
@@ -39,6 +40,7 @@ from gateway.inbound.fetchparse import (
     parse_select,
     uid_set,
 )
+from gateway.inbound.imap_fetch import FetchCommand
 from gateway.inbound.imap_types import FolderState, Mailbox
 
 __all__ = [
@@ -75,50 +77,6 @@ async def connect(settings: MailboxSettings, *, ca_file: str | None = None, **op
         await mailbox.close()
         raise
     return mailbox
-
-
-class FetchCommand(aioimaplib.FetchCommand):  # type: ignore[misc]
-    """aioimaplib's FETCH, with two of its per-line costs removed and the same behaviour:
-
-    - "is a message still incomplete?" (the parentheses of the lines since the last
-      ``n FETCH (`` line do not balance) is worked out incrementally; the library rescans
-      every line of the response each time a line arrives: quadratic in the messages of one
-      FETCH, about a tenth of the event loop's time at 150 messages per batch;
-    - the inactivity timeout (``timeout`` seconds without data) moves a deadline on each
-      line, which one timer checks when it fires; the library cancels its timer and makes a
-      new one on every line.
-    """
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self._lines_seen = 0
-        self._open_parentheses = 0
-
-    def _set_timer(self) -> None:
-        if self._timeout is not None:
-            self._deadline = self._loop.time() + self._timeout
-            self._timer = self._loop.call_at(self._deadline, self._check_deadline)
-
-    def _reset_timer(self) -> None:
-        if self._timeout is not None:
-            self._deadline = self._loop.time() + self._timeout
-
-    def _check_deadline(self) -> None:
-        if self._loop.time() < self._deadline:  # data came meanwhile: wait on
-            self._timer = self._loop.call_at(self._deadline, self._check_deadline)
-        else:
-            self._timeout_callback()
-
-    def wait_data(self) -> bool:
-        lines = self._resp_lines
-        for index in range(self._lines_seen, len(lines)):
-            line = lines[index]
-            if isinstance(line, bytes):  # a literal is a bytearray: not counted, as there
-                if self.FETCH_MESSAGE_DATA_RE.match(line):
-                    self._open_parentheses = 0
-                self._open_parentheses += line.count(b"(") - line.count(b")")
-        self._lines_seen = len(lines)
-        return bool(self._open_parentheses)
 
 
 class AioImapMailbox:

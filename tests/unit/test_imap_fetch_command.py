@@ -9,7 +9,7 @@ import aioimaplib
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from gateway.inbound.imap import FetchCommand
+from gateway.inbound.imap_fetch import FetchCommand
 
 PIECES = [
     b"* 1 FETCH (UID 10 BODY[] {12}",
