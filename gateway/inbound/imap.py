@@ -9,7 +9,8 @@ opens a new one with randomised backoff); FETCH responses go through
 :mod:`gateway.inbound.fetchparse`; UID sets are cut to :data:`MAX_UIDS_PER_COMMAND` and flags
 are stored ``.SILENT`` (the library recurses once per response line and dies on long
 responses, issue #118); FETCH is sent as our :class:`~gateway.inbound.imap_fetch.FetchCommand`
-(the library's, without its per-line rescans).
+(the library's, without its per-line rescans) and responses are read by our
+:class:`~gateway.inbound.imap_fetch.Protocol` (the library's, without its per-chunk costs).
 
 Errors leave as :class:`~gateway.errors.TemporaryTransportError` (timeouts as
 :class:`~gateway.errors.TransportTimeout`) or, when retrying cannot help (refused login,
@@ -40,7 +41,7 @@ from gateway.inbound.fetchparse import (
     parse_select,
     uid_set,
 )
-from gateway.inbound.imap_fetch import FetchCommand
+from gateway.inbound.imap_fetch import IMAP4, FetchCommand
 from gateway.inbound.imap_types import FolderState, Mailbox
 
 __all__ = [
@@ -117,7 +118,7 @@ class AioImapMailbox:
     async def connect(self) -> None:
         """Connect, greet, log in, learn the capabilities (login refused -> permanent error)."""
         self._lost = asyncio.get_running_loop().create_future()
-        self._client = aioimaplib.IMAP4(
+        self._client = IMAP4(
             self.settings.host, self.settings.port, timeout=self._timeout,
             conn_lost_cb=self._connection_lost, ssl_context=self._ssl,
         )  # fmt: skip

@@ -1,15 +1,19 @@
 """Our FETCH command answers "is a message still incomplete?" exactly as aioimaplib's does,
-line after line, without rescanning the whole response each time."""
+line after line, without rescanning the whole response each time; our protocol reads any
+stream of responses, however it is cut into chunks, as the library's does."""
 
 from __future__ import annotations
 
 import asyncio
+import itertools
+import logging
 
 import aioimaplib
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from gateway.inbound.imap_fetch import FetchCommand
+from gateway.inbound.imap_fetch import FetchCommand, Protocol
 
 PIECES = [
     b"* 1 FETCH (UID 10 BODY[] {12}",
@@ -76,3 +80,86 @@ def test_the_timeout_counts_from_the_last_line_with_one_timer() -> None:
         assert command._event.is_set()
 
     asyncio.run(check())
+
+
+# -- the protocol: responses read as the library reads them, for any split into chunks ---------
+
+TRICKY = [b"x", b"(", b")", b"\r\n", b"{3}", b"{3}\r\n", b"* 1 FETCH (", b"A1 OK "]
+PAYLOAD = st.lists(st.sampled_from(TRICKY), max_size=30).map(b"".join)
+RESPONSE = st.one_of(
+    st.builds(lambda seq, uid, body: b"* %d FETCH (UID %d BODY[] {%d}\r\n%s)\r\n"
+              % (seq, uid, len(body), body), st.integers(1, 99), st.integers(1, 999), PAYLOAD),
+    st.builds(lambda seq, uid: b"* %d FETCH (UID %d RFC822.SIZE 12)\r\n" % (seq, uid),
+              st.integers(1, 99), st.integers(1, 999)),
+    st.sampled_from([b"* 4 EXISTS\r\n", b"* 2 EXPUNGE\r\n", b"* OK still here\r\n"]),
+)
+
+
+class _Transport(asyncio.Transport):
+    def write(self, data: bytes | bytearray | memoryview) -> None:
+        pass
+
+
+def _read(protocol_class: type[aioimaplib.IMAP4ClientProtocol], chunks: list[bytes]) -> tuple[object, ...]:
+    """Feed ``chunks`` to a protocol with a UID FETCH pending; what every party ended up with."""
+
+    async def run() -> tuple[object, ...]:
+        protocol = protocol_class(asyncio.get_running_loop(), None)
+        protocol.connection_made(_Transport())
+        protocol.state = aioimaplib.SELECTED
+        command = FetchCommand("A1", "1:*", "(UID BODY.PEEK[])", prefix="UID")
+        protocol.pending_async_commands["FETCH"] = command
+        for chunk in chunks:
+            protocol.data_received(chunk)
+        current = protocol.current_command
+        lines = command.response.lines
+        return (command.response.result, [bytes(line) for line in lines], [type(line) for line in lines],
+                protocol.incomplete_line,
+                None if current is None else (current.name, current.wait_literal_data()))
+
+    return asyncio.run(run())
+
+
+def _split(stream: bytes, cuts: list[int]) -> list[bytes]:
+    points = sorted({0, len(stream), *(cut % (len(stream) + 1) for cut in cuts)})
+    return [stream[a:b] for a, b in itertools.pairwise(points)]
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(RESPONSE, max_size=12), st.booleans(), st.lists(st.integers(0, 10_000), max_size=12))
+def test_protocol_reads_any_chunking_as_the_library_does(responses: list[bytes], done: bool,
+                                                         cuts: list[int]) -> None:
+    stream = b"".join(responses) + (b"A1 OK Fetch completed.\r\n" if done else b"")
+    chunks = _split(stream, cuts)
+    ours = _read(Protocol, chunks)
+    assert ours == _read(aioimaplib.IMAP4ClientProtocol, chunks)
+    assert ours == _read(Protocol, [stream])  # the split changes nothing
+    if done:
+        assert ours[0] == "OK"
+
+
+def test_pushes_during_idle_reach_the_queue_as_with_the_library() -> None:
+    async def run(protocol_class: type[aioimaplib.IMAP4ClientProtocol]) -> list[list[bytes]]:
+        protocol = protocol_class(asyncio.get_running_loop(), None)
+        protocol.connection_made(_Transport())
+        protocol.state = aioimaplib.SELECTED
+        protocol.pending_sync_command = aioimaplib.IdleCommand("A2", protocol.idle_queue)
+        for chunk in (b"+ idling\r\n* 3 EXI", b"STS\r\n* 1 RECENT\r\n", b"* 2 EXPUNGE\r\n"):
+            protocol.data_received(chunk)
+        pushed = []
+        while not protocol.idle_queue.empty():
+            pushed.append(protocol.idle_queue.get_nowait())
+        return pushed
+
+    ours = asyncio.run(run(Protocol))
+    assert ours == asyncio.run(run(aioimaplib.IMAP4ClientProtocol))
+    assert ours == [[b"3 EXISTS", b"1 RECENT"], [b"2 EXPUNGE"]]
+
+
+def test_protocol_formats_nothing_it_receives(caplog: pytest.LogCaptureFixture) -> None:
+    """The library logs (and first formats) each chunk it receives at debug level."""
+    caplog.set_level(logging.DEBUG, logger="aioimaplib.aioimaplib")
+    _read(Protocol, [b"* 1 FETCH (UID 7 BODY[] {5}\r\nhello)\r\n", b"A1 OK done\r\n"])
+    assert not [r for r in caplog.records if "Received" in r.getMessage()]
+    _read(aioimaplib.IMAP4ClientProtocol, [b"* 1 FETCH (UID 7 BODY[] {5}\r\nhello)\r\n"])
+    assert [r for r in caplog.records if "Received" in r.getMessage()]  # what this test looks for
