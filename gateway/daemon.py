@@ -17,8 +17,9 @@ from gateway.config import MailboxSettings
 from gateway.inbound.context import Deps
 from gateway.inbound.imap import connect as imap_connect
 from gateway.inbound.imap_types import Mailbox
-from gateway.inbound.processor import Processor, parse_pool
+from gateway.inbound.processor import Processor
 from gateway.inbound.runner import MailboxRunner, RoundStats
+from gateway.inbound.workers import WorkerPool
 from gateway.outbound.sender import Sender, SendStats
 from gateway.outbound.transport import SmtpTransport, Transport
 
@@ -47,6 +48,7 @@ class Daemon:
         self.stopping = asyncio.Event()
         self.mail_due = asyncio.Event()
         self.runners: list[MailboxRunner] = []
+        self.pool: WorkerPool | None = None
 
     def our_addresses(self) -> frozenset[str]:
         mail = self.app.settings.mail
@@ -57,8 +59,9 @@ class Daemon:
         settings = self.app.settings
         mailer = await self.app.mailer()
         deps = Deps(settings, self.app.clock, mailer, mailer.keys, self.our_addresses())
-        self.executor = parse_pool(settings.inbound.parse_workers)
-        processor = Processor(self.app.engine, self.app.sessions, deps, self.executor)
+        workers = settings.inbound.parse_workers
+        self.pool = WorkerPool(workers, preload=["gateway.inbound.processor"]) if workers > 0 else None
+        processor = Processor(self.app.engine, self.app.sessions, deps, self.pool)
         self.runners = [
             MailboxRunner(box, processor, self.open_mailbox, self.app.clock,
                           max_message_bytes=settings.limits.max_message_bytes,
@@ -142,6 +145,5 @@ class Daemon:
             await runner.drop()
             await runner.release_mailbox()
         await self.transport.close()
-        executor = getattr(self, "executor", None)
-        if executor is not None:
-            executor.shutdown(wait=True, cancel_futures=True)
+        if self.pool is not None:
+            self.pool.shutdown()

@@ -11,9 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import multiprocessing
 from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import Executor, ProcessPoolExecutor
 from dataclasses import dataclass
 from typing import cast
 
@@ -33,6 +31,7 @@ from gateway.inbound.parse import ParsedMail, parse_message
 from gateway.inbound.pipeline import finish, run_pipeline
 from gateway.inbound.reply_text import new_text_now
 from gateway.inbound.store import KnownUid
+from gateway.inbound.workers import BrokenProcessPool, WorkerPool
 from gateway.models import Attachment, CaseEvent, InboundMessage, SecurityEvent
 from gateway.outbound.outbox import insert_queued_in_bulk
 from gateway.threading.matcher import TokenScan, scan_tokens
@@ -165,15 +164,8 @@ def parse_chunk(raws: Sequence[bytes], limits: LimitSettings, keys: Sequence[byt
 PARSE_CHUNK = 10
 """Messages per call to a parse worker."""
 
-
-def parse_pool(workers: int) -> Executor | None:
-    """Worker processes from a fork server that has imported the program already (``__main__``
-    and this module): a worker starts without importing anything again."""
-    if workers <= 0:
-        return None
-    context = multiprocessing.get_context("forkserver")
-    context.set_forkserver_preload(["__main__", __name__])
-    return ProcessPoolExecutor(max_workers=workers, mp_context=context)
+WORKER_DIED = ("the parse worker process died while parsing this message, alone in it (killed, out of "
+               "memory or crashed)")
 
 
 class Processor:
@@ -182,12 +174,13 @@ class Processor:
         engine: AsyncEngine,
         sessions: async_sessionmaker[AsyncSession],
         deps: Deps,
-        executor: Executor | None = None,
+        pool: WorkerPool | None = None,
     ) -> None:
         self.engine = engine
         self.sessions = sessions
         self.deps = deps
-        self.executor = executor
+        self.pool = pool
+        """Where messages are parsed; None: in a thread of this process."""
 
     async def store(
         self, mailbox: MailboxSettings, uidvalidity: int, batch: Sequence[Fetched]
@@ -258,10 +251,21 @@ class Processor:
 
     async def _parse_chunk(self, chunk: Sequence[Fetched]) -> list[Parsed]:
         limits, keys, raws = self.deps.settings.limits, self.deps.keys, [f.raw for f in chunk]
-        if self.executor is None:
+        if self.pool is None:
             return await asyncio.to_thread(parse_chunk, raws, limits, keys)
-        loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self.executor, parse_chunk, raws, limits, keys)
+        try:
+            return await self.pool.run(parse_chunk, raws, limits, keys)
+        except BrokenProcessPool:  # a worker died: which message of the chunk killed it, if any?
+            return [await self._parse_alone(f) for f in chunk]
+
+    async def _parse_alone(self, message: Fetched) -> Parsed:
+        assert self.pool is not None
+        limits, keys = self.deps.settings.limits, self.deps.keys
+        try:
+            return (await self.pool.run_alone(parse_chunk, [message.raw], limits, keys))[0]
+        except BrokenProcessPool:
+            log.error("inbound.message_killed_parse_worker", uid=message.uid, size=message.size)
+            return Parsed(None, WORKER_DIED)
 
     async def _decide(self, mailbox: MailboxSettings, items: list[Item]) -> dict[int, str]:
         """Decide a group in one transaction: what the stages ask the database is fetched for

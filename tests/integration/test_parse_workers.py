@@ -1,0 +1,76 @@
+"""Parse worker processes that die: the daemon replaces them, the message that kills one is
+quarantined, every other message is decided as usual, and the mailbox loop goes on."""
+
+from __future__ import annotations
+
+import os
+import signal
+from typing import Any
+
+from gateway.clock import FrozenClock
+from gateway.daemon import Daemon
+from gateway.inbound import processor as processor_module
+from gateway.inbound.processor import WORKER_DIED
+from gateway.outbound.transport import MemoryTransport
+from tests.killer import MARKER, parse_chunk_or_die
+from tests.mails import inbound_rows, new_mail
+from tests.world import add_customer, open_world, settings_for
+
+
+def attempts(count: int) -> list[bytes]:
+    return [new_mail(sender=f"person{n}@example.org", subject=f"Attempt {n}", text="Open a case.")
+            for n in range(count)]
+
+
+async def test_a_message_that_kills_its_worker_is_quarantined_and_the_others_are_decided(
+    db_url: str, imap_account: Any, clock: FrozenClock, monkeypatch: Any
+) -> None:
+    monkeypatch.setattr(processor_module, "parse_chunk", parse_chunk_or_die)
+    settings = settings_for(db_url, mailboxes=[imap_account.mailbox_settings(batch_size=4)],
+                            inbound={"parse_workers": 2})
+    mails = attempts(9)
+    mails[5] = mails[5].replace(b"\r\n\r\n", b"\r\n" + MARKER + b"\r\n\r\n", 1)
+    for mail in mails:
+        imap_account.append(mail)
+    async with open_world(settings, clock) as app:
+        await add_customer(app)
+        daemon = Daemon(app, transport=MemoryTransport())
+        summary = await daemon.run_once()
+        assert (summary.inbound.decided, summary.inbound.moved) == (9, 9)
+        rows = await inbound_rows(app)
+        refused = ["refused_new_case"]
+        assert [r.disposition for r in rows] == refused * 5 + ["quarantined"] + refused * 3
+        assert rows[5].error == WORKER_DIED
+        assert [t["detail"] for t in rows[5].trail if t["stage"] == "parse"] == [WORKER_DIED]
+        assert daemon.pool is not None and daemon.pool.replaced >= 1
+        assert len(imap_account.messages("Quarantine")) == 1 and imap_account.messages("INBOX") == []
+
+
+async def test_workers_killed_between_batches_are_replaced_and_nothing_is_quarantined(
+    db_url: str, imap_account: Any, clock: FrozenClock, monkeypatch: Any
+) -> None:
+    settings = settings_for(db_url, mailboxes=[imap_account.mailbox_settings(batch_size=2)],
+                            inbound={"parse_workers": 2})
+    process = processor_module.Processor.process
+    killed: list[int] = []
+
+    async def kill_workers_after_the_first_batch(self: Any, *args: Any) -> Any:
+        decided = await process(self, *args)
+        if not killed:  # as an operator's kill -9 of every worker
+            for worker in list(self.pool.executor._processes.values()):
+                os.kill(worker.pid, signal.SIGKILL)
+                worker.join()
+                killed.append(worker.pid)
+        return decided
+
+    monkeypatch.setattr(processor_module.Processor, "process", kill_workers_after_the_first_batch)
+    for mail in attempts(7):
+        imap_account.append(mail)
+    async with open_world(settings, clock) as app:
+        await add_customer(app)
+        daemon = Daemon(app, transport=MemoryTransport())
+        summary = await daemon.run_once()
+        assert killed and (summary.inbound.decided, summary.inbound.moved) == (7, 7)
+        assert daemon.pool is not None and daemon.pool.replaced == 1
+        assert [r.disposition for r in await inbound_rows(app)] == ["refused_new_case"] * 7
+        assert imap_account.messages("INBOX") == []
