@@ -21,7 +21,7 @@ import structlog
 from sqlalchemy import text
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncConnection
-from tenacity import AsyncRetrying, retry_if_exception_type, wait_random_exponential
+from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type, wait_random_exponential
 
 from gateway.clock import Clock
 from gateway.config import MailboxSettings
@@ -34,6 +34,19 @@ from gateway.inbound.store import KnownUid
 log = structlog.get_logger(__name__)
 
 MailboxFactory = Callable[[MailboxSettings], Awaitable[Mailbox]]
+
+RETRY_SECONDS = 60
+"""Longest backoff after a round failed on the IMAP connection or the database."""
+RETRY_PERMANENT_SECONDS = 300
+"""Longest backoff after a permanent IMAP error or an unexpected one."""
+_SHORT_BACKOFF = wait_random_exponential(multiplier=0.5, max=RETRY_SECONDS)
+_LONG_BACKOFF = wait_random_exponential(multiplier=5, max=RETRY_PERMANENT_SECONDS)
+
+
+def _backoff(state: RetryCallState) -> float:
+    error = state.outcome.exception() if state.outcome is not None else None
+    usual = isinstance(error, (TemporaryTransportError, SQLAlchemyError, OSError))
+    return (_SHORT_BACKOFF if usual else _LONG_BACKOFF)(state)
 
 
 @dataclass
@@ -89,7 +102,7 @@ class MailboxRunner:
             return self.client
         await self.drop()
         async for attempt in AsyncRetrying(
-            wait=wait_random_exponential(multiplier=0.5, max=60),
+            wait=wait_random_exponential(multiplier=0.5, max=RETRY_SECONDS),
             retry=retry_if_exception_type(TemporaryTransportError),
             sleep=self.sleep, reraise=True,
         ):
@@ -245,15 +258,16 @@ class MailboxRunner:
     async def run_forever(self) -> None:
         """Rounds, each after a push (IDLE) or the poll interval, until :meth:`stop`.
 
-        A round or a wait that fails on the IMAP connection or on the database is tried again
-        after a randomised exponential backoff (not after the poll interval: mail may be
-        waiting); a success resets the backoff. Only a permanent IMAP error (login refused,
-        folder missing) ends the loop.
+        A round or a wait that fails is tried again after a randomised exponential backoff
+        (not after the poll interval: mail may be waiting); a success resets the backoff. On
+        the IMAP connection or the database, at most :data:`RETRY_SECONDS` apart; after a
+        permanent IMAP error (login refused, folder missing) or an unexpected one, each
+        logged as an error, at most :data:`RETRY_PERMANENT_SECONDS` apart, until someone
+        fixes the account, the server or the gateway: the other mailboxes and the outbox go
+        on meanwhile.
         """
         retrying = AsyncRetrying(
-            wait=wait_random_exponential(multiplier=0.5, max=60),
-            retry=retry_if_exception_type((TemporaryTransportError, SQLAlchemyError, OSError)),
-            sleep=self._pause, reraise=True,
+            wait=_backoff, retry=retry_if_exception_type(Exception), sleep=self._pause, reraise=True,
         )
         while not self.stopping.is_set():
             await retrying(self._rounds_then_wait)
@@ -282,13 +296,21 @@ class MailboxRunner:
             if waiter.done() and not waiter.cancelled() and waiter.exception() is not None:
                 raise waiter.exception()  # type: ignore[misc]
         except TransportError as exc:
-            log.warning("imap.round_failed", mailbox=self.settings.name, error=str(exc),
-                        temporary=exc.temporary)
+            if exc.temporary:
+                log.warning("imap.round_failed", mailbox=self.settings.name, error=str(exc), temporary=True)
+            else:
+                log.error("imap.round_failed", mailbox=self.settings.name, error=str(exc), temporary=False,
+                          retry_within_seconds=RETRY_PERMANENT_SECONDS)
             await self.drop()
             raise
         except (SQLAlchemyError, OSError) as exc:  # the database: what was committed stays
             log.warning("inbound.round_failed", mailbox=self.settings.name,
                         error=f"{type(exc).__name__}: {exc}")
+            await self.drop()
+            raise
+        except Exception:
+            log.exception("inbound.round_failed_unexpectedly", mailbox=self.settings.name,
+                          retry_within_seconds=RETRY_PERMANENT_SECONDS)
             await self.drop()
             raise
 

@@ -1,7 +1,7 @@
 """The mailbox runner over the in-memory IMAP twin: a dropped connection is replaced (with
-randomised backoff while opening fails), a permanent error is not retried, nothing is skipped,
-and a UIDVALIDITY change does not make a message take effect twice. (A real Dovecot restarted
-during IDLE: test_daemon_idle.py.)"""
+randomised backoff while opening fails), a permanent error ends ``run --once`` but only slows
+the daemon's loop down, nothing is skipped, and a UIDVALIDITY change does not make a message
+take effect twice. (A real Dovecot restarted during IDLE: test_daemon_idle.py.)"""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 from sqlalchemy.exc import OperationalError
+from structlog.testing import capture_logs
 
 from gateway.app import App
 from gateway.cases import get_case, timeline
@@ -19,6 +20,7 @@ from gateway.clock import FrozenClock
 from gateway.config import MailboxSettings
 from gateway.daemon import Daemon
 from gateway.errors import PermanentTransportError, TemporaryTransportError
+from gateway.inbound import runner as runner_module
 from gateway.inbound import store
 from gateway.inbound.imap_memory import MemoryMailbox
 from gateway.inbound.runner import MailboxRunner
@@ -199,4 +201,46 @@ async def test_the_daemon_loop_outlives_a_database_error(app: App, monkeypatch: 
         run.on_decided = run.stop
         await asyncio.wait_for(run.run_forever(), 30)
     assert len(waits) == 1 and 0 <= waits[0] <= 60
+    assert [r.disposition for r in await inbound_rows(app)] == ["refused_new_case"]
+
+
+async def test_the_daemon_loop_outlives_a_permanent_error_with_a_longer_backoff(app: App) -> None:
+    """A refused login ends ``run --once``; the daemon's loop logs it as an error and tries
+    again, at most RETRY_PERMANENT_SECONDS apart, so a fixed password is picked up."""
+    server, waits = Server(), []
+    server.failures = [PermanentTransportError("authentication failed")]
+    server.mailbox.deliver(new_mail(sender="p@example.org", subject="Attempt", text="Open one."))
+    async with runner(app, server, waits) as run:
+        run.on_decided = run.stop
+        with capture_logs() as logs:
+            await asyncio.wait_for(run.run_forever(), 30)
+    assert len(waits) == 1 and 0 <= waits[0] <= runner_module.RETRY_PERMANENT_SECONDS
+    failed = [e for e in logs if e["event"] == "imap.round_failed"]
+    assert [(e["log_level"], e["temporary"]) for e in failed] == [("error", False)]
+    assert [r.disposition for r in await inbound_rows(app)] == ["refused_new_case"]
+
+
+async def test_the_daemon_loop_outlives_an_unexpected_error(
+    app: App, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A bug that raises in a round is logged with its traceback and the round tried again
+    later; the loop does not die with it (the mailbox would go unwatched)."""
+    server, waits = Server(), []
+    server.mailbox.deliver(new_mail(sender="p@example.org", subject="Attempt", text="Open one."))
+    real = store.check_uidvalidity
+    failures = [RuntimeError("a bug")]
+
+    async def buggy(*args: Any, **kwargs: Any) -> int | None:
+        if failures:
+            raise failures.pop()
+        return await real(*args, **kwargs)
+
+    monkeypatch.setattr(store, "check_uidvalidity", buggy)
+    async with runner(app, server, waits) as run:
+        run.on_decided = run.stop
+        with capture_logs() as logs:
+            await asyncio.wait_for(run.run_forever(), 30)
+    assert len(waits) == 1 and 0 <= waits[0] <= runner_module.RETRY_PERMANENT_SECONDS
+    failed = [e for e in logs if e["event"] == "inbound.round_failed_unexpectedly"]
+    assert len(failed) == 1 and failed[0]["log_level"] == "error" and failed[0]["exc_info"]
     assert [r.disposition for r in await inbound_rows(app)] == ["refused_new_case"]
