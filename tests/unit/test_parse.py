@@ -15,6 +15,7 @@ from hypothesis import strategies as st
 
 from gateway.config import LimitSettings
 from gateway.errors import MessageRejected
+from gateway.inbound import parse as parse_module
 from gateway.inbound.parse import MAX_PARTS, ParsedMail, fingerprint, parse_message
 
 DATA = Path(__file__).parents[1] / "data" / "mail"
@@ -118,11 +119,19 @@ def test_hostile_fixture_with_unknown_charsets_and_bad_filename() -> None:
     assert [a.payload for a in mail.attachments] == [b"\x00\x01\x02\x03\x04"]
 
 
+@pytest.mark.parametrize("raw", [SIMPLE, *(path.read_bytes() for path in sorted(DATA.glob("*.eml")))])
+def test_mail_parser_without_its_summary_finds_the_same_parts_and_defects(raw: bytes) -> None:
+    ours, theirs = parse_module._MailParser(email.message_from_bytes(raw)), mailparser.parse_from_bytes(raw)
+    assert theirs.mail and ours.mail == {}  # the summary is not built
+    assert (ours.text_plain, ours.text_html, ours.attachments, ours.defects) == (
+        theirs.text_plain, theirs.text_html, theirs.attachments, theirs.defects)
+
+
 def test_mail_parser_failure_falls_back_to_the_stdlib(monkeypatch: pytest.MonkeyPatch) -> None:
     def broken(message: object) -> None:
         raise AttributeError("'NoneType' object has no attribute 'index'")
 
-    monkeypatch.setattr(mailparser, "MailParser", broken)
+    monkeypatch.setattr(parse_module, "_MailParser", broken)
     mail = parse(SIMPLE)
     assert mail.text_body.strip() == "Hello été" and mail.html_body.strip() == "<p>Hello</p>"
     assert [(a.filename, a.payload) for a in mail.attachments] == [("a.pdf", b"%PDF-1.4\n")]
