@@ -173,8 +173,9 @@ class MailboxRunner:
         size = self.settings.batch_size
         batches = [uids[start : start + size] for start in range(0, len(uids), size)]
         # While a batch is decided (CPU and database), the IMAP side works in the background:
-        # it moves the batch decided before (its commit is done), fetches the next batch, whose
-        # parsing then starts in the workers, and stores it. One IMAP command at a time.
+        # it fetches the next batch, whose parsing starts in the workers at once, then moves the
+        # batch decided before (its commit is done) while the database stores the next one.
+        # One IMAP command at a time.
         ahead: Ahead | None = None
         committed: dict[int, str] = {}  # decided, not moved yet
         try:
@@ -182,7 +183,7 @@ class MailboxRunner:
                 if self.stopping.is_set():
                     break
                 current, ahead = ahead, None
-                imap_side = asyncio.ensure_future(self._move_then_fetch(client, state.uidvalidity, committed,
+                imap_side = asyncio.ensure_future(self._fetch_and_move(client, state.uidvalidity, committed,
                                                                         batch))
                 committed = {}
                 try:
@@ -200,27 +201,36 @@ class MailboxRunner:
                 stats.decided += len(committed)
                 if committed and self.on_decided is not None:
                     self.on_decided()
-            moved, _ = await self._move_then_fetch(client, state.uidvalidity, committed, None)
+            moved, _ = await self._fetch_and_move(client, state.uidvalidity, committed, None)
             stats.moved += moved
         finally:
             if ahead is not None:
                 ahead.cancel()
         return stats
 
-    async def _move_then_fetch(
+    async def _fetch_and_move(
         self, client: Mailbox, uidvalidity: int, decided: dict[int, str], batch: list[int] | None
     ) -> tuple[int, Ahead | None]:
-        """Move the ``decided`` messages to their folders, then fetch ``batch``, start parsing
-        it and store it: (how many were moved, the batch fetched)."""
-        moved = await self._move(client, uidvalidity, decided)
-        if batch is None:
-            return moved, None
-        fetched = await self._fetch(client, batch)
-        ahead = Ahead(fetched, self.processor.start_parsing(fetched), {})
+        """Fetch ``batch`` and start parsing it, then store it while the ``decided`` messages are
+        moved to their folders (the database and the IMAP server work at the same time):
+        (how many were moved, the batch fetched)."""
+        ahead: Ahead | None = None
+        if batch is not None:
+            fetched = await self._fetch(client, batch)
+            ahead = Ahead(fetched, self.processor.start_parsing(fetched), {})
+        storing = None if ahead is None else asyncio.ensure_future(
+            self.processor.store(self.settings, uidvalidity, ahead.fetched))
         try:
-            ahead.stored.update(await self.processor.store(self.settings, uidvalidity, fetched))
+            try:
+                moved = await self._move(client, uidvalidity, decided)
+            finally:
+                if storing is not None:
+                    await asyncio.wait([storing])  # a failed move does not leave the store half-done
+            if ahead is not None and storing is not None:
+                ahead.stored.update(storing.result())
         except BaseException:
-            ahead.cancel()
+            if ahead is not None:
+                ahead.cancel()
             raise
         return moved, ahead
 

@@ -1,5 +1,5 @@
-"""Batches over a real Dovecot: while a batch is decided, the batch before it is moved and the
-next one fetched (and parsing); a message is moved only after its commit; stopping between
+"""Batches over a real Dovecot: while a batch is decided, the next one is fetched (and parsing)
+and the batch before it moved; a message is moved only after its commit; stopping between
 batches moves what was decided and leaves the batch fetched ahead (stored) undecided in the
 inbox."""
 
@@ -54,6 +54,8 @@ async def test_imap_work_runs_while_a_batch_is_decided_and_moves_follow_commits(
         summary = await Daemon(app, transport=MemoryTransport()).run_once()
         # The second batch is fetched while the first is being decided ...
         assert steps[:4] == [("fetch", [1, 2]), ("decide", [1, 2]), ("fetch", [3, 4]), ("committed", [1, 2])]
+        # ... the next batch is fetched (its parsing starts) before the decided one is moved ...
+        assert steps.index(("fetch", [5])) < steps.index(("move", [1, 2]))
         # ... and every batch is moved after its commit, before the round ends.
         for uids in ([1, 2], [3, 4], [5]):
             assert steps.index(("move", uids)) > steps.index(("committed", uids))
