@@ -59,8 +59,9 @@ class Daemon:
         settings = self.app.settings
         mailer = await self.app.mailer()
         deps = Deps(settings, self.app.clock, mailer, mailer.keys, self.our_addresses())
-        workers = settings.inbound.parse_workers
-        self.pool = WorkerPool(workers, preload=["gateway.inbound.processor"]) if workers > 0 else None
+        workers, timeout = settings.inbound.parse_workers, settings.inbound.parse_timeout_seconds
+        if workers > 0:
+            self.pool = WorkerPool(workers, timeout, preload=["gateway.inbound.processor"])
         processor = Processor(self.app.engine, self.app.sessions, deps, self.pool)
         self.runners = [
             MailboxRunner(box, processor, self.open_mailbox, self.app.clock,

@@ -31,7 +31,7 @@ from gateway.inbound.parse import ParsedMail, parse_message
 from gateway.inbound.pipeline import finish, run_pipeline
 from gateway.inbound.reply_text import new_text_now
 from gateway.inbound.store import KnownUid
-from gateway.inbound.workers import BrokenProcessPool, WorkerPool
+from gateway.inbound.workers import BrokenProcessPool, WorkerPool, WorkerTimeout
 from gateway.models import Attachment, CaseEvent, InboundMessage, SecurityEvent
 from gateway.outbound.outbox import insert_queued_in_bulk
 from gateway.threading.matcher import TokenScan, scan_tokens
@@ -166,6 +166,8 @@ PARSE_CHUNK = 10
 
 WORKER_DIED = ("the parse worker process died while parsing this message, alone in it (killed, out of "
                "memory or crashed)")
+WORKER_TIMED_OUT = ("parsing this message, alone in a worker process, took longer than "
+                    "inbound.parse_timeout_seconds ({seconds:g} s); the worker was killed")
 
 
 class Processor:
@@ -255,7 +257,7 @@ class Processor:
             return await asyncio.to_thread(parse_chunk, raws, limits, keys)
         try:
             return await self.pool.run(parse_chunk, raws, limits, keys)
-        except BrokenProcessPool:  # a worker died: which message of the chunk killed it, if any?
+        except BrokenProcessPool:  # a worker died or hung: which message of the chunk did it, if any?
             return [await self._parse_alone(f) for f in chunk]
 
     async def _parse_alone(self, message: Fetched) -> Parsed:
@@ -263,6 +265,9 @@ class Processor:
         limits, keys = self.deps.settings.limits, self.deps.keys
         try:
             return (await self.pool.run_alone(parse_chunk, [message.raw], limits, keys))[0]
+        except WorkerTimeout:
+            log.error("inbound.message_hung_parse_worker", uid=message.uid, size=message.size)
+            return Parsed(None, WORKER_TIMED_OUT.format(seconds=self.pool.timeout))
         except BrokenProcessPool:
             log.error("inbound.message_killed_parse_worker", uid=message.uid, size=message.size)
             return Parsed(None, WORKER_DIED)

@@ -1,16 +1,22 @@
-"""The parse worker processes, and what happens when one of them dies.
+"""The parse worker processes, and what happens when one of them dies or hangs.
 
 A worker can die in the middle of a message: the kernel kills it when it runs out of memory,
 an operator kills it, a C extension crashes on hostile input. ``ProcessPoolExecutor`` then
 fails every call in flight (not only the one that killed it) and refuses all later ones: the
-pool is broken for good. :class:`WorkerPool` replaces a broken pool with a new one, and the
-caller parses the messages whose calls failed again, one at a time in a pool of one worker
-of their own, where a death can only be the fault of the message being parsed.
+pool is broken for good. A worker can also hang (a pathological input for some regular
+expression): its calls never return and the mailbox would wait for them forever. So every
+call has a deadline; past it, the pool's workers are killed.
+
+Either way :class:`WorkerPool` replaces the broken pool with a new one, and the caller parses
+the messages whose calls failed again, one at a time in a pool of one worker of their own
+(:meth:`WorkerPool.run_alone`), where a death or a timeout can only be the fault of the
+message being parsed.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import multiprocessing
 from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor
@@ -22,15 +28,21 @@ import structlog
 log = structlog.get_logger(__name__)
 T = TypeVar("T")
 
-__all__ = ["BrokenProcessPool", "WorkerPool"]
+__all__ = ["BrokenProcessPool", "WorkerPool", "WorkerTimeout"]
+
+
+class WorkerTimeout(BrokenProcessPool):
+    """A call took longer than the pool's timeout; the pool's workers were killed."""
 
 
 class WorkerPool:
     """``workers`` processes from a fork server that has imported the program already
-    (``__main__`` and ``preload``): a worker starts without importing anything again."""
+    (``__main__`` and ``preload``): a worker starts without importing anything again. A call
+    taking longer than ``timeout`` seconds (waiting for a free worker included) is stopped."""
 
-    def __init__(self, workers: int, preload: Sequence[str] = ()) -> None:
+    def __init__(self, workers: int, timeout: float, preload: Sequence[str] = ()) -> None:
         self.workers = workers
+        self.timeout = timeout
         self._context = multiprocessing.get_context("forkserver")
         self._context.set_forkserver_preload(["__main__", *preload])
         self.executor = self._new(workers)
@@ -44,13 +56,15 @@ class WorkerPool:
 
     async def run(self, function: Callable[..., T], *args: object) -> T:
         """``function(*args)`` in a worker; raises :class:`BrokenProcessPool` when the pool
-        broke (a worker died) during the call or before it, after replacing the pool."""
+        broke (a worker died) during the call or before it, :class:`WorkerTimeout` when the
+        call took too long; either way after replacing the pool."""
         executor = self.executor
         try:
-            return await asyncio.get_running_loop().run_in_executor(executor, function, *args)
-        except BrokenProcessPool:
+            return await self._call(executor, function, *args)
+        except BrokenProcessPool as exc:
             if executor is self.executor:  # the first call to fail on this pool replaces it
-                log.warning("inbound.parse_worker_died", workers=self.workers)
+                log.warning("inbound.parse_workers_replaced", workers=self.workers,
+                            reason="timeout" if isinstance(exc, WorkerTimeout) else "a worker died")
                 self.executor = self._new(self.workers)
                 self.replaced += 1
                 executor.shutdown(wait=False, cancel_futures=True)
@@ -58,19 +72,36 @@ class WorkerPool:
 
     async def run_alone(self, function: Callable[..., T], *args: object) -> T:
         """``function(*args)`` in a worker of its own, one call at a time: a
-        :class:`BrokenProcessPool` from here means this call killed its worker."""
+        :class:`BrokenProcessPool` (or :class:`WorkerTimeout`) from here means this call
+        killed (or hung) its worker."""
         async with self._one_at_a_time:
             if self._alone is None:
                 self._alone = self._new(1)
             executor = self._alone
             try:
-                return await asyncio.get_running_loop().run_in_executor(executor, function, *args)
+                return await self._call(executor, function, *args)
             except BrokenProcessPool:
                 self._alone = None
                 executor.shutdown(wait=False, cancel_futures=True)
                 raise
 
+    async def _call(self, executor: ProcessPoolExecutor, function: Callable[..., T], *args: object) -> T:
+        call = asyncio.get_running_loop().run_in_executor(executor, function, *args)
+        try:
+            return await asyncio.wait_for(call, self.timeout)
+        except TimeoutError:
+            _kill_workers(executor)
+            raise WorkerTimeout(f"a call to a parse worker took longer than {self.timeout:g} s") from None
+
     def shutdown(self) -> None:
         for executor in (self.executor, self._alone):
             if executor is not None:
                 executor.shutdown(wait=True, cancel_futures=True)
+
+
+def _kill_workers(executor: ProcessPoolExecutor) -> None:
+    """Kill the pool's worker processes (Python 3.14 has ``kill_workers()`` for this): the pool
+    then fails every call in flight and is replaced."""
+    for process in list((getattr(executor, "_processes", None) or {}).values()):
+        with contextlib.suppress(Exception):
+            process.kill()

@@ -1,5 +1,6 @@
-"""Parse worker processes that die: the daemon replaces them, the message that kills one is
-quarantined, every other message is decided as usual, and the mailbox loop goes on."""
+"""Parse worker processes that die or hang: the daemon replaces them, the message that kills
+or hangs one is quarantined, every other message is decided as usual, and the mailbox loop
+goes on."""
 
 from __future__ import annotations
 
@@ -10,9 +11,9 @@ from typing import Any
 from gateway.clock import FrozenClock
 from gateway.daemon import Daemon
 from gateway.inbound import processor as processor_module
-from gateway.inbound.processor import WORKER_DIED
+from gateway.inbound.processor import WORKER_DIED, WORKER_TIMED_OUT
 from gateway.outbound.transport import MemoryTransport
-from tests.killer import MARKER, parse_chunk_or_die
+from tests.killer import HANG_MARKER, MARKER, parse_chunk_or_die, parse_chunk_or_hang
 from tests.mails import inbound_rows, new_mail
 from tests.world import add_customer, open_world, settings_for
 
@@ -74,3 +75,24 @@ async def test_workers_killed_between_batches_are_replaced_and_nothing_is_quaran
         assert daemon.pool is not None and daemon.pool.replaced == 1
         assert [r.disposition for r in await inbound_rows(app)] == ["refused_new_case"] * 7
         assert imap_account.messages("INBOX") == []
+
+
+async def test_a_message_that_hangs_its_worker_is_quarantined_after_the_timeout(
+    db_url: str, imap_account: Any, clock: FrozenClock, monkeypatch: Any
+) -> None:
+    monkeypatch.setattr(processor_module, "parse_chunk", parse_chunk_or_hang)
+    settings = settings_for(db_url, mailboxes=[imap_account.mailbox_settings()],
+                            inbound={"parse_workers": 2, "parse_timeout_seconds": 2})
+    mails = attempts(4)
+    mails[1] = mails[1].replace(b"\r\n\r\n", b"\r\n" + HANG_MARKER + b"\r\n\r\n", 1)
+    for mail in mails:
+        imap_account.append(mail)
+    async with open_world(settings, clock) as app:
+        await add_customer(app)
+        daemon = Daemon(app, transport=MemoryTransport())
+        summary = await daemon.run_once()
+        assert (summary.inbound.decided, summary.inbound.moved) == (4, 4)
+        rows = await inbound_rows(app)
+        assert [r.disposition for r in rows] == ["refused_new_case", "quarantined", *["refused_new_case"] * 2]
+        assert rows[1].error == WORKER_TIMED_OUT.format(seconds=2) and "took longer than" in rows[1].error
+        assert daemon.pool is not None and daemon.pool.replaced == 1
