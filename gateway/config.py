@@ -146,8 +146,9 @@ class InboundSettings(_Section):
     parse_workers: int = Field(2, ge=0, le=32)
     """Worker processes that parse mail (0: a thread of the daemon's own process)."""
     parse_timeout_seconds: float = Field(60.0, gt=0)
-    """A call to the parse workers (ten messages, or one alone) taking longer is stopped: the
-    workers are killed and replaced; a message that takes that long alone is quarantined."""
+    """A call to the parse workers (ten messages, or one alone; waiting for a free worker
+    included) taking longer is stopped: the workers are killed and replaced; a message that
+    takes that long alone is quarantined. (Without workers nothing can stop a parse.)"""
 
 
 class LoggingSettings(_Section):

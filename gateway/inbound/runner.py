@@ -71,6 +71,15 @@ class RoundStats:
     """Another replica holds the mailbox (PostgreSQL advisory lock): nothing was looked at."""
 
 
+def _moved_so_far(moving: list[asyncio.Future[int]]) -> int:
+    """How many messages the finished moves moved (they are taken off the list); a failed move
+    raises its error."""
+    done = [move for move in moving if move.done()]
+    for move in done:
+        moving.remove(move)
+    return sum(move.result() for move in done)
+
+
 class MailboxRunner:
     def __init__(
         self,
@@ -173,18 +182,24 @@ class MailboxRunner:
         size = self.settings.batch_size
         batches = [uids[start : start + size] for start in range(0, len(uids), size)]
         # While a batch is decided (CPU and database), the IMAP side works in the background:
-        # it fetches the next batch, whose parsing starts in the workers at once, then moves the
-        # batch decided before (its commit is done) while the database stores the next one.
-        # One IMAP command at a time.
+        # it fetches the next batch, whose parsing starts in the workers at once, and stores
+        # it; then it moves the batch decided before (its commit is done) while the next batch
+        # is decided. One IMAP command at a time, in the order asked (``lane``).
+        lane = asyncio.Lock()
         ahead: Ahead | None = None
         committed: dict[int, str] = {}  # decided, not moved yet
+        moving: list[asyncio.Future[int]] = []
         try:
             for batch in [*batches, None]:
                 if self.stopping.is_set():
                     break
                 current, ahead = ahead, None
-                imap_side = asyncio.ensure_future(self._fetch_and_move(client, state.uidvalidity, committed,
-                                                                        batch))
+                fetching = None if batch is None else asyncio.ensure_future(
+                    self._fetch_and_store(client, lane, state.uidvalidity, batch))
+                if committed:
+                    moving.append(asyncio.ensure_future(
+                        self._move(client, lane, state.uidvalidity, committed)))
+                stats.moved += _moved_so_far(moving)  # a failed move ends the round here
                 committed = {}
                 try:
                     if current is not None and current.fetched:
@@ -192,47 +207,41 @@ class MailboxRunner:
                             self.settings, state.uidvalidity, current.fetched, self.stopping.is_set,
                             current.parsing, current.stored)
                 except BaseException:
-                    await asyncio.wait([imap_side])  # the client is not left mid-command
-                    if not imap_side.cancelled() and imap_side.exception() is None:
-                        ahead = imap_side.result()[1]  # its parsing is cancelled below
+                    if fetching is not None:
+                        await asyncio.wait([fetching])  # the client is not left mid-command
+                        if not fetching.cancelled() and fetching.exception() is None:
+                            ahead = fetching.result()  # its parsing is cancelled below
                     raise
-                moved, ahead = await imap_side
-                stats.moved += moved
+                ahead = None if fetching is None else await fetching
                 stats.decided += len(committed)
                 if committed and self.on_decided is not None:
                     self.on_decided()
-            moved, _ = await self._fetch_and_move(client, state.uidvalidity, committed, None)
-            stats.moved += moved
+            if committed:
+                moving.append(asyncio.ensure_future(self._move(client, lane, state.uidvalidity, committed)))
+            while moving:  # every move is done before the round ends
+                stats.moved += await moving.pop(0)
         finally:
             if ahead is not None:
                 ahead.cancel()
+            if moving:  # after a failure: the client is not left mid-command either
+                await asyncio.wait(moving)
+                for move in moving:
+                    if not move.cancelled():
+                        move.exception()  # retrieved; the round fails with the first error
         return stats
 
-    async def _fetch_and_move(
-        self, client: Mailbox, uidvalidity: int, decided: dict[int, str], batch: list[int] | None
-    ) -> tuple[int, Ahead | None]:
-        """Fetch ``batch`` and start parsing it, then store it while the ``decided`` messages are
-        moved to their folders (the database and the IMAP server work at the same time):
-        (how many were moved, the batch fetched)."""
-        ahead: Ahead | None = None
-        if batch is not None:
+    async def _fetch_and_store(self, client: Mailbox, lane: asyncio.Lock, uidvalidity: int,
+                               batch: list[int]) -> Ahead:
+        """Fetch ``batch``, start parsing it and store it."""
+        async with lane:
             fetched = await self._fetch(client, batch)
-            ahead = Ahead(fetched, self.processor.start_parsing(fetched), {})
-        storing = None if ahead is None else asyncio.ensure_future(
-            self.processor.store(self.settings, uidvalidity, ahead.fetched))
+        ahead = Ahead(fetched, self.processor.start_parsing(fetched), {})
         try:
-            try:
-                moved = await self._move(client, uidvalidity, decided)
-            finally:
-                if storing is not None:
-                    await asyncio.wait([storing])  # a failed move does not leave the store half-done
-            if ahead is not None and storing is not None:
-                ahead.stored.update(storing.result())
+            ahead.stored.update(await self.processor.store(self.settings, uidvalidity, fetched))
         except BaseException:
-            if ahead is not None:
-                ahead.cancel()
+            ahead.cancel()
             raise
-        return moved, ahead
+        return ahead
 
     async def _fetch(self, client: Mailbox, uids: list[int]) -> list[Fetched]:
         sizes = await client.fetch_sizes(uids)
@@ -250,13 +259,16 @@ class MailboxRunner:
             log.warning("imap.fetch_incomplete", mailbox=self.settings.name, missing=sorted(missing)[:20])
         return fetched
 
-    async def _move(self, client: Mailbox, uidvalidity: int, decided: dict[int, str]) -> int:
+    async def _move(
+        self, client: Mailbox, lane: asyncio.Lock, uidvalidity: int, decided: dict[int, str]
+    ) -> int:
         by_folder: dict[str, list[int]] = defaultdict(list)
         for uid, folder in decided.items():
             by_folder[folder].append(uid)
         moved = 0
         for folder, uids in by_folder.items():
-            await client.move(sorted(uids), folder)
+            async with lane:
+                await client.move(sorted(uids), folder)
             await store.mark_moved(self.processor.engine, self.settings.name, uidvalidity, uids)
             moved += len(uids)
         return moved

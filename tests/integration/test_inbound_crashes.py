@@ -52,7 +52,7 @@ async def test_crash_after_commit_before_move(
     imap_account.append(reply(await sent_mail(app, case.id), sender=ANA, text="Logs attached."))
     imap_account.append(new_mail(sender=STRANGER, subject="Please open a case", text="Broken."))
 
-    async def crash(self, client, uidvalidity, decided):
+    async def crash(self, client, lane, uidvalidity, decided):
         if decided:  # the IMAP move of committed messages
             raise Crash
         return 0
