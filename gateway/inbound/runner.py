@@ -196,17 +196,19 @@ class MailboxRunner:
                 current, ahead = ahead, None
                 fetching = None if batch is None else asyncio.ensure_future(
                     self._fetch_and_store(client, lane, state.uidvalidity, batch))
-                if committed:
-                    moving.append(asyncio.ensure_future(
-                        self._move(client, lane, state.uidvalidity, committed)))
-                stats.moved += _moved_so_far(moving)  # a failed move ends the round here
-                committed = {}
                 try:
+                    if committed:
+                        moving.append(asyncio.ensure_future(
+                            self._move(client, lane, state.uidvalidity, committed)))
+                        committed = {}
+                    stats.moved += _moved_so_far(moving)  # a failed move ends the round here
                     if current is not None and current.fetched:
                         committed = await self.processor.process(
                             self.settings, state.uidvalidity, current.fetched, self.stopping.is_set,
                             current.parsing, current.stored)
                 except BaseException:
+                    if current is not None:
+                        current.cancel()  # its parsing, if the batch was not decided
                     if fetching is not None:
                         await asyncio.wait([fetching])  # the client is not left mid-command
                         if not fetching.cancelled() and fetching.exception() is None:

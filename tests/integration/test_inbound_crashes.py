@@ -1,7 +1,10 @@
 """Exactly-once effect when the process dies: after the commit and before the IMAP move, and
-between the fetch and the commit."""
+between the fetch and the commit; and when a move in the background fails."""
 
 from __future__ import annotations
+
+import asyncio
+import gc
 
 import pytest
 from sqlalchemy import func, select
@@ -9,6 +12,7 @@ from sqlalchemy import func, select
 from gateway.app import App
 from gateway.clock import FrozenClock
 from gateway.daemon import Daemon
+from gateway.errors import TemporaryTransportError
 from gateway.inbound import processor as processor_module
 from gateway.inbound import runner as runner_module
 from gateway.models import CaseEvent, InboundMessage, Outbox
@@ -69,6 +73,45 @@ async def test_crash_after_commit_before_move(
     assert await effects(app, case.id) == (1, 1, ["applied", "refused_new_case"])
     assert imap_account.messages("INBOX") == []
     assert len(imap_account.messages("Processed")) == 1 and len(imap_account.messages("Refused")) == 1
+
+
+async def test_a_failed_move_in_the_background_ends_the_round_with_one_effect_each(
+    db_url: str, imap_account, clock: FrozenClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Batches of one: the first batch's move fails while the next batches are fetched and
+    decided. The round ends (a temporary error: logged, the run goes on), nothing is left
+    running with an unretrieved error, and the next run moves what was decided and decides
+    the rest: each message takes effect once."""
+    settings = settings_for(db_url, mailboxes=[imap_account.mailbox_settings(batch_size=1)])
+    loop_errors: list[dict[str, object]] = []
+    loop = asyncio.get_running_loop()
+    loop.set_exception_handler(lambda loop, context: loop_errors.append(context))
+    try:
+        async with open_world(settings, clock) as app:
+            await add_customer(app)
+            case = await open_case(app)
+            imap_account.append(reply(await sent_mail(app, case.id), sender=ANA, text="Logs attached."))
+            for n in range(3):
+                imap_account.append(new_mail(sender=f"p{n}@example.org", subject=f"Try {n}", text="Open."))
+            move = runner_module.MailboxRunner._move
+
+            async def first_move_fails(self, client, lane, uidvalidity, decided):
+                if 1 in decided:
+                    raise TemporaryTransportError("connection reset during MOVE")
+                return await move(self, client, lane, uidvalidity, decided)
+
+            with monkeypatch.context() as patch:
+                patch.setattr(runner_module.MailboxRunner, "_move", first_move_fails)
+                await Daemon(app, transport=MemoryTransport()).run_once()  # the round fails, logged
+            assert len(imap_account.messages("INBOX")) >= 1  # the first message: decided, not moved
+            await Daemon(app, transport=MemoryTransport()).run_once()
+            assert await effects(app, case.id) == (1, 3, ["applied"] + ["refused_new_case"] * 3)
+            assert imap_account.messages("INBOX") == []
+            assert len(imap_account.messages("Processed")) == 1 and len(imap_account.messages("Refused")) == 3
+        gc.collect()
+    finally:
+        loop.set_exception_handler(None)
+    assert loop_errors == []
 
 
 async def test_crash_between_fetch_and_commit(
