@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING
 
 from flufl.bounce import all_failures
 
-from gateway.inbound.parse import decoded_text
+from gateway.inbound.mime_text import decoded_text
 
 if TYPE_CHECKING:
     from gateway.inbound.parse import ParsedMail

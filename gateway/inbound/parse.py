@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import contextlib
 import email
 import hashlib
 import logging
@@ -25,19 +24,26 @@ import re
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
-from datetime import UTC, datetime
-from email.header import decode_header
+from datetime import datetime
 from email.message import Message
-from email.utils import getaddresses, parsedate_to_datetime
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import Any, TypeVar
 
 import mailparser
 
 from gateway.config import LimitSettings
 from gateway.errors import MessageRejected
-
-if TYPE_CHECKING:
-    from gateway.inbound.bounce import BounceReport
+from gateway.inbound.bounce import BounceReport, parse_bounce
+from gateway.inbound.mime_text import (
+    addresses,
+    as_str,
+    date_of,
+    decode_words,
+    decoded_text,
+    header_text,
+    payload_of,
+    return_path_of,
+    safe,
+)
 
 # mail-parser logs each part it does not render and each header it cannot decode; we record
 # defects ourselves.
@@ -123,7 +129,7 @@ def parse_message(raw: bytes, limits: LimitSettings) -> ParsedMail:
     else:
         depth, parts = _measure(message, limits)
         mail = replace(_from_message(message, limits, defects), mime_depth=depth, part_count=parts)
-    report = _guarded(lambda: _parse_bounce(mail, data, message), None, defects, "bounce analysis")
+    report = _guarded(lambda: parse_bounce(mail, data, message=message), None, defects, "bounce analysis")
     normalised = raw.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
     sender_hash = _guarded(lambda: fingerprint(mail), "", defects, "fingerprint")
     return replace(mail, bounce=report, defects=tuple(defects[:_MAX_DEFECTS]),
@@ -151,12 +157,6 @@ def _precheck(raw: bytes) -> None:
         starts += raw.count(b"\n\n") + raw.count(b"\n\r\n") + raw.count(b"\r\r")
     if starts > 2 * MAX_PARTS:
         raise MessageRejected(f"more than {MAX_PARTS} MIME parts (at least {starts // 2} part boundaries)")
-
-
-def _parse_bounce(mail: ParsedMail, raw: bytes, message: Message | None) -> BounceReport | None:
-    from gateway.inbound.bounce import parse_bounce  # bounce.py imports this module's helpers
-
-    return parse_bounce(mail, raw, message=message)
 
 
 def _guarded(call: Callable[[], _T], default: _T, defects: list[str], what: str) -> _T:
@@ -210,15 +210,15 @@ def _from_mailparser(message: Message, limits: LimitSettings, defects: list[str]
         for where, details in entry.items() if isinstance(entry, dict) else ():
             defects.extend(f"{where}: {detail}"[:300] for detail in details)
     return {
-        "text_body": "\n".join(_str(t) for t in parsed.text_plain),
-        "html_body": "\n".join(_str(t) for t in parsed.text_html),
+        "text_body": "\n".join(as_str(t) for t in parsed.text_plain),
+        "html_body": "\n".join(as_str(t) for t in parsed.text_html),
         "attachments": tuple(_mailparser_attachment(item, limits) for item in items),
     }
 
 
 def _mailparser_attachment(item: dict[str, Any], limits: LimitSettings) -> Attachment:
     """mail-parser keeps binary payloads base64 (decoded here, once) and text ones as str."""
-    text = _str(item.get("payload"))
+    text = as_str(item.get("payload"))
     if item.get("binary"):
         if len(text) // 4 * 3 > limits.max_attachment_bytes * 1.1 + 1024:  # line breaks inflate it
             _too_big(len(text) // 4 * 3, limits)
@@ -230,7 +230,7 @@ def _mailparser_attachment(item: dict[str, Any], limits: LimitSettings) -> Attac
             payload = base64.b64decode(clean[: len(clean) - len(clean) % 4])
     else:
         payload = text.encode("utf-8", "replace")
-    return _attachment(_str(item.get("filename")), _str(item.get("mail_content_type")), payload, limits)
+    return _attachment(as_str(item.get("filename")), as_str(item.get("mail_content_type")), payload, limits)
 
 
 def _from_stdlib(message: Message, limits: LimitSettings) -> dict[str, Any]:
@@ -245,13 +245,13 @@ def _from_stdlib(message: Message, limits: LimitSettings) -> dict[str, Any]:
         if isinstance(payload, list):
             stack.extend(reversed([p for p in payload if isinstance(p, Message)]))
             continue
-        kind = _safe(part.get_content_type, "application/octet-stream")
-        filename = _safe(part.get_filename, None)
-        if filename is None and _safe(part.get_content_disposition, None) != "attachment" \
+        kind = safe(part.get_content_type, "application/octet-stream")
+        filename = safe(part.get_filename, None)
+        if filename is None and safe(part.get_content_disposition, None) != "attachment" \
                 and kind in ("text/plain", "text/html"):
             (html if kind == "text/html" else text).append(decoded_text(part))
             continue
-        attachments.append(_attachment(decode_words(filename or ""), kind, _payload(part), limits))
+        attachments.append(_attachment(decode_words(filename or ""), kind, payload_of(part), limits))
         _check_count(len(attachments), limits)
     return {"text_body": "\n".join(text), "html_body": "\n".join(html), "attachments": tuple(attachments)}
 
@@ -267,7 +267,7 @@ def _from_headers(pairs: list[tuple[str, str]]) -> ParsedMail:
 
     ids = _ID.findall(first("message-id"))
     bare = first("message-id").strip()
-    senders = _addresses([first("from")])
+    senders = addresses([first("from")])
     return_path = headers.get("return-path")
     raw_subject = first("subject")
     return ParsedMail(
@@ -276,12 +276,12 @@ def _from_headers(pairs: list[tuple[str, str]]) -> ParsedMail:
         references=tuple(_ID.findall(" ".join(headers.get("references", [])))[-_MAX_IDS:]),
         from_name=senders[0][0] if senders else "",
         from_address=senders[0][1] if senders else "",
-        return_path=None if return_path is None else _return_path(return_path[0]),
-        to_addresses=tuple(a for _, a in _addresses(headers.get("to", []))),
-        cc_addresses=tuple(a for _, a in _addresses(headers.get("cc", []))),
+        return_path=None if return_path is None else return_path_of(return_path[0]),
+        to_addresses=tuple(a for _, a in addresses(headers.get("to", []))),
+        cc_addresses=tuple(a for _, a in addresses(headers.get("cc", []))),
         raw_subject=raw_subject,
         subject=decode_words(raw_subject),
-        date=_date(first("date")),
+        date=date_of(first("date")),
         headers={name: tuple(values) for name, values in headers.items()},
     )
 
@@ -301,55 +301,6 @@ def _minimal(raw: bytes, defects: list[str]) -> ParsedMail:
                    part_count=1)
 
 
-def header_text(value: Any) -> str:
-    """A raw header value as text: unfolded, undecodable 8-bit bytes as UTF-8 or cp1252."""
-    text = _str(value)
-    if _ESCAPED_BYTE.search(text):
-        data = text.encode("utf-8", "surrogateescape")
-        try:
-            text = data.decode("utf-8")
-        except UnicodeDecodeError:
-            text = data.decode("cp1252", "replace")
-    if "\r" in text or "\n" in text:
-        text = _LINE_BREAK.sub("", text)
-    return text.strip()
-
-
-_ESCAPED_BYTE = re.compile("[\udc80-\udcff]")
-"""An undecodable byte, as the stdlib parser keeps it (``surrogateescape``)."""
-_LINE_BREAK = re.compile(r"\r\n|\r|\n")
-
-
-def decode_words(value: str) -> str:
-    """RFC 2047 encoded words decoded; unknown charsets and bad encodings never raise."""
-    if "=?" not in value:
-        return value
-    try:
-        chunks = decode_header(value)
-    except Exception:
-        return value
-    return "".join(chunk if isinstance(chunk, str) else _decode(chunk, charset) for chunk, charset in chunks)
-
-
-def decoded_text(part: Message) -> str:
-    """A leaf part's text: transfer-decoded, then its charset (UTF-8 when unknown), with replacement."""
-    return _decode(_payload(part), _safe(part.get_content_charset, None))
-
-
-def _decode(data: bytes, charset: str | None) -> str:
-    """Bytes in a declared charset; ``x-`` names (X-GBK) tried without the prefix, then UTF-8."""
-    name = (charset or "utf-8").strip().lower()
-    for candidate in (name, name.removeprefix("x-")):
-        with contextlib.suppress(Exception):  # LookupError, and codecs that are not text codecs
-            return data.decode(candidate, "replace")
-    return data.decode("utf-8", "replace")
-
-
-def _payload(part: Message) -> bytes:
-    data = _safe(lambda: part.get_payload(decode=True), None)
-    return data if isinstance(data, bytes) else b""
-
-
 def _attachment(filename: str, content_type: str, payload: bytes, limits: LimitSettings) -> Attachment:
     if len(payload) > limits.max_attachment_bytes:
         _too_big(len(payload), limits)
@@ -365,39 +316,3 @@ def _check_count(count: int, limits: LimitSettings) -> None:
 
 def _too_big(size: int, limits: LimitSettings) -> None:
     raise MessageRejected(f"an attachment of {size} bytes is over the limit of {limits.max_attachment_bytes}")
-
-
-def _addresses(values: list[str]) -> list[tuple[str, str]]:
-    """(decoded display name, lower-cased addr-spec) for each well-formed address."""
-    none: list[tuple[str, str]] = []
-    found = _safe(lambda: getaddresses(values), none)
-    return [(decode_words(name).strip(), addr.strip().lower()) for name, addr in found
-            if "@" in addr and len(addr) <= 320 and not re.search(r"[\s\x00-\x1f<>]", addr.strip())]
-
-
-def _return_path(value: str) -> str:
-    inner = value.strip()
-    if inner.startswith("<"):
-        inner = inner[1:].partition(">")[0]
-    inner = inner.strip().lower()
-    return inner if len(inner) <= 320 and not re.search(r"[\s\x00-\x1f<>]", inner) else ""
-
-
-def _date(value: str) -> datetime | None:
-    parsed = _safe(lambda: parsedate_to_datetime(value), None) if value else None
-    if not isinstance(parsed, datetime):
-        return None
-    return parsed if parsed.tzinfo is not None else parsed.replace(tzinfo=UTC)
-
-
-def _str(value: Any) -> str:
-    return value if isinstance(value, str) else "" if value is None else str(value)
-
-
-def _safe(call: Callable[[], _T], default: _T) -> _T:
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            return call()
-    except Exception:
-        return default

@@ -79,6 +79,28 @@ async def runner(app: App, server: Server, waits: list[float]) -> AsyncIterator[
         await run.release_mailbox()
 
 
+def fail_once(monkeypatch: pytest.MonkeyPatch, error: Exception) -> None:
+    """The round's first database call (the UIDVALIDITY check) raises ``error`` once."""
+    real = store.check_uidvalidity
+    failures = [error]
+
+    async def flaky(*args: Any, **kwargs: Any) -> int | None:
+        if failures:
+            raise failures.pop()
+        return await real(*args, **kwargs)
+
+    monkeypatch.setattr(store, "check_uidvalidity", flaky)
+
+
+async def forever_until_decided(app: App, server: Server, waits: list[float]) -> list[dict[str, Any]]:
+    """The daemon's loop until a batch is decided; the log events it wrote."""
+    async with runner(app, server, waits) as run:
+        run.on_decided = run.stop
+        with capture_logs() as logs:
+            await asyncio.wait_for(run.run_forever(), 30)
+    return logs
+
+
 async def test_a_dropped_connection_is_replaced_and_no_message_is_skipped(app: App) -> None:
     server, waits = Server(), []
     for n in range(3):
@@ -188,18 +210,8 @@ async def test_the_daemon_loop_outlives_a_database_error(app: App, monkeypatch: 
     the mail is decided once it is back (the loop does not die with the error)."""
     server, waits = Server(), []
     server.mailbox.deliver(new_mail(sender="p@example.org", subject="Attempt", text="Open one."))
-    real = store.check_uidvalidity
-    failures = [OperationalError("SELECT 1", {}, Exception("database is locked"))]
-
-    async def flaky(*args: Any, **kwargs: Any) -> int | None:
-        if failures:
-            raise failures.pop()
-        return await real(*args, **kwargs)
-
-    monkeypatch.setattr(store, "check_uidvalidity", flaky)
-    async with runner(app, server, waits) as run:
-        run.on_decided = run.stop
-        await asyncio.wait_for(run.run_forever(), 30)
+    fail_once(monkeypatch, OperationalError("SELECT 1", {}, Exception("database is locked")))
+    await forever_until_decided(app, server, waits)
     assert len(waits) == 1 and 0 <= waits[0] <= 60
     assert [r.disposition for r in await inbound_rows(app)] == ["refused_new_case"]
 
@@ -210,10 +222,7 @@ async def test_the_daemon_loop_outlives_a_permanent_error_with_a_longer_backoff(
     server, waits = Server(), []
     server.failures = [PermanentTransportError("authentication failed")]
     server.mailbox.deliver(new_mail(sender="p@example.org", subject="Attempt", text="Open one."))
-    async with runner(app, server, waits) as run:
-        run.on_decided = run.stop
-        with capture_logs() as logs:
-            await asyncio.wait_for(run.run_forever(), 30)
+    logs = await forever_until_decided(app, server, waits)
     assert len(waits) == 1 and 0 <= waits[0] <= runner_module.RETRY_PERMANENT_SECONDS
     failed = [e for e in logs if e["event"] == "imap.round_failed"]
     assert [(e["log_level"], e["temporary"]) for e in failed] == [("error", False)]
@@ -227,19 +236,8 @@ async def test_the_daemon_loop_outlives_an_unexpected_error(
     later; the loop does not die with it (the mailbox would go unwatched)."""
     server, waits = Server(), []
     server.mailbox.deliver(new_mail(sender="p@example.org", subject="Attempt", text="Open one."))
-    real = store.check_uidvalidity
-    failures = [RuntimeError("a bug")]
-
-    async def buggy(*args: Any, **kwargs: Any) -> int | None:
-        if failures:
-            raise failures.pop()
-        return await real(*args, **kwargs)
-
-    monkeypatch.setattr(store, "check_uidvalidity", buggy)
-    async with runner(app, server, waits) as run:
-        run.on_decided = run.stop
-        with capture_logs() as logs:
-            await asyncio.wait_for(run.run_forever(), 30)
+    fail_once(monkeypatch, RuntimeError("a bug"))
+    logs = await forever_until_decided(app, server, waits)
     assert len(waits) == 1 and 0 <= waits[0] <= runner_module.RETRY_PERMANENT_SECONDS
     failed = [e for e in logs if e["event"] == "inbound.round_failed_unexpectedly"]
     assert len(failed) == 1 and failed[0]["log_level"] == "error" and failed[0]["exc_info"]

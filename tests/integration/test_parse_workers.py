@@ -23,16 +23,22 @@ def attempts(count: int) -> list[bytes]:
             for n in range(count)]
 
 
+def deliver_attempts(imap_account: Any, count: int, marked: int, marker: bytes) -> None:
+    """``count`` new-case attempts into the inbox, the one at index ``marked`` with ``marker``
+    as a header (what makes the test's parse function die or hang)."""
+    mails = attempts(count)
+    mails[marked] = mails[marked].replace(b"\r\n\r\n", b"\r\n" + marker + b"\r\n\r\n", 1)
+    for mail in mails:
+        imap_account.append(mail)
+
+
 async def test_a_message_that_kills_its_worker_is_quarantined_and_the_others_are_decided(
     db_url: str, imap_account: Any, clock: FrozenClock, monkeypatch: Any
 ) -> None:
     monkeypatch.setattr(processor_module, "parse_chunk", parse_chunk_or_die)
     settings = settings_for(db_url, mailboxes=[imap_account.mailbox_settings(batch_size=4)],
                             inbound={"parse_workers": 2})
-    mails = attempts(9)
-    mails[5] = mails[5].replace(b"\r\n\r\n", b"\r\n" + MARKER + b"\r\n\r\n", 1)
-    for mail in mails:
-        imap_account.append(mail)
+    deliver_attempts(imap_account, 9, marked=5, marker=MARKER)
     async with open_world(settings, clock) as app:
         await add_customer(app)
         daemon = Daemon(app, transport=MemoryTransport())
@@ -83,10 +89,7 @@ async def test_a_message_that_hangs_its_worker_is_quarantined_after_the_timeout(
     monkeypatch.setattr(processor_module, "parse_chunk", parse_chunk_or_hang)
     settings = settings_for(db_url, mailboxes=[imap_account.mailbox_settings()],
                             inbound={"parse_workers": 2, "parse_timeout_seconds": 2})
-    mails = attempts(4)
-    mails[1] = mails[1].replace(b"\r\n\r\n", b"\r\n" + HANG_MARKER + b"\r\n\r\n", 1)
-    for mail in mails:
-        imap_account.append(mail)
+    deliver_attempts(imap_account, 4, marked=1, marker=HANG_MARKER)
     async with open_world(settings, clock) as app:
         await add_customer(app)
         daemon = Daemon(app, transport=MemoryTransport())
