@@ -57,11 +57,12 @@ class Daemon:
 
     async def _build(self) -> Sender:
         settings = self.app.settings
+        workers, timeout = settings.inbound.parse_workers, settings.inbound.parse_timeout_seconds
+        if workers > 0:  # they start while the rest is set up and the mailboxes are opened
+            self.pool = WorkerPool(workers, timeout, preload=["gateway.inbound.parsing"])
+            self.pool.start()
         mailer = await self.app.mailer()
         deps = Deps(settings, self.app.clock, mailer, mailer.keys, self.our_addresses())
-        workers, timeout = settings.inbound.parse_workers, settings.inbound.parse_timeout_seconds
-        if workers > 0:
-            self.pool = WorkerPool(workers, timeout, preload=["gateway.inbound.processor"])
         processor = Processor(self.app.engine, self.app.sessions, deps, self.pool)
         self.runners = [
             MailboxRunner(box, processor, self.open_mailbox, self.app.clock,

@@ -1,4 +1,4 @@
-"""Marks that make our own mail recognisable: Message-IDs and the loop header.
+"""Marks that make our own mail recognisable: Message-IDs, the loop header and the reply marker.
 
 Our Message-IDs carry 128 random bits, so a reply cannot be attached to a case by
 guessing one; the loop header lets the inbound side drop our own mail when it comes back.
@@ -11,6 +11,9 @@ import threading
 
 LOOP_HEADER = "X-Case-Gateway-Loop"
 """Set on every message we send; its value is our Message-ID domain."""
+
+REPLY_MARKER = "-- Please reply above this line --"
+"""First line of every case-thread body; the inbound side drops everything below it."""
 
 
 def make_message_id(domain: str) -> str:

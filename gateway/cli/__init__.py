@@ -1,21 +1,51 @@
-"""``case-gateway``: the command line. One module per command group."""
+"""``case-gateway``: the command line. One module per command group, imported when its
+command runs (click's lazy loading): ``--help`` answers at once, and the parse workers' fork
+server, which imports the main script, does not load the whole program to parse mail."""
 
 from __future__ import annotations
 
+import importlib
 import sys
 from typing import Any
 
 import click
-from sqlalchemy.exc import DBAPIError, OperationalError
 
 from gateway.cli.context import CliContext
 from gateway.errors import ConfigError, GatewayError
 
+COMMANDS = {
+    "db": "gateway.cli.db:db",
+    "org": "gateway.cli.directory:org",
+    "contact": "gateway.cli.directory:contact",
+    "case": "gateway.cli.cases:case",
+    "outbox": "gateway.cli.outbox:outbox_group",
+    "inbound": "gateway.cli.inbound:inbound",
+    "quarantine": "gateway.cli.inbound:quarantine",
+    "run": "gateway.cli.run:run",
+    "demo": "gateway.demo.cli:demo",
+}
+"""Command name -> ``module:attribute`` of its click command."""
+
 
 class GatewayGroup(click.Group):
-    """Turns every error we know into one line and an exit status; no tracebacks."""
+    """Loads each command's module when it is asked for, and turns every error we know into
+    one line and an exit status; no tracebacks."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted({*super().list_commands(ctx), *COMMANDS})
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name in COMMANDS and cmd_name not in self.commands:
+            module, _, attribute = COMMANDS[cmd_name].partition(":")
+            command = getattr(importlib.import_module(module), attribute)
+            if not isinstance(command, click.Command):
+                raise TypeError(f"{COMMANDS[cmd_name]} is not a click command")
+            self.add_command(command, cmd_name)
+        return super().get_command(ctx, cmd_name)
 
     def invoke(self, ctx: click.Context) -> Any:
+        from sqlalchemy.exc import DBAPIError, OperationalError
+
         try:
             return super().invoke(ctx)
         except ConfigError as exc:
@@ -44,24 +74,6 @@ def cli(ctx: click.Context, config_path: str | None) -> None:
     """Email-driven case gateway for customer care."""
     # An embedding caller (the tests) may hand in a Clock as the context object.
     ctx.obj = CliContext.load(config_path, clock=ctx.obj)
-
-
-def _register() -> None:
-    from gateway.cli import cases, db, directory, inbound, outbox, run
-    from gateway.demo.cli import demo
-
-    cli.add_command(db.db)
-    cli.add_command(directory.org)
-    cli.add_command(directory.contact)
-    cli.add_command(cases.case)
-    cli.add_command(outbox.outbox_group)
-    cli.add_command(inbound.inbound)
-    cli.add_command(inbound.quarantine)
-    cli.add_command(run.run)
-    cli.add_command(demo)
-
-
-_register()
 
 
 def main() -> None:

@@ -6,13 +6,15 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
-from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
-
-from gateway.app import App, open_app
 from gateway.clock import Clock, SystemClock
 from gateway.config import Settings, load_settings
+
+if TYPE_CHECKING:  # the program is imported when a command runs, not for --help
+    from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
+
+    from gateway.app import App
 
 T = TypeVar("T")
 
@@ -29,6 +31,8 @@ class CliContext:
     def run(self, work: Callable[[AsyncEngine], Awaitable[T]], *, check_schema: bool = True) -> T:
         """Run ``work`` with an engine, refusing an out-of-date schema unless told not to."""
 
+        from gateway.app import open_app
+
         async def go() -> T:
             async with open_app(self.settings, self.clock, check_schema=check_schema) as app:
                 return await work(app.engine)
@@ -37,6 +41,8 @@ class CliContext:
 
     def with_app(self, work: Callable[[App], Awaitable[T]]) -> T:
         """Run ``work`` with the wired application (schema checked first)."""
+
+        from gateway.app import open_app
 
         async def go() -> T:
             async with open_app(self.settings, self.clock) as app:

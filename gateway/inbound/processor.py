@@ -10,7 +10,6 @@ pipeline fails ``limits.pipeline_attempts`` times is quarantined with its error.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import cast
@@ -19,22 +18,18 @@ import structlog
 from sqlalchemy import Table, bindparam, update
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
-from gateway.config import LimitSettings, MailboxSettings
+from gateway.config import MailboxSettings
 from gateway.db import insert_new_in_bulk
 from gateway.domain import Disposition
-from gateway.errors import MessageRejected
 from gateway.inbound import store
-from gateway.inbound.classify import never_applied
 from gateway.inbound.context import Deps
 from gateway.inbound.lookups import Expected, Lookups
-from gateway.inbound.parse import ParsedMail, parse_message
+from gateway.inbound.parsing import Parsed, parse_chunk
 from gateway.inbound.pipeline import finish, run_pipeline
-from gateway.inbound.reply_text import new_text_now
 from gateway.inbound.store import KnownUid
 from gateway.inbound.workers import BrokenProcessPool, WorkerPool, WorkerTimeout
 from gateway.models import Attachment, CaseEvent, InboundMessage, SecurityEvent
 from gateway.outbound.outbox import insert_queued_in_bulk
-from gateway.threading.matcher import TokenScan, scan_tokens
 
 log = structlog.get_logger(__name__)
 
@@ -46,48 +41,6 @@ class Fetched:
     size: int
     problem: str | None = None
     """Set when the message was not fetched whole (over the size limit): it is quarantined."""
-
-
-@dataclass(frozen=True)
-class Parsed:
-    """What a worker process makes of a message's bytes."""
-
-    mail: ParsedMail | None
-    problem: str | None = None
-    """Why the message cannot be processed (it is quarantined)."""
-    new_text: str | None = None
-    """The sender's new words, quotes stripped (the CPU-heavy part of applying a reply); only
-    for a message that may be a reply to a case."""
-    tokens: TokenScan | None = None
-    """The reference tokens of its subject and body."""
-
-
-def parse_safely(raw: bytes, limits: LimitSettings, keys: Sequence[bytes] = ()) -> Parsed:
-    """Runs in a worker process: the parsed mail, its tokens and new text, or why it cannot be
-    processed. What is not worked out here (after an error) the pipeline works out itself."""
-    try:
-        mail = parse_message(raw, limits)
-    except MessageRejected as exc:
-        return Parsed(None, str(exc))
-    except Exception as exc:  # the parser promises not to raise; a bug still must not stall us
-        return Parsed(None, f"parser failed: {type(exc).__name__}: {exc}")
-    tokens = text = None
-    with contextlib.suppress(Exception):
-        tokens = scan_tokens(mail.subject, mail.text_body, mail.html_body, keys)
-    if _may_be_applied(mail, tokens):
-        with contextlib.suppress(Exception):
-            text = new_text_now(mail.text_body, mail.html_body, limits.max_new_text_chars)
-    return Parsed(mail, None, text, tokens)
-
-
-def _may_be_applied(mail: ParsedMail, tokens: TokenScan | None) -> bool:
-    """Whether the message may reach the apply stage: not a bounce or an auto-reply, and it
-    refers to a case (or we could not tell)."""
-    if never_applied(mail):
-        return False
-    if tokens is None or mail.in_reply_to or mail.references:
-        return True
-    return bool(tokens.subject or tokens.body)
 
 
 async def _pick(chunk: asyncio.Future[list[Parsed]], index: int) -> Parsed:
@@ -153,12 +106,6 @@ _TABLE = cast(Table, InboundMessage.__table__)
 _DECIDED_UPDATE = (
     update(_TABLE).where(_TABLE.c.id == bindparam("row_id")).values({key: bindparam(key) for key in DECIDED})
 )
-
-
-def parse_chunk(raws: Sequence[bytes], limits: LimitSettings, keys: Sequence[bytes]) -> list[Parsed]:
-    """:func:`parse_safely` of several messages: one round trip to a worker for
-    :data:`PARSE_CHUNK` messages (each call costs both processes pickling and wake-ups)."""
-    return [parse_safely(raw, limits, keys) for raw in raws]
 
 
 PARSE_CHUNK = 10

@@ -8,8 +8,8 @@ from gateway.config import MailboxSettings, Settings
 from gateway.domain import Disposition
 from gateway.errors import NotFound, PolicyViolation
 from gateway.inbound.context import Ctx, Deps
+from gateway.inbound.parsing import parse_safely
 from gateway.inbound.pipeline import run_pipeline
-from gateway.inbound.processor import parse_safely
 from gateway.inbound.store import raw_of
 from gateway.models import InboundMessage
 

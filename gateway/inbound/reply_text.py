@@ -28,7 +28,7 @@ from typing import Any
 
 from mailparser_reply.parser import EmailMessage
 
-from gateway.outbound.render import REPLY_MARKER
+from gateway.identity import REPLY_MARKER
 from gateway.threading.text import html_to_text
 
 LANGUAGES = ["en", "de", "fr", "es", "it", "nl", "ja", "da", "sv", "pl"]

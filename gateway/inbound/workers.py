@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import multiprocessing
+import os
 from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
@@ -38,7 +39,11 @@ class WorkerTimeout(BrokenProcessPool):
 class WorkerPool:
     """``workers`` processes from a fork server that has imported the program already
     (``__main__`` and ``preload``): a worker starts without importing anything again. A call
-    taking longer than ``timeout`` seconds (waiting for a free worker included) is stopped."""
+    taking longer than ``timeout`` seconds (waiting for a free worker included) is stopped.
+
+    Starting the first worker waits for the fork server's imports (a few tenths of a second);
+    :meth:`start` does that in a thread, so the event loop goes on meanwhile (logging in,
+    fetching the first batch); calls wait for it."""
 
     def __init__(self, workers: int, timeout: float, preload: Sequence[str] = ()) -> None:
         self.workers = workers
@@ -48,8 +53,25 @@ class WorkerPool:
         self.executor = self._new(workers)
         self._alone: ProcessPoolExecutor | None = None
         self._one_at_a_time = asyncio.Lock()
+        self._starting: asyncio.Future[None] | None = None
         self.replaced = 0
         """How many times a broken pool was replaced (for tests and logs)."""
+
+    def start(self) -> None:
+        """Start the workers now, in a thread; without this the first call starts them and
+        the event loop stops until the fork server has imported the program."""
+        if self._starting is None:
+            self._starting = asyncio.ensure_future(asyncio.to_thread(self._spawn, self.executor))
+
+    def _spawn(self, executor: ProcessPoolExecutor) -> None:
+        """Each call submitted while no worker is idle starts one: ``workers`` calls start them
+        all. A failure is only logged: the first real call meets it again, and handles it."""
+        try:
+            calls = [executor.submit(os.getpid) for _ in range(self.workers)]
+            for call in calls:
+                call.result()
+        except Exception as exc:
+            log.warning("inbound.parse_workers_start_failed", error=f"{type(exc).__name__}: {exc}")
 
     def _new(self, workers: int) -> ProcessPoolExecutor:
         return ProcessPoolExecutor(max_workers=workers, mp_context=self._context)
@@ -86,6 +108,10 @@ class WorkerPool:
                 raise
 
     async def _call(self, executor: ProcessPoolExecutor, function: Callable[..., T], *args: object) -> T:
+        if self._starting is not None:
+            # Submitting while the thread starts workers would block the loop (on the pool's
+            # lock); whether they started is up to the call below to find out.
+            await asyncio.wait([self._starting])
         call = asyncio.get_running_loop().run_in_executor(executor, function, *args)
         try:
             return await asyncio.wait_for(call, self.timeout)
@@ -94,6 +120,8 @@ class WorkerPool:
             raise WorkerTimeout(f"a call to a parse worker took longer than {self.timeout:g} s") from None
 
     def shutdown(self) -> None:
+        if self._starting is not None and not self._starting.done():
+            self._starting.cancel()  # the thread goes on to its end; the pool waits for it below
         for executor in (self.executor, self._alone):
             if executor is not None:
                 executor.shutdown(wait=True, cancel_futures=True)

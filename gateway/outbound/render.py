@@ -57,10 +57,8 @@ from markupsafe import Markup, escape
 
 from gateway.config import BrandingSettings
 from gateway.errors import TemplateError
+from gateway.identity import REPLY_MARKER
 from gateway.outbound.kinds import MailKind
-
-REPLY_MARKER = "-- Please reply above this line --"
-"""First line of every case-thread body; the inbound side drops everything below it."""
 
 PACKAGE_TEMPLATES = Path(__file__).resolve().parent.parent / "templates"
 """The templates shipped with the gateway."""

@@ -15,8 +15,8 @@ import pytest
 
 from gateway.app import App
 from gateway.clock import FrozenClock
+from gateway.identity import REPLY_MARKER
 from gateway.models import Case
-from gateway.outbound.render import REPLY_MARKER
 from tests.integration.test_inbound_policy import (
     TRUSTED_MX,
     assert_refused_without_a_trace,

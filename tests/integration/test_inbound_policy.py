@@ -19,8 +19,8 @@ from gateway.app import App
 from gateway.cases import get_case, timeline
 from gateway.clock import FrozenClock
 from gateway.daemon import Daemon, RunSummary
+from gateway.identity import REPLY_MARKER
 from gateway.models import Attachment, Case, CaseEvent, Outbox, OutboxRecipient, SecurityEvent
-from gateway.outbound.render import REPLY_MARKER
 from tests.mails import (
     answers,
     bounce,

@@ -4,14 +4,19 @@ goes on."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import os
 import signal
 from typing import Any
 
 from gateway.clock import FrozenClock
+from gateway.config import LimitSettings
 from gateway.daemon import Daemon
 from gateway.inbound import processor as processor_module
+from gateway.inbound.parsing import parse_chunk
 from gateway.inbound.processor import WORKER_DIED, WORKER_TIMED_OUT
+from gateway.inbound.workers import WorkerPool
 from gateway.outbound.transport import MemoryTransport
 from tests.killer import HANG_MARKER, MARKER, parse_chunk_or_die, parse_chunk_or_hang
 from tests.mails import inbound_rows, new_mail
@@ -65,7 +70,8 @@ async def test_workers_killed_between_batches_are_replaced_and_nothing_is_quaran
         decided = await process(self, *args)
         if not killed:  # as an operator's kill -9 of every worker
             for worker in list(self.pool.executor._processes.values()):
-                os.kill(worker.pid, signal.SIGKILL)
+                with contextlib.suppress(ProcessLookupError):  # the pool ends the others when one dies
+                    os.kill(worker.pid, signal.SIGKILL)
                 worker.join()
                 killed.append(worker.pid)
         return decided
@@ -99,3 +105,29 @@ async def test_a_message_that_hangs_its_worker_is_quarantined_after_the_timeout(
         assert [r.disposition for r in rows] == ["refused_new_case", "quarantined", *["refused_new_case"] * 2]
         assert rows[1].error == WORKER_TIMED_OUT.format(seconds=2) and "took longer than" in rows[1].error
         assert daemon.pool is not None and daemon.pool.replaced == 1
+
+
+async def test_workers_start_in_a_thread_while_the_event_loop_goes_on() -> None:
+    """The fork server imports the program before the first worker exists; started with
+    ``start()``, the event loop keeps running meanwhile, and a call made before they are up
+    waits for them instead of blocking the loop."""
+    pool = WorkerPool(2, timeout=60, preload=["gateway.inbound.parsing"])
+    turns = 0
+
+    async def ticker() -> None:
+        nonlocal turns
+        while True:
+            turns += 1
+            await asyncio.sleep(0)
+
+    ticking = asyncio.ensure_future(ticker())
+    try:
+        pool.start()
+        parsed = await pool.run(parse_chunk, attempts(1), LimitSettings(), [])
+        workers = dict(pool.executor._processes)  # started by start(): both, not only the one called
+    finally:
+        ticking.cancel()
+        pool.shutdown()
+    assert parsed[0].mail is not None and parsed[0].mail.subject == "Attempt 0"
+    assert turns > 10  # the loop ran while the workers started (a blocked loop: one turn)
+    assert len(workers) == 2 and os.getpid() not in workers

@@ -1,0 +1,273 @@
+"""The gateway side of bench/inbound.py, in a process of its own: ``Daemon.run_once()`` with
+timing and resource probes; prints one JSON line (the last line of stdout).
+
+Its main module imports only the standard library at the top, like the ``case-gateway``
+script (which imports the command line, not the program): the parse workers' fork server
+imports the main module, and a heavy one would delay the first parse as it would not in the
+product.
+
+Run by bench/inbound.py: ``inbound_child.py SETTINGS.json --log FILE [--profile-out FILE]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import cProfile
+import io
+import json
+import os
+import pstats
+import re
+import resource
+import sys
+import threading
+import time
+from collections import Counter
+from multiprocessing import forkserver
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+if TYPE_CHECKING:
+    from gateway.config import Settings
+
+
+def peak_rss_kb() -> int:
+    """This process's peak resident set size (VmHWM), in KB."""
+    found = re.search(r"VmHWM:\s+(\d+) kB", Path("/proc/self/status").read_text())
+    return int(found.group(1)) if found else 0
+
+
+class WorkerWatch(threading.Thread):
+    """Samples VmHWM (peak RSS) of every descendant process (forkserver and parse workers),
+    and the CPU time of each thread of this process (the last value seen per thread)."""
+
+    def __init__(self) -> None:
+        super().__init__(daemon=True)
+        self.peaks: dict[int, int] = {}
+        self.threads: dict[int, tuple[str, float]] = {}
+        self.done = threading.Event()
+
+    def run(self) -> None:
+        ticks = 0
+        while not self.done.wait(0.25):
+            self.sample_threads()
+            ticks += 1
+            if ticks % 4 == 0:  # VmHWM keeps the peak: no need to sample often
+                self.sample()
+        self.sample_threads()
+
+    def sample_threads(self) -> None:
+        hertz = os.sysconf("SC_CLK_TCK")
+        names = {t.native_id: t.name for t in threading.enumerate()}
+        for tid in os.listdir("/proc/self/task"):
+            try:
+                stat = Path(f"/proc/self/task/{tid}/stat").read_text()
+            except OSError:
+                continue
+            name = names.get(int(tid)) or stat[stat.index("(") + 1 : stat.rindex(")")]
+            fields = stat.rpartition(")")[2].split()
+            self.threads[int(tid)] = (name, (int(fields[11]) + int(fields[12])) / hertz)
+
+    def thread_cpu(self) -> dict[str, float]:
+        """CPU seconds by thread name (numbers stripped: the two SQLite threads are one line)."""
+        total: dict[str, float] = {}
+        for name, seconds in self.threads.values():
+            key = re.sub(r"-\d+", "", name).replace(" ", "")
+            total[key] = round(total.get(key, 0.0) + seconds, 2)
+        return dict(sorted(total.items(), key=lambda kv: -kv[1]))
+
+    def sample(self) -> None:
+        me = os.getpid()
+        parents: dict[int, int] = {}
+        for entry in os.listdir("/proc"):
+            if entry.isdigit():
+                try:
+                    stat = Path(f"/proc/{entry}/stat").read_text()
+                    parents[int(entry)] = int(stat.rpartition(")")[2].split()[1])
+                except (OSError, ValueError, IndexError):
+                    continue
+        for pid in parents:
+            ancestor = parents.get(pid)
+            while ancestor is not None and ancestor not in (me, 0, 1):
+                ancestor = parents.get(ancestor)
+            if ancestor != me:
+                continue
+            try:
+                status = Path(f"/proc/{pid}/status").read_text()
+            except OSError:
+                continue
+            found = re.search(r"VmHWM:\s+(\d+) kB", status)
+            if found:
+                self.peaks[pid] = max(self.peaks.get(pid, 0), int(found.group(1)))
+
+
+PHASES = [
+    ("gateway.inbound.imap", "AioImapMailbox", "fetch_sizes"),
+    ("gateway.inbound.imap", "AioImapMailbox", "fetch"),
+    ("gateway.inbound.imap", "AioImapMailbox", "move"),
+    ("gateway.inbound.processor", "store", "store_raw"),
+    ("gateway.inbound.processor", "store", "begin_attempts"),
+    ("gateway.inbound.runner", "store", "mark_moved"),
+    ("gateway.inbound.processor", "Processor", "process"),
+    ("gateway.inbound.processor", "Processor", "_decide"),
+    ("gateway.inbound.pipeline", "stages", "dedupe"),
+    ("gateway.inbound.pipeline", "stages", "classify"),
+    ("gateway.inbound.pipeline", "stages", "match"),
+    ("gateway.inbound.pipeline", "stages", "authorise"),
+    ("gateway.inbound.pipeline", None, "apply_update"),
+    ("gateway.inbound.pipeline", None, "respond"),
+    ("gateway.inbound.processor", "store", "load_many"),
+    ("gateway.inbound.processor", "Lookups", "prefetch"),
+    ("gateway.inbound.processor", None, "write_group"),
+]
+
+
+def time_phases(seconds: dict[str, float]) -> None:
+    """Wrap the inbound steps so their wall time adds up in ``seconds`` (a few us per call)."""
+    import importlib
+
+    for module_name, owner_name, name in PHASES:
+        module = importlib.import_module(module_name)
+        owner = module if owner_name is None else getattr(module, owner_name)
+        original = getattr(owner, name)
+
+        def wrapper(*args: Any, __original: Any = original, __key: str = name, **kwargs: Any) -> Any:
+            async def timed() -> Any:
+                started = time.perf_counter()
+                try:
+                    return await __original(*args, **kwargs)
+                finally:
+                    seconds[__key] = seconds.get(__key, 0.0) + time.perf_counter() - started
+            return timed()
+
+        setattr(owner, name, wrapper)
+    from gateway.inbound import pipeline
+
+    pipeline.STAGES[:] = [(n, getattr(pipeline.stages, f.__name__, f) if n != "apply" else
+                           pipeline.apply_update) for n, f in pipeline.STAGES]
+
+
+async def _gateway(settings: Settings, profile: cProfile.Profile | None) -> dict[str, Any]:
+    from sqlalchemy import event, func, select
+
+    from gateway import daemon as daemon_module
+    from gateway.app import App
+    from gateway.clock import SystemClock
+    from gateway.daemon import Daemon
+    from gateway.db import create_engine
+    from gateway.models import InboundMessage
+    from gateway.outbound.transport import MemoryTransport
+
+    marks: dict[str, float] = {}
+    phases: dict[str, float] = {}
+    time_phases(phases)
+
+    class TimedSender(daemon_module.Sender):  # type: ignore[name-defined]
+        async def run_until_empty(self) -> Any:
+            marks["inbound_done"] = time.perf_counter()
+            marks["inbound_peak_kb"] = peak_rss_kb()
+            return await super().run_until_empty()
+
+    daemon_module.Sender = TimedSender  # type: ignore[attr-defined,misc]
+    engine = create_engine(settings.database.url)
+    statements: Counter[str] = Counter()
+
+    sql_seconds: Counter[str] = Counter()
+
+    def kind(statement: str) -> str:
+        words = statement.split()
+        table = next((w for w, prev in zip(words[1:], words, strict=False)
+                      if prev.upper() in ("FROM", "INTO", "UPDATE")), "")
+        return f"{words[0].upper()} {table.strip(chr(34))}".strip()
+
+    def count(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+        statements[kind(statement)] += 1
+        conn.info["bench_started"] = time.perf_counter()
+
+    def timed(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+        started = conn.info.pop("bench_started", time.perf_counter())
+        sql_seconds[kind(statement)] += time.perf_counter() - started
+
+    event.listen(engine.sync_engine, "before_cursor_execute", count)
+    event.listen(engine.sync_engine, "after_cursor_execute", timed)
+    event.listen(engine.sync_engine, "commit", lambda conn: statements.update(["COMMIT"]))
+    try:
+        app = App(settings, engine, SystemClock())
+        transport = MemoryTransport()
+        started = time.perf_counter()
+        if profile is not None:
+            profile.enable()
+        summary = await Daemon(app, transport=transport).run_once()
+        if profile is not None:
+            profile.disable()
+        elapsed = time.perf_counter() - started
+        async with app.sessions() as session:
+            rows = (await session.execute(
+                select(InboundMessage.disposition, func.count()).group_by(InboundMessage.disposition)
+            )).all()
+            unmoved = await session.scalar(select(func.count()).select_from(InboundMessage)
+                                           .where(InboundMessage.moved.is_(False)))
+    finally:
+        await engine.dispose()
+    return {
+        "seconds": elapsed,
+        "inbound_seconds": marks.get("inbound_done", time.perf_counter()) - started,
+        "seen": summary.inbound.seen, "decided": summary.inbound.decided, "moved": summary.inbound.moved,
+        "sent": summary.outbound.sent, "delivered": len(transport.delivered),
+        "dispositions": {str(d): n for d, n in rows}, "unmoved": unmoved,
+        "statements": dict(statements.most_common()),
+        "sql_seconds": {k: round(v, 2) for k, v in sql_seconds.most_common(8)},
+        "phases": phases,
+        "inbound_peak_kb": marks.get("inbound_peak_kb", 0),
+    }
+
+
+def child(args: argparse.Namespace) -> None:
+    """Runs only the gateway; prints one JSON line (the last line of stdout)."""
+    from gateway.config import Settings
+    from gateway.logs import configure_logging
+
+    settings = Settings.model_validate_json(Path(args.settings).read_text())
+    log_file = open(args.log, "a", encoding="utf-8")  # noqa: SIM115 - lives as long as the process
+    sys.stderr = log_file
+    configure_logging(settings.logging)
+    watch = WorkerWatch()
+    watch.start()
+    profile = cProfile.Profile() if args.profile_out else None
+    result = asyncio.run(_gateway(settings, profile))
+    result["loop_cpu"] = time.thread_time()  # the event loop's thread; the rest: pool and DB threads
+    watch.done.set()
+    watch.join()
+    me = resource.getrusage(resource.RUSAGE_SELF)
+    result["main_peak_kb"] = peak_rss_kb()
+    result["main_cpu"] = me.ru_utime + me.ru_stime
+    server = getattr(forkserver, "_forkserver", None)
+    if server is not None:
+        server._stop()  # the forkserver reaps the workers; reaping it brings their peak here
+    children = resource.getrusage(resource.RUSAGE_CHILDREN)
+    result["children_cpu"] = children.ru_utime + children.ru_stime
+    result["worker_peaks_kb"] = sorted(watch.peaks.values(), reverse=True)
+    result["thread_cpu"] = watch.thread_cpu()
+    if profile is not None:
+        out = io.StringIO()
+        stats = pstats.Stats(profile, stream=out).strip_dirs()
+        stats.sort_stats("cumulative").print_stats(45)
+        stats.sort_stats("tottime").print_stats(30)
+        Path(args.profile_out).write_text(out.getvalue())
+        profile.dump_stats(args.profile_out + ".prof")
+    sys.stdout.write(json.dumps(result) + "\n")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("settings", help="the gateway's settings, as JSON")
+    parser.add_argument("--log", required=True, help="where the gateway logs (and stderr) go")
+    parser.add_argument("--profile-out", help="cProfile the gateway; the top costs go here")
+    child(parser.parse_args())
+
+
+if __name__ == "__main__":
+    main()
