@@ -194,7 +194,7 @@ class Outbox(Base):
     kind: Mapped[str] = mapped_column(String(40), index=True)
     case_id: Mapped[int | None] = mapped_column(ForeignKey("cases.id"), index=True)
     notice_id: Mapped[int | None] = mapped_column(ForeignKey("notices.id"), index=True)
-    inbound_message_id: Mapped[int | None] = mapped_column(ForeignKey("inbound_messages.id"))
+    inbound_message_id: Mapped[int | None] = mapped_column(ForeignKey("inbound_messages.id"), index=True)
     message_id: Mapped[str] = mapped_column(String(300), unique=True)
     envelope_from: Mapped[str] = mapped_column(String(320))
     subject: Mapped[str] = mapped_column(Text)

@@ -7,6 +7,9 @@ asks the database key by key; known keys, unknown keys and odd spellings alike.
 
 from __future__ import annotations
 
+import contextlib
+import shutil
+import sqlite3
 from typing import Any
 
 from sqlalchemy import event, select
@@ -110,3 +113,37 @@ async def test_answers_queued_in_the_group_count_against_the_limit(db_url: str, 
         lookups.count_answer(MailKind.NEW_CASE_REFUSED, STRANGER)
         lookups.count_answer(MailKind.ESCALATION_TO_MANAGEMENT, STRANGER)  # not an automatic answer
         assert await lookups.answers_today(STRANGER) == 1
+
+
+async def test_on_sqlite_every_prefetch_query_is_answered_through_an_index_on_its_keys(
+    db_templates: Any, tmp_path: Any, clock: FrozenClock
+) -> None:
+    """SQLite has no table statistics unless told to gather them, and then plans by rules of
+    thumb. The rate-limit count was driven from the index on the outbox's kind (reading every
+    automatic answer ever sent, for each group of messages), and the answers queued for a
+    group's messages were found by reading the whole outbox. A group of 150 messages, as the
+    daemon prefetches it: no query may scan a table or start from the kind."""
+    path = tmp_path / "gateway.db"
+    shutil.copyfile(db_templates.sqlite(), path)
+    async with open_world(settings_for(f"sqlite+aiosqlite:///{path}"), clock) as app:
+        await add_customer(app)
+        case = await open_case(app)
+        bounce = BounceReport(recipients=(FailedRecipient(ANA, "5.1.1", True, "no such user"),),
+                              original_message_ids=("<sent@cg.example>",), evidence="a test")
+        group = [Expected(n, ParsedMail(message_id=f"<m{n}@example.org>", from_address=f"p{n}@example.org",
+                                        in_reply_to=(f"<r{n}@cg.example>",), bounce=bounce),
+                          TokenScan(subject=frozenset({case.number or "", f"{n:08d}"})))
+                 for n in range(1, 151)]
+        statements: list[tuple[str, Any]] = []
+        async with app.sessions() as session:
+            event.listen(session.sync_session.get_bind(), "before_cursor_execute",
+                         lambda conn, cursor, sql, params, *rest: statements.append((sql, params)))
+            await Lookups.prefetch(session, clock.now(), group)
+    plans = []
+    with contextlib.closing(sqlite3.connect(path)) as conn:
+        for sql, params in statements:
+            plans.append([row[3] for row in conn.execute("EXPLAIN QUERY PLAN " + sql, params)])
+    assert len(plans) >= 7
+    for (sql, _), plan in zip(statements, plans, strict=True):
+        assert plan and all(step.startswith(("SEARCH", "USE TEMP B-TREE")) for step in plan), (sql, plan)
+        assert not any("ix_outbox_kind" in step for step in plan), (sql, plan)
