@@ -119,7 +119,6 @@ PHASES = [
     ("gateway.inbound.pipeline", "stages", "authorise"),
     ("gateway.inbound.pipeline", None, "apply_update"),
     ("gateway.inbound.pipeline", None, "respond"),
-    ("gateway.inbound.processor", "store", "load_many"),
     ("gateway.inbound.processor", "Lookups", "prefetch"),
     ("gateway.inbound.processor", None, "write_group"),
 ]

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import cast
 
 import structlog
-from sqlalchemy import Table, bindparam, update
+from sqlalchemy import Table, bindparam, func, update
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from gateway.config import MailboxSettings
@@ -90,11 +90,9 @@ DECIDED = ("message_id", "from_address", "subject", "content_hash", "case_id", "
 async def write_group(session: AsyncSession, rows: Sequence[InboundMessage]) -> None:
     """What a group of messages changed, in a few statements: the timeline, attachments,
     security events and answers (outbox rows and recipients) in one bulk INSERT each, the
-    decided rows in one executemany, the cases through the unit of work (row by row, SQLite
-    would take a statement per message and table)."""
+    decided rows (:func:`undecided_rows`, not in the session) in one executemany, the cases
+    through the unit of work (row by row, SQLite would take a statement per message and table)."""
     values = [{"row_id": row.id, **{key: getattr(row, key) for key in DECIDED}} for row in rows]
-    for row in rows:
-        session.expunge(row)
     with session.no_autoflush:  # the bulk statements must not flush these rows one by one
         await insert_new_in_bulk(session, CaseEvent, Attachment, SecurityEvent)  # they point to old rows
         await insert_queued_in_bulk(session)
@@ -102,9 +100,22 @@ async def write_group(session: AsyncSession, rows: Sequence[InboundMessage]) -> 
     await session.execute(_DECIDED_UPDATE, values)  # Core executemany: no ORM bookkeeping per row
 
 
+def undecided_rows(row_ids: Sequence[int]) -> dict[int, InboundMessage]:
+    """The rows the pipeline decides, not loaded: it reads nothing of a row that it has not
+    set itself but its id, and :func:`write_group` writes what it set. What :func:`store.begin_attempts`
+    wrote (sender, subject, Message-ID) and an earlier attempt's error stay unless the
+    pipeline sets them again."""
+    return {row_id: InboundMessage(id=row_id, content_hash="") for row_id in row_ids}
+
+
 _TABLE = cast(Table, InboundMessage.__table__)
+_KEPT = ("message_id", "from_address", "subject", "error")
+"""Columns that keep their stored value when the pipeline left them unset."""
 _DECIDED_UPDATE = (
-    update(_TABLE).where(_TABLE.c.id == bindparam("row_id")).values({key: bindparam(key) for key in DECIDED})
+    update(_TABLE).where(_TABLE.c.id == bindparam("row_id")).values({
+        key: func.coalesce(bindparam(key), _TABLE.c[key]) if key in _KEPT else bindparam(key)
+        for key in DECIDED
+    })
 )
 
 
@@ -235,7 +246,7 @@ class Processor:
             try:
                 outcome: list[tuple[Item, str | None, str | None]] = []
                 async with self.sessions.begin() as session:
-                    rows = await store.load_many(session, [i.row_id for i in remaining])
+                    rows = undecided_rows([i.row_id for i in remaining])
                     lookups = await Lookups.prefetch(session, self.deps.clock.now(), [
                         Expected(i.row_id, i.parsed.mail, i.parsed.tokens) for i in remaining
                     ])

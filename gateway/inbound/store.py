@@ -165,12 +165,6 @@ async def check_uidvalidity(engine: AsyncEngine, mailbox: str, uidvalidity: int,
         return None
 
 
-async def load_many(session: AsyncSession, row_ids: Sequence[int]) -> dict[int, InboundMessage]:
-    """Rows by id (their raw bytes stay in ``inbound_raw``)."""
-    rows = await session.scalars(select(InboundMessage).where(InboundMessage.id.in_(list(row_ids))))
-    return {row.id: row for row in rows}
-
-
 async def load(session: AsyncSession, row_id: int) -> InboundMessage:
     """The row (the pipeline has its raw bytes parsed already)."""
     row = await session.get(InboundMessage, row_id)

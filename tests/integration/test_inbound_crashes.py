@@ -161,6 +161,33 @@ async def test_message_failing_three_times_is_quarantined(app: App, imap_account
     assert len(imap_account.messages("Quarantine")) == 1
 
 
+async def test_a_message_failing_once_is_decided_next_run_and_keeps_its_first_error(
+    app: App, imap_account, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The pipeline's rows are not loaded: what it does not set (the error of the attempt
+    # before, the sender and subject written when the attempt began) must stay as stored.
+    imap_account.append(new_mail(sender=STRANGER, subject="once", text="Open a case."))
+    real = processor_module.run_pipeline
+    calls: list[int] = []
+
+    async def fails_once(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 1:
+            raise RuntimeError("a passing hiccup")
+        return await real(*args, **kwargs)
+
+    monkeypatch.setattr(processor_module, "run_pipeline", fails_once)
+    await Daemon(app, transport=MemoryTransport()).run_once()
+    await Daemon(app, transport=MemoryTransport()).run_once()
+    async with app.sessions() as session:
+        row = (await session.scalars(select(InboundMessage))).one()
+    assert (row.disposition, row.attempts, row.moved) == ("refused_new_case", 2, True)
+    assert (row.subject, row.from_address) == ("once", STRANGER)
+    assert row.message_id and row.content_hash and "a passing hiccup" in (row.error or "")
+    assert [t["stage"] for t in row.trail][:2] == ["parse", "dedupe"]
+    assert imap_account.messages("INBOX") == []
+
+
 async def test_a_group_whose_commit_fails_is_decided_message_by_message(
     app: App, imap_account, monkeypatch: pytest.MonkeyPatch
 ) -> None:
