@@ -267,13 +267,16 @@ class MailboxRunner:
         by_folder: dict[str, list[int]] = defaultdict(list)
         for uid, folder in decided.items():
             by_folder[folder].append(uid)
-        moved = 0
-        for folder, uids in by_folder.items():
-            async with lane:
-                await client.move(sorted(uids), folder)
-            await store.mark_moved(self.processor.engine, self.settings.name, uidvalidity, uids)
-            moved += len(uids)
-        return moved
+        moved: list[int] = []
+        try:
+            for folder, uids in by_folder.items():
+                async with lane:
+                    await client.move(sorted(uids), folder)
+                moved.extend(uids)
+        finally:  # one transaction for the batch; after a failure, for what was moved
+            if moved:
+                await store.mark_moved(self.processor.engine, self.settings.name, uidvalidity, moved)
+        return len(moved)
 
     async def run_until_empty(self) -> RoundStats:
         """Rounds until a round finds nothing (``run --once``); a temporary error ends them."""

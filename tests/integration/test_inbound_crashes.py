@@ -13,6 +13,7 @@ from gateway.app import App
 from gateway.clock import FrozenClock
 from gateway.daemon import Daemon
 from gateway.errors import TemporaryTransportError
+from gateway.inbound import imap as imap_module
 from gateway.inbound import processor as processor_module
 from gateway.inbound import runner as runner_module
 from gateway.models import CaseEvent, InboundMessage, Outbox
@@ -112,6 +113,39 @@ async def test_a_failed_move_in_the_background_ends_the_round_with_one_effect_ea
     finally:
         loop.set_exception_handler(None)
     assert loop_errors == []
+
+
+async def test_a_move_failing_for_one_folder_marks_what_was_moved_before_it(
+    app: App, imap_account, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A batch goes to its folders one MOVE each, then one transaction marks them moved: when
+    # the MOVE to the second folder fails, the messages the first one moved are marked all
+    # the same, and the next run moves (and marks) the rest.
+    case = await open_case(app)
+    imap_account.append(reply(await sent_mail(app, case.id), sender=ANA, text="Logs attached."))
+    imap_account.append(new_mail(sender=STRANGER, subject="x", text="Open a case."))
+    move = imap_module.AioImapMailbox.move
+
+    async def refused_fails(self, uids, folder):
+        if folder == "Refused":
+            raise TemporaryTransportError("connection reset during MOVE")
+        await move(self, uids, folder)
+
+    with monkeypatch.context() as patch:
+        patch.setattr(imap_module.AioImapMailbox, "move", refused_fails)
+        await Daemon(app, transport=MemoryTransport()).run_once()  # the round fails, logged
+
+    async def moved() -> list[tuple[str | None, bool]]:
+        async with app.sessions() as session:
+            rows = (await session.scalars(select(InboundMessage).order_by(InboundMessage.uid))).all()
+            return [(r.disposition, r.moved) for r in rows]
+
+    assert await moved() == [("applied", True), ("refused_new_case", False)]
+    assert len(imap_account.messages("Processed")) == 1 and len(imap_account.messages("INBOX")) == 1
+    await Daemon(app, transport=MemoryTransport()).run_once()
+    assert await moved() == [("applied", True), ("refused_new_case", True)]
+    assert imap_account.messages("INBOX") == [] and len(imap_account.messages("Refused")) == 1
+    assert await effects(app, case.id) == (1, 1, ["applied", "refused_new_case"])
 
 
 async def test_crash_between_fetch_and_commit(
