@@ -53,7 +53,8 @@ class WorkerPool:
         self.executor = self._new(workers)
         self._alone: ProcessPoolExecutor | None = None
         self._one_at_a_time = asyncio.Lock()
-        self._starting: asyncio.Future[None] | None = None
+        self._starting: tuple[ProcessPoolExecutor, asyncio.Future[None]] | None = None
+        """The pool whose workers :meth:`start` is starting, and that thread's end."""
         self.replaced = 0
         """How many times a broken pool was replaced (for tests and logs)."""
 
@@ -61,7 +62,8 @@ class WorkerPool:
         """Start the workers now, in a thread; without this the first call starts them and
         the event loop stops until the fork server has imported the program."""
         if self._starting is None:
-            self._starting = asyncio.ensure_future(asyncio.to_thread(self._spawn, self.executor))
+            spawning = asyncio.to_thread(self._spawn, self.executor)
+            self._starting = self.executor, asyncio.ensure_future(spawning)
 
     def _spawn(self, executor: ProcessPoolExecutor) -> None:
         """Each call submitted while no worker is idle starts one: ``workers`` calls start them
@@ -108,10 +110,12 @@ class WorkerPool:
                 raise
 
     async def _call(self, executor: ProcessPoolExecutor, function: Callable[..., T], *args: object) -> T:
-        if self._starting is not None:
-            # Submitting while the thread starts workers would block the loop (on the pool's
-            # lock); whether they started is up to the call below to find out.
-            await asyncio.wait([self._starting])
+        # Submitting while the thread starts workers would block the loop (on the pool's lock):
+        # wait for it; whether they started is up to the call below to find out.
+        starting = self._starting[1] if self._starting and self._starting[0] is executor else None
+        if starting is not None and not (await asyncio.wait([starting], timeout=self.timeout))[0]:
+            _kill_workers(executor)
+            raise WorkerTimeout(f"the parse workers did not start within {self.timeout:g} s")
         call = asyncio.get_running_loop().run_in_executor(executor, function, *args)
         try:
             return await asyncio.wait_for(call, self.timeout)
@@ -120,8 +124,8 @@ class WorkerPool:
             raise WorkerTimeout(f"a call to a parse worker took longer than {self.timeout:g} s") from None
 
     def shutdown(self) -> None:
-        if self._starting is not None and not self._starting.done():
-            self._starting.cancel()  # the thread goes on to its end; the pool waits for it below
+        if self._starting is not None and not self._starting[1].done():
+            self._starting[1].cancel()  # the thread goes on to its end; the pool waits for it below
         for executor in (self.executor, self._alone):
             if executor is not None:
                 executor.shutdown(wait=True, cancel_futures=True)
