@@ -10,6 +10,7 @@ pipeline fails ``limits.pipeline_attempts`` times is quarantined with its error.
 from __future__ import annotations
 
 import asyncio
+import functools
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import cast
@@ -43,8 +44,22 @@ class Fetched:
     """Set when the message was not fetched whole (over the size limit): it is quarantined."""
 
 
-async def _pick(chunk: asyncio.Future[list[Parsed]], index: int) -> Parsed:
-    return (await chunk)[index]
+def _deliver(futures: Sequence[asyncio.Future[Parsed]], chunk: asyncio.Future[list[Parsed]]) -> None:
+    """Hand a chunk's parses (or its failure) to the futures of its messages."""
+    for index, future in enumerate(futures):
+        if future.done():
+            continue
+        if chunk.cancelled():
+            future.cancel()
+        elif (error := chunk.exception()) is not None:
+            future.set_exception(error)
+        else:
+            future.set_result(chunk.result()[index])
+
+
+def _cancel_chunk(chunk: asyncio.Future[list[Parsed]], future: asyncio.Future[Parsed]) -> None:
+    if future.cancelled():
+        chunk.cancel()
 
 
 Parsing = dict[int, "asyncio.Future[Parsed]"]
@@ -163,10 +178,15 @@ class Processor:
             if f.problem is not None:  # not fetched whole: nothing to parse
                 parsing[f.uid] = asyncio.get_running_loop().create_future()
                 parsing[f.uid].set_result(Parsed(None, f.problem))
+        loop = asyncio.get_running_loop()
         for start in range(0, len(whole), PARSE_CHUNK):
             chunk = whole[start : start + PARSE_CHUNK]
             task = asyncio.ensure_future(self._parse_chunk(chunk))
-            parsing.update((f.uid, asyncio.ensure_future(_pick(task, i))) for i, f in enumerate(chunk))
+            futures = [loop.create_future() for _ in chunk]  # plain futures: no task per message
+            task.add_done_callback(functools.partial(_deliver, futures))
+            for f, future in zip(chunk, futures, strict=True):
+                future.add_done_callback(functools.partial(_cancel_chunk, task))
+                parsing[f.uid] = future
         return parsing
 
     async def process(

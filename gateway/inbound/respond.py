@@ -41,14 +41,14 @@ async def respond(ctx: Ctx, session: AsyncSession, deps: Deps) -> list[str]:
             notes.append(f"{reply.kind.value}: queued before")
             continue
         message_id = _valid_message_id(ctx.mail.message_id)
-        await deps.mailer.enqueue(session, Mail(
+        await deps.mailer.enqueue_new(session, Mail(
             kind=reply.kind, to=[(name, address)], context=reply.context,
             dedupe_key=key,
             case_id=ctx.case.id if ctx.case is not None and reply.kind not in ANONYMOUS else None,
             inbound_message_id=ctx.row.id,
             in_reply_to=message_id or None,
             references=[*ctx.mail.references, message_id] if message_id else list(ctx.mail.references),
-        ), known_new=True)
+        ))
         ctx.lookups.count_answer(reply.kind, address)
         notes.append(f"{reply.kind.value}: queued to {address}")
     return notes

@@ -3,7 +3,9 @@
 :meth:`Mailer.enqueue` renders and serialises the message at once (a template error fails the
 operation that schedules the mail, not the sender hours later), fixes its Message-ID, and
 writes the row and one row per recipient. A dedupe key that exists already returns the
-existing row: repeating the cause never sends twice.
+existing row: repeating the cause never sends twice. The inbound pipeline, which answers a
+group of messages in one transaction, queues with :meth:`Mailer.enqueue_new` and inserts the
+group's answers at once (:func:`insert_queued_in_bulk`).
 """
 
 from __future__ import annotations
@@ -18,7 +20,6 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from gateway.clock import Clock
 from gateway.config import Settings
-from gateway.db import column_values
 from gateway.domain import OutboxStatus, RecipientStatus
 from gateway.errors import InvalidValue, NotFound
 from gateway.identity import make_message_id
@@ -64,15 +65,29 @@ class Mailer:
             return timedelta(hours=limits.notice_max_age_hours)
         return timedelta(hours=limits.case_max_age_hours)
 
-    async def enqueue(self, session: AsyncSession, mail: Mail, *, known_new: bool = False) -> Outbox:
+    async def enqueue(self, session: AsyncSession, mail: Mail) -> Outbox:
         """Queue ``mail`` (flushed, so the row has its id), or return the row queued before
-        with its dedupe key. ``known_new``: the caller has checked that no row has the key, and
-        needs no id: the row is neither looked up nor flushed (the inbound pipeline, which
-        flushes a whole group of messages at once)."""
-        if not known_new:
-            existing = await session.scalar(select(Outbox).where(Outbox.dedupe_key == mail.dedupe_key))
-            if existing is not None:
-                return existing
+        with its dedupe key."""
+        existing = await session.scalar(select(Outbox).where(Outbox.dedupe_key == mail.dedupe_key))
+        if existing is not None:
+            return existing
+        values, recipients = await self._prepare(session, mail)
+        row = Outbox(**values)
+        row.recipients = [OutboxRecipient(**recipient) for recipient in recipients]
+        session.add(row)
+        await session.flush()
+        return row
+
+    async def enqueue_new(self, session: AsyncSession, mail: Mail) -> None:
+        """Queue ``mail``, whose dedupe key the caller has checked is new, for
+        :func:`insert_queued_in_bulk` to insert with the rest of the transaction's: no row
+        object, no lookup, no flush (the inbound pipeline answers a group of messages at once)."""
+        session.info.setdefault(_QUEUED, []).append(await self._prepare(session, mail))
+
+    async def _prepare(
+        self, session: AsyncSession, mail: Mail
+    ) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+        """The outbox row's columns (the message rendered and serialised) and its recipients'."""
         if not mail.to:
             raise InvalidValue(f"{mail.kind.value}: no recipient")
         now = self.clock.now()
@@ -88,40 +103,36 @@ class Mailer:
             message_id=message_id, date=now, id_domain=mail_settings.id_domain,
             reply_to=mail_settings.reply_to, in_reply_to=in_reply_to, references=references,
         )
-        row = Outbox(
-            dedupe_key=mail.dedupe_key, kind=mail.kind.value, case_id=mail.case_id,
-            notice_id=mail.notice_id, inbound_message_id=mail.inbound_message_id,
-            message_id=message_id, envelope_from=mail_settings.from_address,
-            subject=rendered.subject, data=data, status=OutboxStatus.PENDING, created_at=now,
-            next_attempt_at=now, expires_at=now + self.max_age(mail.kind), attempts=0,
-        )
-        addresses = dict.fromkeys(addr.lower() for _, addr in mail.to)
-        row.recipients = [
-            OutboxRecipient(address=addr, status=RecipientStatus.PENDING, attempts=0)
-            for addr in addresses
-        ]
-        session.add(row)
-        if not known_new:
-            await session.flush()
-        return row
+        values = {
+            "dedupe_key": mail.dedupe_key, "kind": mail.kind.value, "case_id": mail.case_id,
+            "notice_id": mail.notice_id, "inbound_message_id": mail.inbound_message_id,
+            "message_id": message_id, "envelope_from": mail_settings.from_address,
+            "subject": rendered.subject, "data": data, "status": OutboxStatus.PENDING, "created_at": now,
+            "next_attempt_at": now, "expires_at": now + self.max_age(mail.kind), "attempts": 0,
+        }
+        addresses = dict.fromkeys(addr.lower() for _, addr in mail.to)  # once each
+        pending = RecipientStatus.PENDING
+        return values, [{"address": addr, "status": pending, "attempts": 0} for addr in addresses]
+
+
+_QUEUED = "gateway.outbox.queued"
+"""``session.info`` key: what :meth:`Mailer.enqueue_new` queued, not inserted yet."""
 
 
 async def insert_queued_in_bulk(session: AsyncSession) -> None:
-    """Insert the session's new outbox rows and their recipients in two statements (the unit
-    of work takes two per row on SQLite), and take them out of the session. For rows queued
-    with ``known_new`` and not read back in the transaction (the inbound pipeline's answers)."""
-    queued = [obj for obj in list(session.new) if isinstance(obj, Outbox)]
+    """Insert what :meth:`Mailer.enqueue_new` queued in the session's transaction: the outbox
+    rows in one statement, their recipients in another (the unit of work would take two per
+    row on SQLite)."""
+    queued: list[tuple[dict[str, Any], list[dict[str, Any]]]] = session.info.pop(_QUEUED, [])
     if not queued:
         return
-    rows = [column_values(o) for o in queued]
-    recipients = {o.dedupe_key: [column_values(r) for r in o.recipients] for o in queued}
-    for o in queued:
-        session.expunge(o)  # and its recipients (cascade)
+    recipients = {values["dedupe_key"]: rows for values, rows in queued}
     ids = await session.execute(
-        insert(Outbox).returning(Outbox.id, Outbox.dedupe_key).execution_options(render_nulls=True), rows
+        insert(Outbox).returning(Outbox.id, Outbox.dedupe_key).execution_options(render_nulls=True),
+        [values for values, _ in queued],
     )
-    values = [{**r, "outbox_id": outbox_id} for outbox_id, key in ids.all() for r in recipients[key]]
-    await session.execute(insert(OutboxRecipient).execution_options(render_nulls=True), values)
+    rows = [{**r, "outbox_id": outbox_id} for outbox_id, key in ids.all() for r in recipients[key]]
+    await session.execute(insert(OutboxRecipient).execution_options(render_nulls=True), rows)
 
 
 async def thread_headers(session: AsyncSession, case_id: int) -> tuple[str | None, list[str]]:
