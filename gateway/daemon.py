@@ -61,7 +61,13 @@ class Daemon:
         if workers > 0:  # they start while the rest is set up and the mailboxes are opened
             self.pool = WorkerPool(workers, timeout, preload=["gateway.inbound.parsing"])
             self.pool.start()
-        mailer = await self.app.mailer()
+        try:
+            mailer = await self.app.mailer()
+        except BaseException:
+            if self.pool is not None:  # no worker outlives a daemon that could not start
+                self.pool.shutdown()
+                self.pool = None
+            raise
         deps = Deps(settings, self.app.clock, mailer, mailer.keys, self.our_addresses())
         processor = Processor(self.app.engine, self.app.sessions, deps, self.pool)
         self.runners = [

@@ -10,6 +10,8 @@ import os
 import signal
 from typing import Any
 
+import pytest
+
 from gateway.clock import FrozenClock
 from gateway.config import LimitSettings
 from gateway.daemon import Daemon
@@ -131,3 +133,28 @@ async def test_workers_start_in_a_thread_while_the_event_loop_goes_on() -> None:
     assert parsed[0].mail is not None and parsed[0].mail.subject == "Attempt 0"
     assert turns > 10  # the loop ran while the workers started (a blocked loop: one turn)
     assert len(workers) == 2 and os.getpid() not in workers
+
+
+async def test_a_daemon_that_cannot_start_leaves_no_worker_behind(
+    db_url: str, clock: FrozenClock, monkeypatch: Any
+) -> None:
+    """The workers start first, while the daemon reads its keys; when that fails, the daemon
+    shuts them down (and waits for them) before the error goes out."""
+    started: list[WorkerPool] = []
+    start = WorkerPool.start
+
+    def recording_start(pool: WorkerPool) -> None:
+        started.append(pool)
+        start(pool)
+
+    async def no_mailer() -> None:
+        raise RuntimeError("the keys table is gone")
+
+    monkeypatch.setattr(WorkerPool, "start", recording_start)
+    async with open_world(settings_for(db_url, inbound={"parse_workers": 2}), clock) as app:
+        monkeypatch.setattr(app, "mailer", no_mailer)
+        daemon = Daemon(app, transport=MemoryTransport())
+        with pytest.raises(RuntimeError, match="keys table"):
+            await daemon.run_once()
+    assert daemon.pool is None and len(started) == 1
+    assert started[0].executor._processes is None  # shut down: every worker joined
