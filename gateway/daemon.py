@@ -57,17 +57,10 @@ class Daemon:
 
     async def _build(self) -> Sender:
         settings = self.app.settings
+        mailer = await self.app.mailer()
         workers, timeout = settings.inbound.parse_workers, settings.inbound.parse_timeout_seconds
-        if workers > 0:  # they start while the rest is set up and the mailboxes are opened
+        if workers > 0:  # no process yet: they start when a round first finds mail
             self.pool = WorkerPool(workers, timeout, preload=["gateway.inbound.parsing"])
-            self.pool.start()
-        try:
-            mailer = await self.app.mailer()
-        except BaseException:
-            if self.pool is not None:  # no worker outlives a daemon that could not start
-                self.pool.shutdown()
-                self.pool = None
-            raise
         deps = Deps(settings, self.app.clock, mailer, mailer.keys, self.our_addresses())
         processor = Processor(self.app.engine, self.app.sessions, deps, self.pool)
         self.runners = [

@@ -169,10 +169,18 @@ class Processor:
             received_at=self.deps.clock.now(),
         )
 
+    def expect_mail(self) -> None:
+        """There is mail to parse: start the parse workers now (in a thread), so that they are
+        up by the time the first batch is fetched. A round that finds no mail starts none."""
+        if self.pool is not None:
+            self.pool.start()
+
     def start_parsing(self, batch: Sequence[Fetched]) -> Parsing:
         """Parse ``batch`` in the workers, from now on (parsing has no effect), in chunks of
         :data:`PARSE_CHUNK`; cancelling one message's parse cancels its chunk."""
         whole = [f for f in batch if f.problem is None]
+        if whole:
+            self.expect_mail()
         parsing: Parsing = {}
         for f in batch:
             if f.problem is not None:  # not fetched whole: nothing to parse

@@ -179,6 +179,8 @@ class MailboxRunner:
                         new=state.uidvalidity)
         uids = await client.search_uids(1)
         stats = RoundStats(seen=len(uids))
+        if uids:
+            self.processor.expect_mail()  # the parse workers start while the first batch is fetched
         size = self.settings.batch_size
         batches = [uids[start : start + size] for start in range(0, len(uids), size)]
         # While a batch is decided (CPU and database), the IMAP side works in the background:

@@ -10,14 +10,13 @@ import os
 import signal
 from typing import Any
 
-import pytest
-
 from gateway.clock import FrozenClock
 from gateway.config import LimitSettings
 from gateway.daemon import Daemon
 from gateway.inbound import processor as processor_module
 from gateway.inbound.parsing import parse_chunk
 from gateway.inbound.processor import WORKER_DIED, WORKER_TIMED_OUT
+from gateway.inbound.runner import MailboxRunner
 from gateway.inbound.workers import WorkerPool
 from gateway.outbound.transport import MemoryTransport
 from tests.killer import HANG_MARKER, MARKER, parse_chunk_or_die, parse_chunk_or_hang
@@ -135,26 +134,53 @@ async def test_workers_start_in_a_thread_while_the_event_loop_goes_on() -> None:
     assert len(workers) == 2 and os.getpid() not in workers
 
 
-async def test_a_daemon_that_cannot_start_leaves_no_worker_behind(
-    db_url: str, clock: FrozenClock, monkeypatch: Any
-) -> None:
-    """The workers start first, while the daemon reads its keys; when that fails, the daemon
-    shuts them down (and waits for them) before the error goes out."""
-    started: list[WorkerPool] = []
-    start = WorkerPool.start
+def record_starts(monkeypatch: Any, events: list[str]) -> None:
+    """``events`` gets "workers" when a pool's workers are started and "fetch" at each batch
+    fetched."""
+    start, fetch = WorkerPool.start, MailboxRunner._fetch
 
     def recording_start(pool: WorkerPool) -> None:
-        started.append(pool)
+        if pool._starting is None:  # asked again later: nothing more is started
+            events.append("workers")
         start(pool)
 
-    async def no_mailer() -> None:
-        raise RuntimeError("the keys table is gone")
+    async def recording_fetch(runner: MailboxRunner, client: Any, uids: list[int]) -> Any:
+        events.append("fetch")
+        return await fetch(runner, client, uids)
 
     monkeypatch.setattr(WorkerPool, "start", recording_start)
-    async with open_world(settings_for(db_url, inbound={"parse_workers": 2}), clock) as app:
-        monkeypatch.setattr(app, "mailer", no_mailer)
+    monkeypatch.setattr(MailboxRunner, "_fetch", recording_fetch)
+
+
+async def test_a_run_over_an_empty_inbox_starts_no_worker(
+    db_url: str, imap_account: Any, clock: FrozenClock, monkeypatch: Any
+) -> None:
+    """Starting the workers costs two processes and a few tenths of a second: a round that
+    finds no mail pays nothing of it."""
+    events: list[str] = []
+    record_starts(monkeypatch, events)
+    settings = settings_for(db_url, mailboxes=[imap_account.mailbox_settings()], inbound={"parse_workers": 2})
+    async with open_world(settings, clock) as app:
         daemon = Daemon(app, transport=MemoryTransport())
-        with pytest.raises(RuntimeError, match="keys table"):
-            await daemon.run_once()
-    assert daemon.pool is None and len(started) == 1
-    assert started[0].executor._processes is None  # shut down: every worker joined
+        summary = await daemon.run_once()
+        assert summary.inbound.decided == 0
+        assert events == [] and daemon.pool is not None and daemon.pool.executor._processes is None
+
+
+async def test_the_workers_start_when_a_round_finds_mail_before_its_first_fetch(
+    db_url: str, imap_account: Any, clock: FrozenClock, monkeypatch: Any
+) -> None:
+    """Started as soon as the search finds mail, the workers come up while the first batch is
+    fetched; once, for every batch of the round."""
+    events: list[str] = []
+    record_starts(monkeypatch, events)
+    settings = settings_for(db_url, mailboxes=[imap_account.mailbox_settings(batch_size=2)],
+                            inbound={"parse_workers": 2})
+    for mail in attempts(5):
+        imap_account.append(mail)
+    async with open_world(settings, clock) as app:
+        daemon = Daemon(app, transport=MemoryTransport())
+        summary = await daemon.run_once()
+        assert summary.inbound.decided == 5
+        assert events == ["workers", "fetch", "fetch", "fetch"]
+        assert daemon.pool is not None and daemon.pool.replaced == 0
