@@ -26,7 +26,9 @@ from ``/proc/PID/status``, of the gateway process and (sampled) of each parse wo
 its parent before the exec, here the bench process holding every mail (that made the gateway
 look as if it grew by about 12 KB per mail). CPU per
 mail: the gateway process (and its event-loop thread alone), and the parse workers together
-(their start-up included), which shows where the two cores go.
+(their start-up included), which shows where the two cores go; and the pauses of the gateway
+process's garbage collector (``gc.callbacks``), which the gateway sets up as ``run`` does
+(``tune_collector``).
 ``--profile`` runs the gateway under cProfile (main process) and prints the top costs.
 
 Run: ``.venv/bin/python bench/inbound.py [--db sqlite|postgresql|both] [--count 10000] [--workers 2]``.
@@ -372,6 +374,8 @@ def report(r: dict[str, Any]) -> None:
           f" ({r['loop_cpu'] * 1000 / n:.2f}) / {r['children_cpu'] * 1000 / n:.2f} ms")
     print(f"  {'cores busy while the gateway ran (whole machine)':<52} {r['machine_cores_busy']:8.2f} of "
           f"{os.cpu_count()}  (Dovecot and PostgreSQL included)")
+    print(f"  {'garbage collector pauses (collections by generation)':<52} {r['gc_seconds']:8.2f} s   "
+          f"   {r['gc_collections']}")
     print("  CPU by thread of the gateway process (s): "
           + ", ".join(f"{k} {v}" for k, v in r.get("thread_cpu", {}).items()))
     print(f"  dispositions: {dict(sorted(r['dispositions'].items()))}")

@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import cProfile
+import gc
 import io
 import json
 import os
@@ -32,6 +33,27 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 if TYPE_CHECKING:
     from gateway.config import Settings
+
+
+class CollectorPauses:
+    """Time the event loop's process spends in the garbage collector, and collections per
+    generation (``gc.callbacks``), while :attr:`on`."""
+
+    def __init__(self) -> None:
+        self.seconds = 0.0
+        self.collections = [0, 0, 0]
+        self.on = False
+        self._started = 0.0
+        gc.callbacks.append(self._callback)
+
+    def _callback(self, phase: str, info: dict[str, Any]) -> None:
+        if not self.on:
+            return
+        if phase == "start":
+            self._started = time.perf_counter()
+        else:
+            self.seconds += time.perf_counter() - self._started
+            self.collections[info["generation"]] += 1
 
 
 def peak_rss_kb() -> int:
@@ -155,7 +177,7 @@ async def _gateway(settings: Settings, profile: cProfile.Profile | None) -> dict
     from gateway import daemon as daemon_module
     from gateway.app import App
     from gateway.clock import SystemClock
-    from gateway.daemon import Daemon
+    from gateway.daemon import Daemon, tune_collector
     from gateway.db import create_engine
     from gateway.models import InboundMessage
     from gateway.outbound.transport import MemoryTransport
@@ -196,13 +218,18 @@ async def _gateway(settings: Settings, profile: cProfile.Profile | None) -> dict
     try:
         app = App(settings, engine, SystemClock())
         transport = MemoryTransport()
+        daemon = Daemon(app, transport=transport)
+        tune_collector()  # as the run command does
+        pauses = CollectorPauses()
         started = time.perf_counter()
+        pauses.on = True
         if profile is not None:
             profile.enable()
-        summary = await Daemon(app, transport=transport).run_once()
+        summary = await daemon.run_once()
         if profile is not None:
             profile.disable()
         elapsed = time.perf_counter() - started
+        pauses.on = False
         async with app.sessions() as session:
             rows = (await session.execute(
                 select(InboundMessage.disposition, func.count()).group_by(InboundMessage.disposition)
@@ -221,6 +248,7 @@ async def _gateway(settings: Settings, profile: cProfile.Profile | None) -> dict
         "sql_seconds": {k: round(v, 2) for k, v in sql_seconds.most_common(8)},
         "phases": phases,
         "inbound_peak_kb": marks.get("inbound_peak_kb", 0),
+        "gc_seconds": pauses.seconds, "gc_collections": pauses.collections,
     }
 
 

@@ -6,7 +6,7 @@ import click
 
 from gateway.app import App
 from gateway.cli.context import CliContext
-from gateway.daemon import Daemon
+from gateway.daemon import Daemon, tune_collector
 from gateway.logs import configure_logging
 
 
@@ -21,6 +21,7 @@ def run(ctx: CliContext, once: bool) -> None:
     async def work(app: App) -> str:
         daemon = Daemon(app)
         daemon.install_signal_handlers()
+        tune_collector()
         if once:
             summary = await daemon.run_once()
             return (f"inbound: {summary.inbound.decided} decided, {summary.inbound.moved} moved; "

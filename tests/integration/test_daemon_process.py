@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import os
 import signal
 import sys
@@ -13,6 +14,7 @@ import pytest
 from sqlalchemy import func, select
 
 from gateway.clock import FrozenClock
+from gateway.daemon import YOUNG_GENERATION_THRESHOLD
 from gateway.models import CaseEvent, InboundMessage, Outbox
 from tests.cli_helpers import Gateway
 from tests.mails import new_mail, reply, sent_mail
@@ -180,6 +182,7 @@ def test_inbound_and_quarantine_commands(settings, imap_account, tmp_path: Path,
     imap_account.append(deep)
     imap_account.append(new_mail(sender="someone@example.org", subject="Hello", text="Open a case please"))
     assert "2 decided" in gw.ok("run", "--once").out
+    assert gc.get_threshold()[0] == YOUNG_GENERATION_THRESHOLD  # run set the collector up for a daemon
     rows = gw.ok("inbound", "list", "--json").json()
     assert sorted(r["disposition"] for r in rows) == ["quarantined", "refused_new_case"]
     assert [
