@@ -8,7 +8,10 @@ import asyncio
 import contextlib
 import os
 import signal
+import threading
 from typing import Any
+
+import pytest
 
 from gateway.clock import FrozenClock
 from gateway.config import LimitSettings
@@ -17,7 +20,7 @@ from gateway.inbound import processor as processor_module
 from gateway.inbound.parsing import parse_chunk
 from gateway.inbound.processor import WORKER_DIED, WORKER_TIMED_OUT
 from gateway.inbound.runner import MailboxRunner
-from gateway.inbound.workers import WorkerPool
+from gateway.inbound.workers import WorkerPool, WorkerTimeout
 from gateway.outbound.transport import MemoryTransport
 from tests.killer import HANG_MARKER, MARKER, parse_chunk_or_die, parse_chunk_or_hang
 from tests.mails import inbound_rows, new_mail
@@ -132,6 +135,26 @@ async def test_workers_start_in_a_thread_while_the_event_loop_goes_on() -> None:
     assert parsed[0].mail is not None and parsed[0].mail.subject == "Attempt 0"
     assert turns > 10  # the loop ran while the workers started (a blocked loop: one turn)
     assert len(workers) == 2 and os.getpid() not in workers
+
+
+async def test_workers_that_do_not_start_in_time_are_replaced(monkeypatch: Any) -> None:
+    """A fork server stuck in its imports (here: the thread starting the workers does not
+    come back): a call waits for it at most the pool's timeout, fails with WorkerTimeout, and
+    the pool is replaced; the next call runs in the new pool."""
+    stuck = threading.Event()
+    pool = WorkerPool(1, timeout=0.5, preload=["gateway.inbound.parsing"])
+    monkeypatch.setattr(pool, "_spawn", lambda executor: stuck.wait(60))
+    try:
+        pool.start()
+        first = pool.executor
+        with pytest.raises(WorkerTimeout, match=r"did not start within 0\.5 s"):
+            await pool.run(parse_chunk, attempts(1), LimitSettings(), [])
+        assert pool.replaced == 1 and pool.executor is not first
+        parsed = await pool.run(parse_chunk, attempts(1), LimitSettings(), [])
+    finally:
+        stuck.set()
+        pool.shutdown()
+    assert parsed[0].mail is not None and parsed[0].mail.subject == "Attempt 0"
 
 
 def record_starts(monkeypatch: Any, events: list[str]) -> None:
