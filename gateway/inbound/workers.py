@@ -42,8 +42,8 @@ class WorkerPool:
     taking longer than ``timeout`` seconds (waiting for a free worker included) is stopped.
 
     Starting the first worker waits for the fork server's imports (a few tenths of a second);
-    :meth:`start` does that in a thread, so the event loop goes on meanwhile (logging in,
-    fetching the first batch); calls wait for it."""
+    :meth:`start` does that in a thread, so the event loop goes on meanwhile (fetching and
+    storing the first batch); calls wait for it."""
 
     def __init__(self, workers: int, timeout: float, preload: Sequence[str] = ()) -> None:
         self.workers = workers
