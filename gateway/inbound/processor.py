@@ -179,8 +179,6 @@ class Processor:
         """Parse ``batch`` in the workers, from now on (parsing has no effect), in chunks of
         :data:`PARSE_CHUNK`; cancelling one message's parse cancels its chunk."""
         whole = [f for f in batch if f.problem is None]
-        if whole:
-            self.expect_mail()
         parsing: Parsing = {}
         for f in batch:
             if f.problem is not None:  # not fetched whole: nothing to parse
