@@ -11,7 +11,7 @@ from collections.abc import Iterable, Iterator
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
-from sqlalchemy import DateTime, event, insert, inspect
+from sqlalchemy import DateTime, event, insert, inspect, text
 from sqlalchemy.engine import Dialect
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
@@ -122,3 +122,48 @@ def chunks(keys: Iterable[_K]) -> Iterator[list[_K]]:
     items = list(dict.fromkeys(keys))
     for start in range(0, len(items), IN_LIST_MAX):
         yield items[start : start + IN_LIST_MAX]
+
+
+class PlannerStatistics:
+    """Keeps PostgreSQL's table statistics up with a burst of inbound mail.
+
+    PostgreSQL plans from statistics that autovacuum refreshes at most once a minute. A burst
+    into a young table (a new deployment, a backlog after downtime) is planned as if the
+    table were still as small as at its last ANALYZE (or, never analysed, with default
+    guesses): an ``IN`` list of a hundred Message-IDs then looks like most of the table and
+    is read as a sequential scan, one per group of messages, each longer as the table grows.
+    So every :data:`CHECK_EVERY` messages written, if the messages table has grown by more
+    than :data:`GROWTH` since its last ANALYZE (by anyone), the tables the inbound path
+    queries are analysed. On a large table that is rarely the case. SQLite plans without
+    statistics (its queries are written for that); nothing is done there."""
+
+    CHECK_EVERY = 1000
+    GROWTH = 0.2
+    TABLES = ("inbound_messages", "outbox", "outbox_recipients")
+
+    def __init__(self, engine: AsyncEngine, check_every: int | None = None) -> None:
+        self.engine = engine
+        self.check_every = check_every or self.CHECK_EVERY
+        self._written = 0
+        """Rows written since the last check."""
+        self._since_analyze = 0
+        """Rows written since this process last analysed the tables."""
+
+    async def wrote(self, rows: int) -> bool:
+        """``rows`` inbound messages were written; returns whether the tables were analysed."""
+        if self.engine.dialect.name != "postgresql" or rows <= 0:
+            return False
+        self._written += rows
+        self._since_analyze += rows
+        if self._written < self.check_every:
+            return False
+        self._written = 0
+        async with self.engine.connect() as conn:
+            conn = await conn.execution_options(isolation_level="AUTOCOMMIT")
+            known = await conn.scalar(text(
+                "SELECT reltuples FROM pg_class WHERE oid = to_regclass('inbound_messages')"))
+            if known is not None and known >= 0 and self._since_analyze <= self.GROWTH * known:
+                return False
+            await conn.execute(text(f"ANALYZE (SKIP_LOCKED) {', '.join(self.TABLES)}"))
+        self._since_analyze = 0
+        return True

@@ -20,7 +20,7 @@ from sqlalchemy import Table, bindparam, func, update
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from gateway.config import MailboxSettings
-from gateway.db import insert_new_in_bulk
+from gateway.db import PlannerStatistics, insert_new_in_bulk
 from gateway.domain import Disposition
 from gateway.inbound import store
 from gateway.inbound.context import Deps
@@ -156,18 +156,21 @@ class Processor:
         self.deps = deps
         self.pool = pool
         """Where messages are parsed; None: in a thread of this process."""
+        self.statistics = PlannerStatistics(engine)
 
     async def store(
         self, mailbox: MailboxSettings, uidvalidity: int, batch: Sequence[Fetched]
     ) -> dict[int, KnownUid]:
         """Store the raw messages of ``batch`` (those not stored yet); uid -> what is known."""
-        return await store.store_raw(
+        known = await store.store_raw(
             self.engine,
             mailbox=mailbox.name,
             uidvalidity=uidvalidity,
             items=[(f.uid, f.raw, f.size) for f in batch],
             received_at=self.deps.clock.now(),
         )
+        await self.statistics.wrote(len(batch))
+        return known
 
     def expect_mail(self) -> None:
         """There is mail to parse: start the parse workers now (in a thread), so that they are

@@ -1,5 +1,5 @@
 """Statements of the inbound path stay cheap on a PostgreSQL table without statistics (a new
-deployment taking a backlog).
+deployment taking a backlog), and the gateway analyses its tables during such a burst.
 
 Autovacuum is switched off on the tables here, so that it cannot analyse them behind the
 test's back (it would, within a minute, in production).
@@ -16,7 +16,13 @@ from sqlalchemy import text
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from gateway.clock import FrozenClock
+from gateway.daemon import Daemon
+from gateway.db import PlannerStatistics
 from gateway.inbound.store import known_query, moved_update, store_raw
+from gateway.outbound.transport import MemoryTransport
+from tests.mails import new_mail
+from tests.world import open_world, settings_for
 
 pytestmark = pytest.mark.parametrize("db_url", ["postgresql"], indirect=True)
 
@@ -25,7 +31,7 @@ NOW = datetime(2026, 12, 4, 12, 0, tzinfo=UTC)
 
 async def _without_autovacuum(engine: AsyncEngine) -> None:
     async with engine.begin() as conn:
-        for table in ("inbound_messages",):
+        for table in PlannerStatistics.TABLES:
             await conn.execute(text(f"ALTER TABLE {table} SET (autovacuum_enabled = false)"))
 
 
@@ -65,3 +71,33 @@ async def test_a_batch_lookup_reads_only_its_uid_range_on_a_table_never_analysed
     batch = [uid for uid in range(1001, 1151) if uid % 3]  # 100 UIDs spread over 150
     assert await _rows_read(engine, known_query("care", 7, batch)) <= 150
     assert await _rows_read(engine, moved_update("care", 7, batch)) <= 150
+
+
+async def test_a_burst_into_a_young_table_is_analysed_a_large_table_is_not(engine: AsyncEngine) -> None:
+    await _without_autovacuum(engine)
+    statistics = PlannerStatistics(engine, check_every=300)
+    await _store(engine, range(1, 300))
+    assert not await statistics.wrote(299)  # not time to look yet
+    assert await _reltuples(engine) == -1
+    await _store(engine, range(300, 301))
+    assert await statistics.wrote(1)  # never analysed: analysed now
+    assert await _reltuples(engine) == 300
+    await _store(engine, range(301, 1501))
+    assert await statistics.wrote(1200)  # grown fourfold since
+    assert await _reltuples(engine) == 1500
+    await _store(engine, range(1501, 1801))
+    assert not await statistics.wrote(300)  # 20% more: the statistics still describe it
+    assert await _reltuples(engine) == 1500
+
+
+async def test_the_gateway_analyses_while_it_stores_a_burst(
+    db_url: str, engine: AsyncEngine, imap_account: Any, clock: FrozenClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(PlannerStatistics, "CHECK_EVERY", 3)
+    await _without_autovacuum(engine)
+    for n in range(3):
+        imap_account.append(new_mail(sender=f"someone{n}@example.org", subject=f"Hello {n}", text="Open one"))
+    settings = settings_for(db_url, mailboxes=[imap_account.mailbox_settings()])
+    async with open_world(settings, clock) as app:
+        assert (await Daemon(app, transport=MemoryTransport()).run_once()).inbound.decided == 3
+    assert await _reltuples(engine) == 3
