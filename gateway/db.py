@@ -11,8 +11,10 @@ from collections.abc import Iterable, Iterator
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
+import structlog
 from sqlalchemy import DateTime, event, insert, inspect, text
 from sqlalchemy.engine import Dialect
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
     AsyncSession,
@@ -20,6 +22,8 @@ from sqlalchemy.ext.asyncio import (
     create_async_engine,
 )
 from sqlalchemy.types import TypeDecorator
+
+log = structlog.get_logger(__name__)
 
 SQLITE_BUSY_TIMEOUT_MS = 30_000
 IN_LIST_MAX = 500
@@ -132,9 +136,11 @@ class PlannerStatistics:
     table were still as small as at its last ANALYZE (or, never analysed, with default
     guesses): an ``IN`` list of a hundred Message-IDs then looks like most of the table and
     is read as a sequential scan, one per group of messages, each longer as the table grows.
-    So every :data:`CHECK_EVERY` messages written, if the messages table has grown by more
-    than :data:`GROWTH` since its last ANALYZE (by anyone), the tables the inbound path
-    queries are analysed. On a large table that is rarely the case. SQLite plans without
+    So every :data:`CHECK_EVERY` messages written, if the messages written since this
+    process last analysed the tables are more than :data:`GROWTH` of the messages table's
+    size as of its last ANALYZE (by anyone, autovacuum included), the tables the inbound path
+    queries are analysed. On a large table that is rarely the case. An ANALYZE that fails is
+    logged and the intake goes on: it only makes queries cheaper. SQLite plans without
     statistics (its queries are written for that); nothing is done there."""
 
     CHECK_EVERY = 1000
@@ -158,12 +164,16 @@ class PlannerStatistics:
         if self._written < self.check_every:
             return False
         self._written = 0
-        async with self.engine.connect() as conn:
-            conn = await conn.execution_options(isolation_level="AUTOCOMMIT")
-            known = await conn.scalar(text(
-                "SELECT reltuples FROM pg_class WHERE oid = to_regclass('inbound_messages')"))
-            if known is not None and known >= 0 and self._since_analyze <= self.GROWTH * known:
-                return False
-            await conn.execute(text(f"ANALYZE (SKIP_LOCKED) {', '.join(self.TABLES)}"))
+        try:
+            async with self.engine.connect() as conn:
+                conn = await conn.execution_options(isolation_level="AUTOCOMMIT")
+                known = await conn.scalar(text(
+                    "SELECT reltuples FROM pg_class WHERE oid = to_regclass('inbound_messages')"))
+                if known is not None and known >= 0 and self._since_analyze <= self.GROWTH * known:
+                    return False
+                await conn.execute(text(f"ANALYZE (SKIP_LOCKED) {', '.join(self.TABLES)}"))
+        except SQLAlchemyError as exc:
+            log.warning("db.analyze_failed", error=f"{type(exc).__name__}: {exc}"[:500])
+            return False
         self._since_analyze = 0
         return True

@@ -15,6 +15,7 @@ import pytest
 from sqlalchemy import text
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.ext.asyncio import AsyncEngine
+from structlog.testing import capture_logs
 
 from gateway.clock import FrozenClock
 from gateway.daemon import Daemon
@@ -88,6 +89,17 @@ async def test_a_burst_into_a_young_table_is_analysed_a_large_table_is_not(engin
     await _store(engine, range(1501, 1801))
     assert not await statistics.wrote(300)  # 20% more: the statistics still describe it
     assert await _reltuples(engine) == 1500
+
+
+async def test_an_analyze_that_fails_is_logged_and_intake_goes_on(
+    engine: AsyncEngine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(PlannerStatistics, "TABLES", ("inbound_messages", "no_such_table"))
+    statistics = PlannerStatistics(engine, check_every=1)
+    with capture_logs() as logs:
+        assert not await statistics.wrote(1)
+    assert [entry["event"] for entry in logs] == ["db.analyze_failed"]
+    assert "no_such_table" in logs[0]["error"]
 
 
 async def test_the_gateway_analyses_while_it_stores_a_burst(
