@@ -13,7 +13,9 @@ Timed:
 
 * **baseline** (this process): stdlib ``imaplib`` SELECT, ``UID SEARCH ALL``, ``UID FETCH n:m
   BODY.PEEK[]`` in batches of 100 and ``mailparser.parse_from_bytes`` of each message, in one
-  process (the naive loop; it neither stores nor moves anything);
+  process (the naive loop; it neither stores nor moves anything), once before the gateway
+  and once after it on the same mailbox: the machine's pace drifts by tens of percent within
+  minutes, so the ratio is taken against the mean of the two, and the drift is printed;
 * **gateway** (a fresh subprocess, so the baseline's memory does not count):
   ``Daemon(app, transport=MemoryTransport()).run_once()`` with ``inbound.parse_workers =
   --workers`` and the default ``batch_size`` (150), logging at info as ``run`` configures it (to a file).
@@ -334,8 +336,11 @@ def bench_database(
         settings = gateway_settings(url, server, gw_user, args.workers)
         profile = str(folder.parent / f"profile-{kind}.txt") if args.profile else None
         gw = run_child(settings, folder, profile)
+        after = baseline(server, raw_user)  # the machine's pace drifts: measured on both sides
+        print(f"[{kind}] baseline again after the gateway: {after['messages'] / after['seconds']:.0f} msg/s",
+              flush=True)
         folders = folder_counts(server, gw_user)
-        gw.update(baseline=base, folders=folders, count=len(mails), kind=kind)
+        gw.update(baseline=base, baseline_after=after, folders=folders, count=len(mails), kind=kind)
         decided = sum(gw["dispositions"].values())
         problems = []
         if decided != len(mails) or gw["dispositions"].get("None"):
@@ -352,15 +357,18 @@ def bench_database(
 
 
 def report(r: dict[str, Any]) -> None:
-    base, n = r["baseline"], r["count"]
-    base_rate = n / base["seconds"]
+    base, after, n = r["baseline"], r["baseline_after"], r["count"]
+    before_rate, after_rate = n / base["seconds"], n / after["seconds"]
+    base_rate = n / ((base["seconds"] + after["seconds"]) / 2)
     rate = n / r["seconds"]
     inbound_rate = n / r["inbound_seconds"]
     main_mb, workers_mb = r["main_peak_kb"] / 1024, max(r["worker_peaks_kb"] or [0]) / 1024
     ok = rate / base_rate >= 0.5 and main_mb < 150
     print(f"\n== {r['kind']}: {n} mails, parse_workers={r['workers']} ==")
     print(f"  {'baseline (imaplib fetch + mail-parser, 1 process)':<52} {base_rate:8.0f} msg/s"
-          f"   {base['seconds']:7.1f} s")
+          f"   {(base['seconds'] + after['seconds']) / 2:7.1f} s  (mean of the runs before and after)")
+    print(f"  {'  before the gateway / after it':<52} {before_rate:8.0f} / {after_rate:.0f} msg/s"
+          f"  (the machine's drift: {abs(before_rate - after_rate) / base_rate:.0%})")
     print(f"  {'gateway run --once (inbound + outbox round)':<52} {rate:8.0f} msg/s   {r['seconds']:7.1f} s")
     print(f"  {'  of which inbound (store, parse, match, commit, move)':<52} {inbound_rate:8.0f} msg/s"
           f"   {r['inbound_seconds']:7.1f} s")
