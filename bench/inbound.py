@@ -359,14 +359,15 @@ def bench_database(
 def report(r: dict[str, Any]) -> None:
     base, after, n = r["baseline"], r["baseline_after"], r["count"]
     before_rate, after_rate = n / base["seconds"], n / after["seconds"]
-    base_rate = n / ((base["seconds"] + after["seconds"]) / 2)
+    base_seconds = (base["seconds"] + after["seconds"]) / 2
+    base_rate = n / base_seconds
     rate = n / r["seconds"]
     inbound_rate = n / r["inbound_seconds"]
     main_mb, workers_mb = r["main_peak_kb"] / 1024, max(r["worker_peaks_kb"] or [0]) / 1024
     ok = rate / base_rate >= 0.5 and main_mb < 150
     print(f"\n== {r['kind']}: {n} mails, parse_workers={r['workers']} ==")
     print(f"  {'baseline (imaplib fetch + mail-parser, 1 process)':<52} {base_rate:8.0f} msg/s"
-          f"   {(base['seconds'] + after['seconds']) / 2:7.1f} s  (mean of the runs before and after)")
+          f"   {base_seconds:7.1f} s  (mean of the runs before and after)")
     print(f"  {'  before the gateway / after it':<52} {before_rate:8.0f} / {after_rate:.0f} msg/s"
           f"  (the machine's drift: {abs(before_rate - after_rate) / base_rate:.0%})")
     print(f"  {'gateway run --once (inbound + outbox round)':<52} {rate:8.0f} msg/s   {r['seconds']:7.1f} s")
