@@ -394,6 +394,8 @@ def report(r: dict[str, Any]) -> None:
           + ", ".join(f"{k} {v / n:.2f}" for k, v in r["statements"].items()) + ")")
     print("  SQL wall time by statement (s): " + ", ".join(f"{k} {v}" for k, v in r["sql_seconds"].items()))
     print("  wall time by step (s; nested): " + ", ".join(f"{k} {v:.1f}" for k, v in r["phases"].items()))
+    print("  event loop waiting, by the round's step (s): "
+          + ", ".join(f"{k} {v:.2f}" for k, v in r.get("idle", {}).items()))
     print(f"  verdict: {'PASS' if ok and not r['problems'] else 'FAIL'}"
           + "".join(f"\n  PROBLEM: {p}" for p in r["problems"]))
 

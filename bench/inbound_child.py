@@ -143,7 +143,51 @@ PHASES = [
     ("gateway.inbound.pipeline", None, "respond"),
     ("gateway.inbound.processor", "Lookups", "prefetch"),
     ("gateway.inbound.processor", None, "write_group"),
+    ("gateway.inbound.runner", "MailboxRunner", "run_once"),
 ]
+
+
+class IdleByStep:
+    """Where the event loop waits: each wait (the selector's ``select``) is put down to the
+    innermost step the round's own task (the one running ``MailboxRunner.run_once``) is in
+    at the time, or to ``-`` outside a round. The steps of that task are the critical path:
+    time the loop waits while it is in one of them is time nothing else could be done."""
+
+    def __init__(self) -> None:
+        self.seconds: Counter[str] = Counter()
+        self.stacks: dict[Any, list[str]] = {}
+        self.round: Any = None
+
+    def enter(self, key: str) -> Any:
+        task = asyncio.current_task()
+        if key == "run_once":
+            self.round = task
+        self.stacks.setdefault(task, []).append(key)
+        return task
+
+    def leave(self, task: Any) -> None:
+        stack = self.stacks.get(task)
+        if stack:
+            stack.pop()
+            if not stack:
+                del self.stacks[task]
+
+    def install(self, loop: asyncio.AbstractEventLoop) -> None:
+        selector = loop._selector  # type: ignore[attr-defined]
+        select = selector.select
+
+        def timed_select(timeout: float | None = None) -> Any:
+            started = time.perf_counter()
+            try:
+                return select(timeout)
+            finally:
+                stack = self.stacks.get(self.round) or ["-"]
+                self.seconds[stack[-1]] += time.perf_counter() - started
+
+        selector.select = timed_select
+
+
+IDLE = IdleByStep()
 
 
 def time_phases(seconds: dict[str, float]) -> None:
@@ -158,9 +202,11 @@ def time_phases(seconds: dict[str, float]) -> None:
         def wrapper(*args: Any, __original: Any = original, __key: str = name, **kwargs: Any) -> Any:
             async def timed() -> Any:
                 started = time.perf_counter()
+                task = IDLE.enter(__key)
                 try:
                     return await __original(*args, **kwargs)
                 finally:
+                    IDLE.leave(task)
                     seconds[__key] = seconds.get(__key, 0.0) + time.perf_counter() - started
             return timed()
 
@@ -220,6 +266,7 @@ async def _gateway(settings: Settings, profile: cProfile.Profile | None) -> dict
         transport = MemoryTransport()
         daemon = Daemon(app, transport=transport)
         tune_collector()  # as the run command does
+        IDLE.install(asyncio.get_running_loop())
         pauses = CollectorPauses()
         started = time.perf_counter()
         pauses.on = True
@@ -247,6 +294,7 @@ async def _gateway(settings: Settings, profile: cProfile.Profile | None) -> dict
         "statements": dict(statements.most_common()),
         "sql_seconds": {k: round(v, 2) for k, v in sql_seconds.most_common(8)},
         "phases": phases,
+        "idle": {k: round(v, 2) for k, v in IDLE.seconds.most_common()},
         "inbound_peak_kb": marks.get("inbound_peak_kb", 0),
         "gc_seconds": pauses.seconds, "gc_collections": pauses.collections,
     }

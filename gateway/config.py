@@ -145,6 +145,9 @@ class InboundSettings(_Section):
     trusted_authserv_ids: list[str] = []
     parse_workers: int = Field(2, ge=0, le=32)
     """Worker processes that parse mail (0: a thread of the daemon's own process)."""
+    parse_worker_nice: int = Field(10, ge=0, le=19)
+    """How much lower the parse workers' scheduling priority is than the daemon's (``nice``):
+    they parse ahead, and a core taken from the daemon holds up the decisions (0: the same)."""
     parse_timeout_seconds: float = Field(60.0, gt=0)
     """A call to the parse workers (ten messages, or one alone; waiting for a free worker
     included) taking longer is stopped: the workers are killed and replaced; a message that

@@ -83,7 +83,8 @@ class Daemon:
         mailer = await self.app.mailer()
         workers, timeout = settings.inbound.parse_workers, settings.inbound.parse_timeout_seconds
         if workers > 0:  # no process yet: they start when a round first finds mail
-            self.pool = WorkerPool(workers, timeout, preload=["gateway.inbound.parsing"])
+            self.pool = WorkerPool(workers, timeout, preload=["gateway.inbound.parsing"],
+                                   nice=settings.inbound.parse_worker_nice)
         deps = Deps(settings, self.app.clock, mailer, mailer.keys, self.our_addresses())
         processor = Processor(self.app.engine, self.app.sessions, deps, self.pool)
         self.runners = [

@@ -7,6 +7,10 @@ pool is broken for good. A worker can also hang (a pathological input for some r
 expression): its calls never return and the mailbox would wait for them forever. So every
 call has a deadline; past it, the pool's workers are killed.
 
+The workers run at a lower scheduling priority than the daemon (``nice``): they parse ahead
+of the messages being decided, and a core they take from the event loop (or from the thread
+it waits for, SQLite's) holds up the decisions, while the idle cores they get anyway.
+
 Either way :class:`WorkerPool` replaces the broken pool with a new one, and the caller parses
 the messages whose calls failed again, one at a time in a pool of one worker of their own
 (:meth:`WorkerPool.run_alone`), where a death or a timeout can only be the fault of the
@@ -45,9 +49,11 @@ class WorkerPool:
     :meth:`start` does that in a thread, so the event loop goes on meanwhile (fetching and
     storing the first batch); calls wait for it."""
 
-    def __init__(self, workers: int, timeout: float, preload: Sequence[str] = ()) -> None:
+    def __init__(self, workers: int, timeout: float, preload: Sequence[str] = (), nice: int = 0) -> None:
         self.workers = workers
         self.timeout = timeout
+        self.nice = nice
+        """How much lower than this process's the workers' scheduling priority is (``nice``)."""
         self._context = multiprocessing.get_context("forkserver")
         self._context.set_forkserver_preload(["__main__", *preload])
         self.executor = self._new(workers)
@@ -76,7 +82,8 @@ class WorkerPool:
             log.warning("inbound.parse_workers_start_failed", error=f"{type(exc).__name__}: {exc}")
 
     def _new(self, workers: int) -> ProcessPoolExecutor:
-        return ProcessPoolExecutor(max_workers=workers, mp_context=self._context)
+        return ProcessPoolExecutor(max_workers=workers, mp_context=self._context,
+                                   initializer=_lower_priority, initargs=(self.nice,))
 
     async def run(self, function: Callable[..., T], *args: object) -> T:
         """``function(*args)`` in a worker; raises :class:`BrokenProcessPool` when the pool
@@ -129,6 +136,12 @@ class WorkerPool:
         for executor in (self.executor, self._alone):
             if executor is not None:
                 executor.shutdown(wait=True, cancel_futures=True)
+
+
+def _lower_priority(increment: int) -> None:
+    """A worker's first step: its priority lowered by ``increment`` (the kernel caps it at 19)."""
+    if increment > 0:
+        os.nice(increment)
 
 
 def _kill_workers(executor: ProcessPoolExecutor) -> None:

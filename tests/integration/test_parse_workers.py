@@ -20,7 +20,7 @@ from gateway.inbound import processor as processor_module
 from gateway.inbound.parsing import parse_chunk
 from gateway.inbound.processor import WORKER_DIED, WORKER_TIMED_OUT
 from gateway.inbound.runner import MailboxRunner
-from gateway.inbound.workers import WorkerPool, WorkerTimeout
+from gateway.inbound.workers import BrokenProcessPool, WorkerPool, WorkerTimeout
 from gateway.outbound.transport import MemoryTransport
 from tests.killer import HANG_MARKER, MARKER, parse_chunk_or_die, parse_chunk_or_hang
 from tests.mails import inbound_rows, new_mail
@@ -135,6 +135,37 @@ async def test_workers_start_in_a_thread_while_the_event_loop_goes_on() -> None:
     assert parsed[0].mail is not None and parsed[0].mail.subject == "Attempt 0"
     assert turns > 10  # the loop ran while the workers started (a blocked loop: one turn)
     assert len(workers) == 2 and os.getpid() not in workers
+
+
+async def test_workers_run_at_the_configured_lower_priority_even_after_a_replacement() -> None:
+    """The workers parse ahead of the decisions: they yield a contended core to the daemon
+    (``nice`` raised by the pool's setting), in the pool, in its replacement after a worker
+    died, and in the pool for messages parsed alone."""
+    own = os.nice(0)
+    pool = WorkerPool(1, timeout=60, preload=["gateway.inbound.parsing"], nice=7)
+    try:
+        first = await pool.run(os.nice, 0)
+        with pytest.raises(BrokenProcessPool):
+            await pool.run(os._exit, 1)
+        replaced = await pool.run(os.nice, 0)
+        alone = await pool.run_alone(os.nice, 0)
+    finally:
+        pool.shutdown()
+    assert first == replaced == alone == min(own + 7, 19)
+    assert pool.replaced == 1
+    assert os.nice(0) == own  # the daemon's own priority is untouched
+
+
+async def test_the_daemon_lowers_its_workers_priority_by_the_setting(db_url: str, imap_account: Any,
+                                                                     clock: FrozenClock) -> None:
+    settings = settings_for(db_url, mailboxes=[imap_account.mailbox_settings()],
+                            inbound={"parse_workers": 1, "parse_worker_nice": 3})
+    imap_account.append(attempts(1)[0])
+    async with open_world(settings, clock) as app:
+        await add_customer(app)
+        daemon = Daemon(app, transport=MemoryTransport())
+        assert (await daemon.run_once()).inbound.decided == 1
+        assert daemon.pool is not None and daemon.pool.nice == 3  # what it does: the test above
 
 
 async def test_workers_that_do_not_start_in_time_are_replaced(monkeypatch: Any) -> None:
