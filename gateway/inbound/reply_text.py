@@ -22,6 +22,7 @@ a line, with the same matches (about 20 times faster; ``tests/unit/test_reply_te
 from __future__ import annotations
 
 import asyncio
+import functools
 import re
 import textwrap
 from typing import Any
@@ -142,7 +143,7 @@ class Segments(EmailMessage):  # type: ignore[misc]
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        self._header_regex = LineStartPattern(self.HEADER_REGEX)
+        self._header_regex = _header_pattern(tuple(self.languages))
 
     def _process_signatures_disclaimers(self, text: str) -> tuple[list[str], str]:
         return [], ""
@@ -156,6 +157,13 @@ class Segments(EmailMessage):  # type: ignore[misc]
             super()._normalize_text()
         else:
             self.text = text
+
+
+@functools.cache
+def _header_pattern(languages: tuple[str, ...]) -> LineStartPattern:
+    """The quote-header scan for these languages, built once: the library builds its pattern
+    (every language's alternatives joined) for each message, a tenth of a reply's time."""
+    return LineStartPattern(EmailMessage(text="", languages=list(languages)).HEADER_REGEX)
 
 
 _OUTLOOK_SEPARATOR = re.compile(r"\n\n ?[_-]{32}")
