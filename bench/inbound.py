@@ -31,6 +31,10 @@ mail: the gateway process (and its event-loop thread alone), and the parse worke
 (their start-up included), which shows where the two cores go; and the pauses of the gateway
 process's garbage collector (``gc.callbacks``), which the gateway sets up as ``run`` does
 (``tune_collector``).
+Where the event loop waits, by the step of the round it is in (the round's own task is the
+critical path: a wait there is time the gateway could not use), e.g. ``prefetch`` for the
+group's queries, ``write_group`` for its writes, ``_decide`` for its commit, ``process`` for
+the parse workers.
 ``--profile`` runs the gateway under cProfile (main process) and prints the top costs.
 
 Run: ``.venv/bin/python bench/inbound.py [--db sqlite|postgresql|both] [--count 10000] [--workers 2]``.
