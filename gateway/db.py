@@ -94,9 +94,10 @@ def insert_ignoring_conflicts(dialect_name: str, table: Any, index_elements: lis
     return sqlite_insert(table).on_conflict_do_nothing(index_elements=index_elements)
 
 
-async def insert_new_in_bulk(session: AsyncSession, *classes: type[Any]) -> None:
-    """Insert the session's pending new objects of ``classes`` with one statement per class and
-    set of columns, in the order they were added, and take them out of the session.
+def take_new(session: AsyncSession, *classes: type[Any]) -> list[tuple[type[Any], list[dict[str, Any]]]]:
+    """The session's pending new objects of ``classes`` as column values by class (in the
+    order they were added), taken out of the session; :func:`insert_taken` inserts them with
+    one statement per class.
 
     The unit of work inserts one row per statement on SQLite, which cannot return the ids of a
     multi-row INSERT in order; a group of inbound messages adds a hundred timeline events at a
@@ -109,10 +110,14 @@ async def insert_new_in_bulk(session: AsyncSession, *classes: type[Any]) -> None
             continue
         by_class.setdefault(type(obj), []).append(column_values(obj))
         session.expunge(obj)
-    for cls in classes:
-        if cls in by_class:
-            # render_nulls: a None goes in as NULL rather than splitting the batch by key set
-            await session.execute(insert(cls).execution_options(render_nulls=True), by_class[cls])
+    return [(cls, by_class[cls]) for cls in classes if cls in by_class]
+
+
+async def insert_taken(session: AsyncSession, taken: list[tuple[type[Any], list[dict[str, Any]]]]) -> None:
+    """Insert what :func:`take_new` took, one statement per class."""
+    for cls, rows in taken:
+        # render_nulls: a None goes in as NULL rather than splitting the batch by key set
+        await session.execute(insert(cls).execution_options(render_nulls=True), rows)
 
 
 def column_values(obj: Any) -> dict[str, Any]:

@@ -20,7 +20,7 @@ from sqlalchemy import Table, bindparam, func, update
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from gateway.config import MailboxSettings
-from gateway.db import PlannerStatistics, insert_new_in_bulk
+from gateway.db import PlannerStatistics, insert_taken, take_new
 from gateway.domain import Disposition
 from gateway.inbound import store
 from gateway.inbound.context import Deps
@@ -103,16 +103,22 @@ DECIDED = ("message_id", "from_address", "subject", "content_hash", "case_id", "
 
 
 async def write_group(session: AsyncSession, rows: Sequence[InboundMessage]) -> None:
-    """What a group of messages changed, in a few statements: the timeline, attachments,
-    security events and answers (outbox rows and recipients) in one bulk INSERT each, the
-    decided rows (:func:`undecided_rows`, not in the session) in one executemany, the cases
-    through the unit of work (row by row, SQLite would take a statement per message and table)."""
+    """What a group of messages changed, in a few statements: the cases through the unit of
+    work (row by row; SQLite would take a statement per message and table), the decided rows
+    (:func:`undecided_rows`, not in the session) in one executemany, then the timeline,
+    attachments, security events and answers (outbox rows and recipients) in one bulk INSERT
+    each.
+
+    Rows are updated before the rows that point to them are inserted: on PostgreSQL, a foreign
+    key check locks the row it points to (``FOR KEY SHARE``), which is cheap on a row the
+    transaction has updated already, and costs a write of its own on one it has not."""
     values = [{"row_id": row.id, **{key: getattr(row, key) for key in DECIDED}} for row in rows]
     with session.no_autoflush:  # the bulk statements must not flush these rows one by one
-        await insert_new_in_bulk(session, CaseEvent, Attachment, SecurityEvent)  # they point to old rows
-        await insert_queued_in_bulk(session)
+        taken = take_new(session, CaseEvent, Attachment, SecurityEvent)  # they point to old rows
     await session.flush()
     await session.execute(_DECIDED_UPDATE, values)  # Core executemany: no ORM bookkeeping per row
+    await insert_queued_in_bulk(session)
+    await insert_taken(session, taken)
 
 
 def undecided_rows(row_ids: Sequence[int]) -> dict[int, InboundMessage]:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from sqlalchemy import select, text
+from sqlalchemy import event, select, text
 
 from gateway.app import App
 from gateway.cases import get_case, timeline
@@ -37,6 +37,39 @@ async def test_reply_is_applied(app: App, imap_account) -> None:
     assert events[-1].body == "Here are the logs you asked for."
     assert imap_account.messages("INBOX") == []
     assert len(imap_account.messages("Processed")) == 1
+
+
+async def test_a_group_updates_rows_before_it_inserts_the_rows_that_point_to_them(
+    app: App, imap_account
+) -> None:
+    """The group's cases and inbound rows are updated before its timeline events, answers and
+    attachments are inserted: on PostgreSQL a foreign key check locks the row it points to,
+    a write of its own unless the transaction has updated that row already."""
+    case = await open_case(app)
+    async with app.sessions.begin() as session:  # awaiting information: the reply changes the case
+        await (await app.care(session)).request_info(session, case.number, "Logs, please.")
+    original = await sent_mail(app, case.id)
+    imap_account.append(reply(original, sender=ANA, text="Logs attached.",
+                               attachments=[("logs.txt", "text/plain", b"x")]))
+    imap_account.append(new_mail(sender="someone@example.org", subject="Hello", text="Open a case"))
+    statements: list[str] = []
+
+    def record(conn, cursor, statement: str, *args) -> None:
+        statements.append(" ".join(statement.split()).lower())
+
+    event.listen(app.engine.sync_engine, "before_cursor_execute", record)
+    try:
+        assert (await Daemon(app, transport=MemoryTransport()).run_once()).inbound.decided == 2
+    finally:
+        event.remove(app.engine.sync_engine, "before_cursor_execute", record)
+
+    def first(prefix: str, containing: str = "") -> int:
+        return next(i for i, s in enumerate(statements) if s.startswith(prefix) and containing in s)
+
+    decided = first("update inbound_messages set", "coalesce(")
+    assert first("update cases set") < decided  # the cases, then the decided rows, then:
+    for inserted in ("insert into case_events", "insert into attachments", "insert into outbox "):
+        assert first(inserted) > decided, inserted
 
 
 async def test_several_mailboxes_and_the_same_mail_in_both(db_url: str, dovecot, imap_account, clock) -> None:
