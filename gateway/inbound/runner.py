@@ -158,11 +158,19 @@ class MailboxRunner:
         return False
 
     async def release_mailbox(self) -> None:
+        """Give the mailbox's lock back. If its session died (a database restart), the lock
+        went with it: that is logged, and the dead connection is discarded, not pooled."""
         conn, self._lock = self._lock, None
-        if conn is not None:
-            try:
-                await conn.execute(text("SELECT pg_advisory_unlock(:key)"), {"key": self._lock_key})
-            finally:
+        if conn is None:
+            return
+        try:
+            await conn.execute(text("SELECT pg_advisory_unlock(:key)"), {"key": self._lock_key})
+        except SQLAlchemyError as exc:
+            log.warning("inbound.mailbox_lock_lost", mailbox=self.settings.name, error=str(exc)[:500])
+            with contextlib.suppress(Exception):
+                await conn.invalidate()
+        finally:
+            with contextlib.suppress(Exception):
                 await conn.close()
 
     async def run_once(self) -> RoundStats:

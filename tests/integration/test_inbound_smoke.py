@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 from sqlalchemy import event, select, text
+from structlog.testing import capture_logs
 
 from gateway.app import App
 from gateway.cases import get_case, timeline
@@ -114,6 +115,32 @@ async def test_one_replica_at_a_time_polls_a_mailbox(app: App, imap_account) -> 
     assert (await second.runners[0].run_until_empty()).decided == 1
     await first._close()
     await second._close()
+
+
+@pytest.mark.parametrize("db_url", ["postgresql"], indirect=True)
+async def test_releasing_a_lock_whose_session_died_discards_it_quietly(app: App) -> None:
+    """Stopping after a database restart: the lock went with its session; giving it back
+    logs that and does not fail the shutdown, and the dead connection is not pooled again."""
+    daemon = Daemon(app, transport=MemoryTransport())
+    await daemon._build()
+    runner = daemon.runners[0]
+    try:
+        assert await runner.hold_mailbox()
+        assert runner._lock is not None
+        pid = await runner._lock.scalar(text("SELECT pg_backend_pid()"))
+        async with app.engine.connect() as conn:
+            assert await conn.scalar(text("SELECT pg_terminate_backend(:pid)"), {"pid": pid})
+            while await conn.scalar(text("SELECT count(*) FROM pg_stat_activity WHERE pid = :pid"),
+                                    {"pid": pid}):
+                pass  # until the backend is gone (terminating is asynchronous)
+        with capture_logs() as logs:
+            await runner.release_mailbox()
+        assert runner._lock is None
+        assert [e["event"] for e in logs] == ["inbound.mailbox_lock_lost"]
+        async with app.engine.connect() as conn:  # the pool hands out live connections only
+            assert await conn.scalar(text("SELECT 1")) == 1
+    finally:
+        await daemon._close()
 
 
 @pytest.mark.parametrize("db_url", ["postgresql"], indirect=True)
