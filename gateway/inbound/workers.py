@@ -9,7 +9,7 @@ call has a deadline; past it, the pool's workers are killed.
 
 The workers run at a lower scheduling priority than the daemon (``nice``): they parse ahead
 of the messages being decided, and a core they take from the event loop (or from the thread
-it waits for, SQLite's) holds up the decisions, while the idle cores they get anyway.
+it waits for, SQLite's) holds up the decisions; the cores nobody else needs they still get.
 
 Either way :class:`WorkerPool` replaces the broken pool with a new one, and the caller parses
 the messages whose calls failed again, one at a time in a pool of one worker of their own
