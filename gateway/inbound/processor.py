@@ -113,8 +113,7 @@ async def write_group(session: AsyncSession, rows: Sequence[InboundMessage]) -> 
     key check locks the row it points to (``FOR KEY SHARE``), which is cheap on a row the
     transaction has updated already, and costs a write of its own on one it has not."""
     values = [{"row_id": row.id, **{key: getattr(row, key) for key in DECIDED}} for row in rows]
-    with session.no_autoflush:  # the bulk statements must not flush these rows one by one
-        taken = take_new(session, CaseEvent, Attachment, SecurityEvent)  # they point to old rows
+    taken = take_new(session, CaseEvent, Attachment, SecurityEvent)  # not flushed; they point to old rows
     await session.flush()
     await session.execute(_DECIDED_UPDATE, values)  # Core executemany: no ORM bookkeeping per row
     await insert_queued_in_bulk(session)

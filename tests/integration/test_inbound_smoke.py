@@ -10,6 +10,7 @@ from gateway.app import App
 from gateway.cases import get_case, timeline
 from gateway.clock import FrozenClock
 from gateway.daemon import Daemon
+from gateway.inbound.runner import MailboxRunner
 from gateway.models import InboundMessage
 from gateway.outbound.transport import MemoryTransport
 from tests.mails import new_mail, reply, sent_mail
@@ -117,6 +118,17 @@ async def test_one_replica_at_a_time_polls_a_mailbox(app: App, imap_account) -> 
     await second._close()
 
 
+async def end_lock_session(app: App, runner: MailboxRunner) -> None:
+    """What a database restart does to the runner's mailbox lock: its session is terminated
+    (and gone before this returns: terminating is asynchronous)."""
+    assert runner._lock is not None
+    pid = await runner._lock.scalar(text("SELECT pg_backend_pid()"))
+    async with app.engine.connect() as conn:
+        assert await conn.scalar(text("SELECT pg_terminate_backend(:pid)"), {"pid": pid})
+        while await conn.scalar(text("SELECT count(*) FROM pg_stat_activity WHERE pid = :pid"), {"pid": pid}):
+            pass
+
+
 @pytest.mark.parametrize("db_url", ["postgresql"], indirect=True)
 async def test_releasing_a_lock_whose_session_died_discards_it_quietly(app: App) -> None:
     """Stopping after a database restart: the lock went with its session; giving it back
@@ -126,13 +138,7 @@ async def test_releasing_a_lock_whose_session_died_discards_it_quietly(app: App)
     runner = daemon.runners[0]
     try:
         assert await runner.hold_mailbox()
-        assert runner._lock is not None
-        pid = await runner._lock.scalar(text("SELECT pg_backend_pid()"))
-        async with app.engine.connect() as conn:
-            assert await conn.scalar(text("SELECT pg_terminate_backend(:pid)"), {"pid": pid})
-            while await conn.scalar(text("SELECT count(*) FROM pg_stat_activity WHERE pid = :pid"),
-                                    {"pid": pid}):
-                pass  # until the backend is gone (terminating is asynchronous)
+        await end_lock_session(app, runner)
         with capture_logs() as logs:
             await runner.release_mailbox()
         assert runner._lock is None
@@ -153,10 +159,7 @@ async def test_a_replica_whose_lock_session_died_asks_again(app: App) -> None:
     holder, other = first.runners[0], second.runners[0]
     try:
         assert await holder.hold_mailbox()
-        assert holder._lock is not None
-        pid = await holder._lock.scalar(text("SELECT pg_backend_pid()"))
-        async with app.engine.connect() as conn:
-            assert await conn.scalar(text("SELECT pg_terminate_backend(:pid)"), {"pid": pid})
+        await end_lock_session(app, holder)
         assert await other.hold_mailbox()  # the lock was free again
         assert not await holder.hold_mailbox()  # and the first replica sees it is not its own
         await other.release_mailbox()
