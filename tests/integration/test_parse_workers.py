@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import fcntl
 import os
 import signal
 import threading
@@ -20,7 +21,7 @@ from gateway.inbound import processor as processor_module
 from gateway.inbound.parsing import parse_chunk
 from gateway.inbound.processor import WORKER_DIED, WORKER_TIMED_OUT
 from gateway.inbound.runner import MailboxRunner
-from gateway.inbound.workers import BrokenProcessPool, WorkerPool, WorkerTimeout
+from gateway.inbound.workers import PIPE_BYTES, BrokenProcessPool, WorkerPool, WorkerTimeout
 from gateway.outbound.transport import MemoryTransport
 from tests.killer import HANG_MARKER, MARKER, parse_chunk_or_die, parse_chunk_or_hang
 from tests.mails import inbound_rows, new_mail
@@ -154,6 +155,32 @@ async def test_workers_run_at_the_configured_lower_priority_even_after_a_replace
     assert first == replaced == alone == min(own + 7, 19)
     assert pool.replaced == 1
     assert os.nice(0) == own  # the daemon's own priority is untouched
+
+
+def pipe_capacities(executor: Any) -> tuple[int, int]:
+    """(the pipe calls go to the workers through, the one results come back through), in bytes."""
+    calls, results = executor._call_queue._writer.fileno(), executor._result_queue._reader.fileno()
+    return fcntl.fcntl(calls, fcntl.F_GETPIPE_SZ), fcntl.fcntl(results, fcntl.F_GETPIPE_SZ)
+
+
+async def test_the_pipes_to_and_from_the_workers_hold_a_chunks_results() -> None:
+    """A chunk's results (ten parsed messages, about 140 KB) go into the pipe at once, in the
+    pool, its replacement and the pool for messages parsed alone: a worker does not wait for
+    the daemon to read them (64 KB, Linux's default, would make it)."""
+    pool = WorkerPool(1, timeout=60, preload=["gateway.inbound.parsing"])
+    try:
+        big = await pool.run(bytes, 3 * 2**17)  # 384 KB back in one result
+        first = pipe_capacities(pool.executor)
+        with pytest.raises(BrokenProcessPool):
+            await pool.run(os._exit, 1)
+        replaced = pipe_capacities(pool.executor)
+        await pool.run_alone(os.getpid)
+        alone = pipe_capacities(pool._alone)
+    finally:
+        pool.shutdown()
+    assert big == bytes(3 * 2**17)
+    assert PIPE_BYTES >= 2**20 > 140_000
+    assert first == replaced == alone == (PIPE_BYTES, PIPE_BYTES)
 
 
 async def test_the_daemon_lowers_its_workers_priority_by_the_setting(db_url: str, imap_account: Any,
