@@ -68,6 +68,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import asyncpg
 import mailparser
+from inbound_child import machine_busy_seconds
 
 from gateway import migrate
 from gateway.app import App
@@ -261,7 +262,7 @@ def folder_counts(server: DovecotServer, user: str) -> dict[str, int]:
 def baseline(server: DovecotServer, user: str) -> dict[str, float]:
     """The naive loop: fetch in batches of 100 over one connection, parse each, one process."""
     logging.getLogger("mailparser").setLevel(logging.CRITICAL)  # as gateway.inbound.parse does
-    started = time.perf_counter()
+    busy_before, started = machine_busy_seconds(), time.perf_counter()
     client = connect(server, user)
     fetch_s = parse_s = 0.0
     parsed = 0
@@ -283,9 +284,11 @@ def baseline(server: DovecotServer, user: str) -> dict[str, float]:
     finally:
         client.logout()
     elapsed = time.perf_counter() - started
+    machine_cpu = machine_busy_seconds() - busy_before
     if parsed != len(uids):
         raise BenchFailed(f"baseline fetched {parsed} of {len(uids)} messages")
-    return {"messages": parsed, "seconds": elapsed, "fetch_s": fetch_s, "parse_s": parse_s}
+    return {"messages": parsed, "seconds": elapsed, "fetch_s": fetch_s, "parse_s": parse_s,
+            "machine_cpu": machine_cpu}
 
 
 # --- the gateway run (child process: bench/inbound_child.py) ------------------------------
@@ -301,20 +304,11 @@ def run_child(settings: Settings, folder: Path, profile: str | None) -> dict[str
                "--log", str(folder / "gateway.log")]
     if profile:
         command += ["--profile-out", profile]
-    busy_before, started = machine_busy_seconds(), time.perf_counter()
     done = subprocess.run(command, capture_output=True, text=True, check=False)
-    machine = (machine_busy_seconds() - busy_before) / (time.perf_counter() - started)
     if done.returncode != 0:
         raise BenchFailed(f"gateway run failed ({done.returncode}):\n{done.stderr[-4000:]}\n"
                           f"log: {folder / 'gateway.log'}")
-    return {**json.loads(done.stdout.strip().splitlines()[-1]), "machine_cores_busy": machine}
-
-
-def machine_busy_seconds() -> float:
-    """CPU seconds the whole machine has spent busy (not idle or waiting for I/O) since boot."""
-    fields = [int(v) for v in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
-    idle = fields[3] + fields[4]
-    return (sum(fields[:8]) - idle) / os.sysconf("SC_CLK_TCK")
+    return json.loads(done.stdout.strip().splitlines()[-1])
 
 
 # --- one database ------------------------------------------------------------------------------
@@ -385,8 +379,16 @@ def report(r: dict[str, Any]) -> None:
           f"{[round(k / 1024) for k in r['worker_peaks_kb']]}")
     print(f"  {'CPU per mail: gateway process (event loop) / workers':<52} {r['main_cpu'] * 1000 / n:8.2f} ms"
           f" ({r['loop_cpu'] * 1000 / n:.2f}) / {r['children_cpu'] * 1000 / n:.2f} ms")
-    print(f"  {'cores busy while the gateway ran (whole machine)':<52} {r['machine_cores_busy']:8.2f} of "
-          f"{os.cpu_count()}  (Dovecot and PostgreSQL included)")
+    cores = os.cpu_count() or 1
+    busy = r["machine_cpu"] / r["seconds"]
+    print(f"  {'cores busy while the gateway ran (whole machine)':<52} {busy:8.2f} of {cores}"
+          "  (Dovecot and PostgreSQL included)")
+    base_cpu = (base["machine_cpu"] + after["machine_cpu"]) / 2 / n
+    gw_cpu = r["machine_cpu"] / n
+    print(f"  {'CPU per mail, whole machine: baseline / gateway':<52} {base_cpu * 1000:8.2f} / "
+          f"{gw_cpu * 1000:.2f} ms  (the gateway spends {gw_cpu / base_cpu:.1f} times as much)")
+    print(f"  {f'  ceiling of the ratio at that CPU on {cores} cores':<52} {cores * base_cpu / gw_cpu:8.2f}"
+          f"       (the ratio if every core were busy all the time)")
     print(f"  {'garbage collector pauses (collections by generation)':<52} {r['gc_seconds']:8.2f} s   "
           f"   {r['gc_collections']}")
     print("  CPU by thread of the gateway process (s): "
