@@ -35,8 +35,7 @@ The whole machine's CPU per mail (``/proc/stat``: every process, Dovecot and Pos
 included), of the baseline runs and of the gateway's timed window, and from them the ceiling
 of the ratio on this machine's cores: the ratio the gateway would reach at that CPU if every
 core were busy all the time (the baseline uses one). Below the ceiling, cores were idle;
-at it, only less CPU per mail raises the ratio. The CPU per mail moves less with the
-machine's pace than the rates do.
+at it, only less CPU per mail raises the ratio.
 Where the event loop waits, by the step of the round it is in (the round's own task is the
 critical path: a wait there is time the gateway could not use), e.g. ``prefetch`` for the
 group's queries, ``write_group`` for its writes, ``_decide`` for its commit, ``process`` for
