@@ -94,7 +94,11 @@ def insert_ignoring_conflicts(dialect_name: str, table: Any, index_elements: lis
     return sqlite_insert(table).on_conflict_do_nothing(index_elements=index_elements)
 
 
-def take_new(session: AsyncSession, *classes: type[Any]) -> list[tuple[type[Any], list[dict[str, Any]]]]:
+Taken = list[tuple[type[Any], list[dict[str, Any]]]]
+"""New objects taken out of a session: column values by class (:func:`take_new`)."""
+
+
+def take_new(session: AsyncSession, *classes: type[Any]) -> Taken:
     """The session's pending new objects of ``classes`` as column values by class (in the
     order they were added), taken out of the session; :func:`insert_taken` inserts them with
     one statement per class.
@@ -113,7 +117,7 @@ def take_new(session: AsyncSession, *classes: type[Any]) -> list[tuple[type[Any]
     return [(cls, by_class[cls]) for cls in classes if cls in by_class]
 
 
-async def insert_taken(session: AsyncSession, taken: list[tuple[type[Any], list[dict[str, Any]]]]) -> None:
+async def insert_taken(session: AsyncSession, taken: Taken) -> None:
     """Insert what :func:`take_new` took, one statement per class."""
     for cls, rows in taken:
         # render_nulls: a None goes in as NULL rather than splitting the batch by key set
