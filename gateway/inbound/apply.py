@@ -34,10 +34,8 @@ async def apply_update(ctx: Ctx, session: AsyncSession, deps: Deps) -> Outcome:
         text = await new_text(mail.text_body, mail.html_body, deps.settings.limits.max_new_text_chars)
     ctx.row.new_text = text
     now = deps.clock.now()
-    case_ctx: dict[str, Any] = {"case": case_context(deps.settings, deps.keys[0], case),
-                "contact": contact_context(ctx.contact), "recipient_tz": case.organisation.timezone}
     if case.status == CaseStatus.CLOSED:
-        return await _closed(ctx, session, deps, case, text, case_ctx)
+        return await _closed(ctx, session, deps, case, text, _case_ctx(ctx, deps))
     cases.add_event(session, case, deps.clock, EventKind.CUSTOMER_REPLY, ctx.contact.email, text,
                           inbound_message_id=ctx.row.id,
                           data={"attachments": len(mail.attachments)} if mail.attachments else None)
@@ -45,7 +43,7 @@ async def apply_update(ctx: Ctx, session: AsyncSession, deps: Deps) -> Outcome:
         session.add(Attachment(
             inbound_message_id=ctx.row.id, case_id=case.id, filename=part.filename[:500] or "attachment",
             content_type=part.content_type[:200], size=len(part.payload),
-            sha256=hashlib.sha256(part.payload).hexdigest(), content=part.payload,
+            sha256=part.sha256 or hashlib.sha256(part.payload).hexdigest(), content=part.payload,
         ))
     detail = "update added"
     if CaseStatus(case.status).waits_for_customer:
@@ -54,8 +52,16 @@ async def apply_update(ctx: Ctx, session: AsyncSession, deps: Deps) -> Outcome:
     else:
         case.updated_at = now
     if ESCALATION.match(first_line(text)):
-        detail += "; " + await _escalate(ctx, session, deps, case, text, case_ctx)
+        detail += "; " + await _escalate(ctx, session, deps, case, text, _case_ctx(ctx, deps))
     return Finish(Disposition.APPLIED, detail)
+
+
+def _case_ctx(ctx: Ctx, deps: Deps) -> dict[str, Any]:
+    """What the answers about the case show (only an answer needs it: not worked out for
+    every update)."""
+    assert ctx.case is not None and ctx.contact is not None
+    return {"case": case_context(deps.settings, deps.keys[0], ctx.case),
+            "contact": contact_context(ctx.contact), "recipient_tz": ctx.case.organisation.timezone}
 
 
 async def _closed(

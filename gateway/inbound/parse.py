@@ -42,6 +42,7 @@ from gateway.inbound.mime_text import (
     decoded_text,
     header_text,
     payload_of,
+    quietly,
     return_path_of,
     safe,
 )
@@ -72,7 +73,7 @@ class _MailParser(mailparser.MailParser):  # type: ignore[misc]
     def _build_header_index(self) -> dict[str, list[Any]]:
         """Its header index without the address headers: as it starts, mail-parser parses each
         of them (From, To, Cc, ...) for that summary and its address properties, about a tenth
-        of its time; we parse addresses ourselves (:func:`_from_headers`, the same on every
+        of its time; we parse addresses ourselves (:func:`_header_fields`, the same on every
         parsing path) and read neither."""
         index: dict[str, list[Any]] = super()._build_header_index()
         return {name: values for name, values in index.items() if name not in ADDRESSES_HEADERS}
@@ -86,6 +87,8 @@ class Attachment:
     content_type: str
     size: int
     payload: bytes
+    sha256: str = ""
+    """The payload's SHA-256 (hex), worked out once, in the parse worker."""
 
 
 @dataclass(frozen=True)
@@ -123,6 +126,12 @@ class ParsedMail:
 
 def parse_message(raw: bytes, limits: LimitSettings) -> ParsedMail:
     """Parse ``raw``; raise :class:`MessageRejected` only for a message over ``limits``."""
+    with warnings.catch_warnings():  # once for the message, not in each guarded call
+        warnings.simplefilter("ignore")
+        return _parse(raw, limits)
+
+
+def _parse(raw: bytes, limits: LimitSettings) -> ParsedMail:
     if len(raw) > limits.max_message_bytes:
         raise MessageRejected(f"message is {len(raw)} bytes, over the limit of {limits.max_message_bytes}")
     _precheck(raw)
@@ -133,13 +142,11 @@ def parse_message(raw: bytes, limits: LimitSettings) -> ParsedMail:
     else:
         data = raw
     message = _guarded(lambda: email.message_from_bytes(data), None, defects, "stdlib parser")
-    if message is None:
-        mail = _minimal(data, defects)
-    else:
-        depth, parts = _measure(message, limits)
-        mail = replace(_from_message(message, limits, defects), mime_depth=depth, part_count=parts)
+    mail = _minimal(data, defects) if message is None else _from_message(message, limits, defects)
     report = _guarded(lambda: parse_bounce(mail, data, message=message), None, defects, "bounce analysis")
-    normalised = raw.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
+    normalised = raw.replace(b"\r\n", b"\n")
+    if b"\r" in normalised:  # a bare CR (rare): a copy more
+        normalised = normalised.replace(b"\r", b"\n")
     sender_hash = _guarded(lambda: fingerprint(mail), "", defects, "fingerprint")
     return replace(mail, bounce=report, defects=tuple(defects[:_MAX_DEFECTS]),
                    content_hash=hashlib.sha256(normalised).hexdigest(), fingerprint=sender_hash)
@@ -153,7 +160,8 @@ def fingerprint(mail: ParsedMail) -> str:
         digest.update(part.encode("utf-8", "surrogatepass"))
         digest.update(b"\x00")
     for attachment in mail.attachments:
-        digest.update(hashlib.sha256(attachment.payload).digest())
+        digest.update(bytes.fromhex(attachment.sha256) if attachment.sha256
+                      else hashlib.sha256(attachment.payload).digest())
     return digest.hexdigest()
 
 
@@ -171,9 +179,7 @@ def _precheck(raw: bytes) -> None:
 def _guarded(call: Callable[[], _T], default: _T, defects: list[str], what: str) -> _T:
     """Run a library call that may raise or warn on hostile input; only limits escape."""
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            return call()
+        return quietly(call)
     except MessageRejected:
         raise
     except RecursionError:
@@ -202,13 +208,14 @@ def _measure(message: Message, limits: LimitSettings) -> tuple[int, int]:
 
 
 def _from_message(message: Message, limits: LimitSettings, defects: list[str]) -> ParsedMail:
-    base = _from_headers([(name, header_text(value)) for name, value in message.raw_items()])
+    depth, parts = _measure(message, limits)
+    fields = _header_fields([(name, header_text(value)) for name, value in message.raw_items()])
     found = _guarded(lambda: _from_mailparser(message, limits, defects), None, defects, "mail-parser")
     if found is None:
         empty: dict[str, Any] = {}
         found = _guarded(lambda: _from_stdlib(message, limits), empty, defects, "stdlib extraction")
     content_type = _guarded(message.get_content_type, "text/plain", defects, "content type")
-    return replace(base, content_type=content_type, **found)
+    return ParsedMail(**fields, **found, content_type=content_type, mime_depth=depth, part_count=parts)
 
 
 def _from_mailparser(message: Message, limits: LimitSettings, defects: list[str]) -> dict[str, Any]:
@@ -265,8 +272,8 @@ def _from_stdlib(message: Message, limits: LimitSettings) -> dict[str, Any]:
     return {"text_body": "\n".join(text), "html_body": "\n".join(html), "attachments": tuple(attachments)}
 
 
-def _from_headers(pairs: list[tuple[str, str]]) -> ParsedMail:
-    """The header-derived fields, the same on every parsing path."""
+def _header_fields(pairs: list[tuple[str, str]]) -> dict[str, Any]:
+    """The header-derived fields of :class:`ParsedMail`, the same on every parsing path."""
     headers: dict[str, list[str]] = {}
     for name, value in pairs:
         headers.setdefault(name.strip().lower(), []).append(value)
@@ -279,7 +286,7 @@ def _from_headers(pairs: list[tuple[str, str]]) -> ParsedMail:
     senders = addresses([first("from")])
     return_path = headers.get("return-path")
     raw_subject = first("subject")
-    return ParsedMail(
+    return dict(
         message_id=ids[0] if ids else (f"<{bare[:500]}>" if bare and " " not in bare else None),
         in_reply_to=tuple(_ID.findall(first("in-reply-to"))[:_MAX_IDS]),
         references=tuple(_ID.findall(" ".join(headers.get("references", [])))[-_MAX_IDS:]),
@@ -305,9 +312,9 @@ def _minimal(raw: bytes, defects: list[str]) -> ParsedMail:
             pairs[-1] = (pairs[-1][0], pairs[-1][1] + " " + line.strip())
         elif found := _HEADER_LINE.match(line):
             pairs.append((found.group(1), found.group(2).strip()))
-    base = _from_headers([(name, header_text(value)) for name, value in pairs])
-    return replace(base, text_body=body.encode("utf-8", "surrogateescape").decode("utf-8", "replace"),
-                   part_count=1)
+    fields = _header_fields([(name, header_text(value)) for name, value in pairs])
+    return ParsedMail(**fields, text_body=body.encode("utf-8", "surrogateescape").decode("utf-8", "replace"),
+                      part_count=1)
 
 
 def _attachment(filename: str, content_type: str, payload: bytes, limits: LimitSettings) -> Attachment:
@@ -315,7 +322,7 @@ def _attachment(filename: str, content_type: str, payload: bytes, limits: LimitS
         _too_big(len(payload), limits)
     clean = re.sub(r"[\x00-\x1f\x7f]", "", filename).replace("\\", "/").rpartition("/")[2].strip()
     return Attachment(clean[:255], (content_type or "application/octet-stream").lower()[:200],
-                      len(payload), payload)
+                      len(payload), payload, hashlib.sha256(payload).hexdigest())
 
 
 def _check_count(count: int, limits: LimitSettings) -> None:
