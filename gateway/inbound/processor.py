@@ -25,6 +25,7 @@ from gateway.domain import Disposition
 from gateway.inbound import store
 from gateway.inbound.context import Deps
 from gateway.inbound.lookups import Expected, Lookups
+from gateway.inbound.parse import ParsedMail
 from gateway.inbound.parsing import Parsed, parse_chunk
 from gateway.inbound.pipeline import finish, run_pipeline
 from gateway.inbound.store import KnownUid
@@ -122,9 +123,9 @@ async def write_group(session: AsyncSession, rows: Sequence[InboundMessage]) -> 
 
 def undecided_rows(row_ids: Sequence[int]) -> dict[int, InboundMessage]:
     """The rows the pipeline decides, not loaded: it reads nothing of a row that it has not
-    set itself but its id, and :func:`write_group` writes what it set. What :func:`store.begin_attempts`
-    wrote (sender, subject, Message-ID) and an earlier attempt's error stay unless the
-    pipeline sets them again."""
+    set itself but its id, and :func:`write_group` writes what it set. What an earlier attempt
+    wrote (sender, subject, Message-ID: :func:`store.begin_attempts`, :meth:`Processor._record_error`)
+    and its error stay unless the pipeline sets them again."""
     return {row_id: InboundMessage(id=row_id, content_hash="") for row_id in row_ids}
 
 
@@ -236,7 +237,7 @@ class Processor:
                     break  # the rest stays undecided in the inbox for the next run
                 items = [Item(f.uid, known[f.uid].id, await parsing[f.uid], known[f.uid].attempts + 1)
                          for f in group]
-                await store.begin_attempts(self.engine, [(i.row_id, i.parsed.mail) for i in items])
+                await store.begin_attempts(self.engine, [(i.row_id, i.attempt, i.parsed.mail) for i in items])
                 done.update(await self._decide(mailbox, items))
         finally:
             for parse in parsing.values():
@@ -309,7 +310,7 @@ class Processor:
                     return decided
                 culprit = current or remaining[0]
                 log.exception("inbound.pipeline_failed", inbound_id=culprit.row_id, attempt=culprit.attempt)
-                await self._record_error(culprit.row_id, f"{type(exc).__name__}: {exc}")
+                await self._record_error(culprit.row_id, f"{type(exc).__name__}: {exc}", culprit.parsed.mail)
                 if culprit.attempt >= self.deps.settings.limits.pipeline_attempts:
                     decided[culprit.uid] = await self._give_up(culprit.row_id, mailbox, culprit.attempt)
                 remaining.remove(culprit)
@@ -322,10 +323,15 @@ class Processor:
             return decided
         return decided
 
-    async def _record_error(self, row_id: int, error: str) -> None:
+    async def _record_error(self, row_id: int, error: str, mail: ParsedMail | None) -> None:
+        """The failure, and what the row shows of the message (the pipeline did not get to
+        write it), so that it can be recognised."""
         async with self.sessions.begin() as session:
             row = await store.load(session, row_id)
             row.error = error[:4000]
+            for key, value in store.shown_fields(mail).items():
+                if value is not None:
+                    setattr(row, key, value)
 
     async def _give_up(self, row_id: int, mailbox: MailboxSettings, attempts: int) -> str:
         async with self.sessions.begin() as session:

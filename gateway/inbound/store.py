@@ -106,34 +106,49 @@ async def raw_of(session: AsyncSession, row_id: int) -> bytes | None:
     return await session.scalar(select(InboundRaw.raw).where(InboundRaw.inbound_message_id == row_id))
 
 
-async def begin_attempts(engine: AsyncEngine, items: Sequence[tuple[int, ParsedMail | None]]) -> None:
-    """Commit one more attempt for each row before the pipeline runs on it, with what the row
-    shows to people (sender, subject, Message-ID), so a message that keeps failing can be
-    recognised."""
+async def begin_attempts(engine: AsyncEngine, items: Sequence[tuple[int, int, ParsedMail | None]]) -> None:
+    """Commit one more attempt for each (row id, attempt, parsed mail) before the pipeline
+    runs on it. From the second attempt on (the first failed, or the process died during it),
+    with what the row shows to people (sender, subject, Message-ID), so that a message that
+    keeps failing can be recognised before it is quarantined. A first attempt, nearly every
+    message, is only counted: one statement for the group that touches no index (the
+    pipeline writes those fields with its decision, :func:`record_error` with a failure)."""
     if not items:
         return
-    params = [
-        {
-            "rid": row_id,
-            "f": mail.from_address[:320] or None if mail else None,
-            "s": mail.subject[:2000] if mail else None,
-            "m": (mail.message_id or "")[:998] or None if mail else None,
-        }
-        for row_id, mail in items
-    ]
-    stmt = (
-        update(InboundMessage)
-        .where(InboundMessage.id == bindparam("rid"))
-        .values(
-            attempts=InboundMessage.attempts + 1,
-            from_address=bindparam("f"),
-            subject=bindparam("s"),
-            message_id=bindparam("m"),
-        )
-        .execution_options(synchronize_session=False)
-    )
+    first = [row_id for row_id, attempt, _ in items if attempt <= 1]
+    again = [{"rid": row_id, **{f"shown_{k}": v for k, v in shown_fields(mail).items()}}
+             for row_id, attempt, mail in items if attempt > 1]
     async with engine.begin() as conn:
-        await conn.execute(stmt, params)
+        for chunk in chunks(first):
+            await conn.execute(
+                update(InboundMessage)
+                .where(InboundMessage.id.in_(chunk))
+                .values(attempts=InboundMessage.attempts + 1)
+                .execution_options(synchronize_session=False)
+            )
+        if again:
+            await conn.execute(_AGAIN, again)
+
+
+_AGAIN = (
+    update(InboundMessage)
+    .where(InboundMessage.id == bindparam("rid"))
+    .values(
+        attempts=InboundMessage.attempts + 1,
+        from_address=bindparam("shown_from_address"),
+        subject=bindparam("shown_subject"),
+        message_id=bindparam("shown_message_id"),
+    )
+    .execution_options(synchronize_session=False)
+)
+
+
+def shown_fields(mail: ParsedMail | None) -> dict[str, str | None]:
+    """What a row shows of its message before the pipeline has decided it (None: unknown)."""
+    if mail is None:
+        return {"from_address": None, "subject": None, "message_id": None}
+    return {"from_address": mail.from_address[:320] or None, "subject": mail.subject[:2000],
+            "message_id": (mail.message_id or "")[:998] or None}
 
 
 async def mark_moved(engine: AsyncEngine, mailbox: str, uidvalidity: int, uids: Sequence[int]) -> None:

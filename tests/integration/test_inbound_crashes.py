@@ -195,6 +195,37 @@ async def test_message_failing_three_times_is_quarantined(app: App, imap_account
     assert len(imap_account.messages("Quarantine")) == 1
 
 
+async def test_a_failing_message_shows_its_sender_and_subject_before_it_is_decided(
+    app: App, imap_account, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A first attempt is only counted (the pipeline writes sender and subject with its
+    # decision); a failure writes them with its error, and a second attempt as it begins (the
+    # first may have died with the process, writing nothing).
+    imap_account.append(new_mail(sender="other@example.org", subject="fails", text="y"))
+    imap_account.append(new_mail(sender=STRANGER, subject="dies", text="z"))
+    real = processor_module.run_pipeline
+
+    async def failing(session, deps, row, mailbox, parsed, parse_error=None, **kwargs):
+        if parsed is not None and parsed.subject == "fails":
+            raise RuntimeError("stage exploded")
+        if parsed is not None and parsed.subject == "dies":
+            raise Crash
+        return await real(session, deps, row, mailbox, parsed, parse_error, **kwargs)
+
+    async def rows() -> list[tuple[object, ...]]:
+        async with app.sessions() as session:
+            found = (await session.scalars(select(InboundMessage).order_by(InboundMessage.uid))).all()
+            return [(r.attempts, r.from_address, r.subject, r.disposition) for r in found]
+
+    monkeypatch.setattr(processor_module, "run_pipeline", failing)
+    with pytest.raises(Crash):
+        await Daemon(app, transport=MemoryTransport()).run_once()
+    assert await rows() == [(1, "other@example.org", "fails", None), (1, None, None, None)]
+    with pytest.raises(Crash):
+        await Daemon(app, transport=MemoryTransport()).run_once()
+    assert await rows() == [(2, "other@example.org", "fails", None), (2, STRANGER, "dies", None)]
+
+
 async def test_a_message_failing_once_is_decided_next_run_and_keeps_its_first_error(
     app: App, imap_account, monkeypatch: pytest.MonkeyPatch
 ) -> None:
