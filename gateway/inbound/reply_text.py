@@ -214,7 +214,11 @@ async def new_text(text_body: str, html_body: str, max_chars: int) -> str:
 
 
 def first_line(text: str) -> str:
-    for line in text.splitlines():
-        if line.strip():
-            return line.strip()
-    return ""
+    """The first line that is not blank, stripped (the lines ``str.splitlines`` sees), without
+    splitting the whole text: every character that ends a line is whitespace to ``lstrip``."""
+    found = _LINE.match(text.lstrip())
+    return found.group().strip() if found else ""
+
+
+_LINE = re.compile("[^\n\r\v\f\x1c\x1d\x1e\x85\u2028\u2029]*")
+"""A line's text up to the first character ``str.splitlines`` ends a line at."""

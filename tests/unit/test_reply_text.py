@@ -10,7 +10,14 @@ from hypothesis import strategies as st
 from mailparser_reply import EmailReplyParser
 from mailparser_reply.parser import EmailMessage
 
-from gateway.inbound.reply_text import LANGUAGES, LineStartPattern, Segments, new_text_now, strip_signature
+from gateway.inbound.reply_text import (
+    LANGUAGES,
+    LineStartPattern,
+    Segments,
+    first_line,
+    new_text_now,
+    strip_signature,
+)
 
 
 def header_pattern() -> re.Pattern[str]:
@@ -176,3 +183,15 @@ def test_the_quote_header_scan_is_built_once_for_every_reply() -> None:
     second = Segments(text="Danke\n\nAm Montag schrieb Ana:\n> hallo", languages=list(LANGUAGES))
     assert first._header_regex is second._header_regex
     assert first.read().latest_reply == "Thanks" and second.read().latest_reply == "Danke"
+
+
+LINE_CHARACTERS = st.sampled_from(
+    [*"ab \t\n\r\v\f\x1c\x1d\x1e\x1f\x85\u2028\u2029\xa0", "Escalation Request"]
+)
+
+
+@settings(max_examples=3000, deadline=None)
+@given(st.lists(LINE_CHARACTERS, max_size=20).map("".join))
+def test_first_line_is_the_first_non_blank_line_splitlines_sees(text: str) -> None:
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    assert first_line(text) == (lines[0] if lines else "")
