@@ -9,7 +9,6 @@ follow-up timer; "Escalation Request" on the first line escalates to care manage
 
 from __future__ import annotations
 
-import hashlib
 import re
 from typing import Any
 
@@ -43,7 +42,7 @@ async def apply_update(ctx: Ctx, session: AsyncSession, deps: Deps) -> Outcome:
         session.add(Attachment(
             inbound_message_id=ctx.row.id, case_id=case.id, filename=part.filename[:500] or "attachment",
             content_type=part.content_type[:200], size=len(part.payload),
-            sha256=part.sha256 or hashlib.sha256(part.payload).hexdigest(), content=part.payload,
+            sha256=part.sha256, content=part.payload,
         ))
     detail = "update added"
     if CaseStatus(case.status).waits_for_customer:

@@ -87,7 +87,7 @@ class Attachment:
     content_type: str
     size: int
     payload: bytes
-    sha256: str = ""
+    sha256: str
     """The payload's SHA-256 (hex), worked out once, in the parse worker."""
 
 
@@ -160,8 +160,7 @@ def fingerprint(mail: ParsedMail) -> str:
         digest.update(part.encode("utf-8", "surrogatepass"))
         digest.update(b"\x00")
     for attachment in mail.attachments:
-        digest.update(bytes.fromhex(attachment.sha256) if attachment.sha256
-                      else hashlib.sha256(attachment.payload).digest())
+        digest.update(bytes.fromhex(attachment.sha256))
     return digest.hexdigest()
 
 

@@ -12,6 +12,7 @@ from gateway.inbound.bounces import record_bounce
 from gateway.inbound.classify import classify as classify_mail
 from gateway.inbound.context import Ctx, Deps, Finish, Next, Outcome, Quarantine, Reply
 from gateway.inbound.parse import ParsedMail, fingerprint
+from gateway.inbound.store import shown_fields
 from gateway.models import SecurityEvent
 from gateway.outbound.kinds import MailKind
 from gateway.threading.matcher import match_message, scan_tokens
@@ -23,9 +24,8 @@ async def check_parsed(ctx: Ctx, session: AsyncSession, deps: Deps) -> Outcome:
     if ctx.parse_error is not None or ctx.parsed is None:
         return Quarantine(ctx.parse_error or "message could not be parsed")
     mail = ctx.mail
-    ctx.row.message_id = (mail.message_id or None) and mail.message_id[:998]
-    ctx.row.from_address = mail.from_address[:320] or None
-    ctx.row.subject = mail.subject[:2000]
+    for key, value in shown_fields(mail).items():
+        setattr(ctx.row, key, value)
     ctx.row.content_hash = mail.fingerprint or fingerprint(mail)
     return Next(f"from {mail.from_address or '(none)'}")
 
