@@ -43,8 +43,8 @@ Filters: ``localtime(dt, tz)`` ("Tue 1 Dec 2026, 14:00 CET (13:00 UTC)"), ``wrap
 
 from __future__ import annotations
 
+import re
 import textwrap
-import unicodedata
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -78,6 +78,17 @@ class Rendered:
     html: str
 
 
+class _Environment(jinja2.Environment):
+    """Jinja's environment with each template's globals in a plain dict. Jinja keeps them as a
+    ``ChainMap`` over the environment's (so that globals set after a template is loaded still
+    reach it), and every render copies them into its context and every include takes their
+    keys: iterating the ChainMap took a third of rendering a refusal (62 us, now 44). Ours are
+    set before any template is loaded and never change."""
+
+    def make_globals(self, d: Any = None) -> Any:
+        return {**self.globals, **(d or {})}
+
+
 class Renderer:
     """Renders mail kinds from the packaged templates, or the operator's overrides.
 
@@ -90,7 +101,7 @@ class Renderer:
         if override_dir is not None:
             loaders.append(jinja2.FileSystemLoader(override_dir, encoding="utf-8"))
         loaders.append(jinja2.FileSystemLoader(PACKAGE_TEMPLATES, encoding="utf-8"))
-        self.env = jinja2.Environment(
+        self.env = _Environment(
             loader=jinja2.ChoiceLoader(loaders),
             undefined=jinja2.StrictUndefined,
             autoescape=jinja2.select_autoescape(
@@ -153,11 +164,12 @@ class Renderer:
 def one_line(text: str) -> str:
     """``text`` as one header-safe line: control and separator characters become spaces,
     runs of whitespace collapse to one space, ends are trimmed."""
-    if not text.isprintable():
-        text = "".join(
-            " " if unicodedata.category(ch) in ("Cc", "Zl", "Zp", "Cs") else ch for ch in text
-        )
-    return " ".join(text.split())
+    return " ".join(_NOT_IN_A_LINE.sub(" ", text).split())
+
+
+_NOT_IN_A_LINE = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029\ud800-\udfff]")
+"""The characters of Unicode categories Cc (controls), Zl and Zp (line and paragraph
+separators) and Cs (surrogates): every one of them, as a test checks against ``unicodedata``."""
 
 
 def localtime(value: datetime, tz_name: str = "UTC") -> str:

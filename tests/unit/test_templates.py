@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import re
+import sys
+import unicodedata
 from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from gateway.config import BrandingSettings
 from gateway.errors import TemplateError
@@ -267,6 +271,26 @@ def test_wrap_label_one_line() -> None:
     assert wrap("a\n\nb") == "a\n\nb"
     assert label("awaiting_info") == "Awaiting info" and label(None) == ""
     assert one_line(" a\r\n\tb\x00c\x85d ") == "a b c d"
+
+
+_LINE_BREAKING = ("Cc", "Zl", "Zp", "Cs")
+
+
+def test_one_line_replaces_exactly_the_control_and_separator_characters() -> None:
+    """The characters its regular expression replaces are those of these categories."""
+    for code in range(sys.maxunicode + 1):
+        char = chr(code)
+        replaced = render_module._NOT_IN_A_LINE.fullmatch(char) is not None
+        assert replaced == (unicodedata.category(char) in _LINE_BREAKING), hex(code)
+
+
+@given(st.text())
+def test_one_line_is_one_header_safe_line(text: str) -> None:
+    """Whatever the text: one line, no control character, whitespace collapsed, the rest kept."""
+    out = one_line(text)
+    expected = "".join(" " if unicodedata.category(c) in _LINE_BREAKING else c for c in text)
+    assert out == " ".join(expected.split())
+    assert all(unicodedata.category(c) not in _LINE_BREAKING for c in out)
 
 
 @pytest.mark.parametrize("kind", sorted(k for k in MailKind if k.spec.group is not MailGroup.NOTICE))
