@@ -142,16 +142,22 @@ PHASES = [
     ("gateway.inbound.runner", "store", "mark_moved"),
     ("gateway.inbound.processor", "Processor", "process"),
     ("gateway.inbound.processor", "Processor", "_decide"),
+    ("gateway.inbound.processor", "Lookups", "prefetch"),
+    ("gateway.inbound.processor", None, "write_group"),
+    ("gateway.inbound.runner", "MailboxRunner", "run_once"),
+]
+"""Steps taken once per batch or group: timing them costs nothing measurable."""
+
+STAGE_PHASES = [
     ("gateway.inbound.pipeline", "stages", "dedupe"),
     ("gateway.inbound.pipeline", "stages", "classify"),
     ("gateway.inbound.pipeline", "stages", "match"),
     ("gateway.inbound.pipeline", "stages", "authorise"),
     ("gateway.inbound.pipeline", None, "apply_update"),
     ("gateway.inbound.pipeline", None, "respond"),
-    ("gateway.inbound.processor", "Lookups", "prefetch"),
-    ("gateway.inbound.processor", None, "write_group"),
-    ("gateway.inbound.runner", "MailboxRunner", "run_once"),
 ]
+"""The pipeline's stages, once per message: timing them (a coroutine and a task lookup per
+call) took about 7 % of the event loop's CPU (py-spy), so only with ``--stage-times``."""
 
 
 class IdleByStep:
@@ -197,11 +203,12 @@ class IdleByStep:
 IDLE = IdleByStep()
 
 
-def time_phases(seconds: dict[str, float]) -> None:
-    """Wrap the inbound steps so their wall time adds up in ``seconds`` (a few us per call)."""
+def time_phases(seconds: dict[str, float], stages: bool) -> None:
+    """Wrap the inbound steps (and the pipeline's stages if ``stages``) so their wall time
+    adds up in ``seconds`` (a few us per call)."""
     import importlib
 
-    for module_name, owner_name, name in PHASES:
+    for module_name, owner_name, name in PHASES + (STAGE_PHASES if stages else []):
         module = importlib.import_module(module_name)
         owner = module if owner_name is None else getattr(module, owner_name)
         original = getattr(owner, name)
@@ -218,13 +225,15 @@ def time_phases(seconds: dict[str, float]) -> None:
             return timed()
 
         setattr(owner, name, wrapper)
+    if not stages:
+        return
     from gateway.inbound import pipeline
 
     pipeline.STAGES[:] = [(n, getattr(pipeline.stages, f.__name__, f) if n != "apply" else
                            pipeline.apply_update) for n, f in pipeline.STAGES]
 
 
-async def _gateway(settings: Settings, profile: cProfile.Profile | None) -> dict[str, Any]:
+async def _gateway(settings: Settings, profile: cProfile.Profile | None, stages: bool) -> dict[str, Any]:
     from sqlalchemy import event, func, select
 
     from gateway import daemon as daemon_module
@@ -237,7 +246,7 @@ async def _gateway(settings: Settings, profile: cProfile.Profile | None) -> dict
 
     marks: dict[str, float] = {}
     phases: dict[str, float] = {}
-    time_phases(phases)
+    time_phases(phases, stages)
 
     class TimedSender(daemon_module.Sender):  # type: ignore[name-defined]
         async def run_until_empty(self) -> Any:
@@ -252,7 +261,7 @@ async def _gateway(settings: Settings, profile: cProfile.Profile | None) -> dict
     sql_seconds: Counter[str] = Counter()
 
     def kind(statement: str) -> str:
-        words = statement.split()
+        words = statement[:200].split()  # a multi-row INSERT's text runs to kilobytes
         table = next((w for w, prev in zip(words[1:], words, strict=False)
                       if prev.upper() in ("FROM", "INTO", "UPDATE")), "")
         return f"{words[0].upper()} {table.strip(chr(34))}".strip()
@@ -321,7 +330,7 @@ def child(args: argparse.Namespace) -> None:
     watch = WorkerWatch()
     watch.start()
     profile = cProfile.Profile() if args.profile_out else None
-    result = asyncio.run(_gateway(settings, profile))
+    result = asyncio.run(_gateway(settings, profile, args.stage_times))
     result["loop_cpu"] = time.thread_time()  # the event loop's thread; the rest: pool and DB threads
     watch.done.set()
     watch.join()
@@ -350,6 +359,7 @@ def main() -> None:
     parser.add_argument("settings", help="the gateway's settings, as JSON")
     parser.add_argument("--log", required=True, help="where the gateway logs (and stderr) go")
     parser.add_argument("--profile-out", help="cProfile the gateway; the top costs go here")
+    parser.add_argument("--stage-times", action="store_true", help="time each pipeline stage too")
     child(parser.parse_args())
 
 
