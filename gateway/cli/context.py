@@ -9,12 +9,12 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, TypeVar
 
 from gateway.clock import Clock, SystemClock
-from gateway.config import Settings, load_settings
 
 if TYPE_CHECKING:  # the program is imported when a command runs, not for --help
     from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
     from gateway.app import App
+    from gateway.config import Settings
 
 T = TypeVar("T")
 
@@ -26,6 +26,8 @@ class CliContext:
 
     @classmethod
     def load(cls, config_path: str | None, clock: Clock | None = None) -> CliContext:
+        from gateway.config import load_settings  # pydantic: not for --help, nor for the workers
+
         return cls(settings=load_settings(config_path), clock=clock or SystemClock())
 
     def run(self, work: Callable[[AsyncEngine], Awaitable[T]], *, check_schema: bool = True) -> T:

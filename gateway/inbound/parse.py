@@ -26,11 +26,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from email.message import Message
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 import mailparser
 
-from gateway.config import LimitSettings
 from gateway.errors import MessageRejected
 from gateway.inbound.bounce import BounceReport, parse_bounce
 from gateway.inbound.mime_text import (
@@ -91,6 +90,39 @@ class Attachment:
     """The payload's SHA-256 (hex), worked out once, in the parse worker."""
 
 
+class Limits(Protocol):
+    """The limits parsing holds a message to (``gateway.config.LimitSettings`` has them)."""
+
+    @property
+    def max_message_bytes(self) -> int: ...
+    @property
+    def max_attachments(self) -> int: ...
+    @property
+    def max_attachment_bytes(self) -> int: ...
+    @property
+    def max_mime_depth(self) -> int: ...
+    @property
+    def max_new_text_chars(self) -> int: ...
+
+
+@dataclass(frozen=True)
+class ParseLimits:
+    """:class:`Limits` as plain data, for the parse workers: the settings' pydantic model
+    would make each of them import pydantic and the whole configuration to unpickle it, more
+    than half of the time the fork server takes to load what the workers run."""
+
+    max_message_bytes: int
+    max_attachments: int
+    max_attachment_bytes: int
+    max_mime_depth: int
+    max_new_text_chars: int
+
+    @classmethod
+    def of(cls, limits: Limits) -> ParseLimits:
+        return cls(limits.max_message_bytes, limits.max_attachments, limits.max_attachment_bytes,
+                   limits.max_mime_depth, limits.max_new_text_chars)
+
+
 @dataclass(frozen=True)
 class ParsedMail:
     """Everything the pipeline reads from a message; plain data that pickles, without the raw
@@ -124,14 +156,14 @@ class ParsedMail:
     """:func:`fingerprint` (worked out here, in the parse worker)."""
 
 
-def parse_message(raw: bytes, limits: LimitSettings) -> ParsedMail:
+def parse_message(raw: bytes, limits: Limits) -> ParsedMail:
     """Parse ``raw``; raise :class:`MessageRejected` only for a message over ``limits``."""
     with warnings.catch_warnings():  # once for the message, not in each guarded call
         warnings.simplefilter("ignore")
         return _parse(raw, limits)
 
 
-def _parse(raw: bytes, limits: LimitSettings) -> ParsedMail:
+def _parse(raw: bytes, limits: Limits) -> ParsedMail:
     if len(raw) > limits.max_message_bytes:
         raise MessageRejected(f"message is {len(raw)} bytes, over the limit of {limits.max_message_bytes}")
     _precheck(raw)
@@ -188,7 +220,7 @@ def _guarded(call: Callable[[], _T], default: _T, defects: list[str], what: str)
         return default
 
 
-def _measure(message: Message, limits: LimitSettings) -> tuple[int, int]:
+def _measure(message: Message, limits: Limits) -> tuple[int, int]:
     """MIME depth (0 for a single part) and part count, without recursion; refuses past limits."""
     depth = count = 0
     stack: list[tuple[Message, int]] = [(message, 0)]
@@ -206,7 +238,7 @@ def _measure(message: Message, limits: LimitSettings) -> tuple[int, int]:
     return depth, count
 
 
-def _from_message(message: Message, limits: LimitSettings, defects: list[str]) -> ParsedMail:
+def _from_message(message: Message, limits: Limits, defects: list[str]) -> ParsedMail:
     depth, parts = _measure(message, limits)
     fields = _header_fields([(name, header_text(value)) for name, value in message.raw_items()])
     found = _guarded(lambda: _from_mailparser(message, limits, defects), None, defects, "mail-parser")
@@ -217,7 +249,7 @@ def _from_message(message: Message, limits: LimitSettings, defects: list[str]) -
     return ParsedMail(**fields, **found, content_type=content_type, mime_depth=depth, part_count=parts)
 
 
-def _from_mailparser(message: Message, limits: LimitSettings, defects: list[str]) -> dict[str, Any]:
+def _from_mailparser(message: Message, limits: Limits, defects: list[str]) -> dict[str, Any]:
     parsed = _MailParser(message)
     items = list(parsed.attachments)
     _check_count(len(items), limits)
@@ -231,7 +263,7 @@ def _from_mailparser(message: Message, limits: LimitSettings, defects: list[str]
     }
 
 
-def _mailparser_attachment(item: dict[str, Any], limits: LimitSettings) -> Attachment:
+def _mailparser_attachment(item: dict[str, Any], limits: Limits) -> Attachment:
     """mail-parser keeps binary payloads base64 (decoded here, once) and text ones as str."""
     text = as_str(item.get("payload"))
     if item.get("binary"):
@@ -248,7 +280,7 @@ def _mailparser_attachment(item: dict[str, Any], limits: LimitSettings) -> Attac
     return _attachment(as_str(item.get("filename")), as_str(item.get("mail_content_type")), payload, limits)
 
 
-def _from_stdlib(message: Message, limits: LimitSettings) -> dict[str, Any]:
+def _from_stdlib(message: Message, limits: Limits) -> dict[str, Any]:
     """The fallback extraction: leaf parts in order; text parts decoded with replacement."""
     text: list[str] = []
     html: list[str] = []
@@ -316,7 +348,7 @@ def _minimal(raw: bytes, defects: list[str]) -> ParsedMail:
                       part_count=1)
 
 
-def _attachment(filename: str, content_type: str, payload: bytes, limits: LimitSettings) -> Attachment:
+def _attachment(filename: str, content_type: str, payload: bytes, limits: Limits) -> Attachment:
     if len(payload) > limits.max_attachment_bytes:
         _too_big(len(payload), limits)
     clean = re.sub(r"[\x00-\x1f\x7f]", "", filename).replace("\\", "/").rpartition("/")[2].strip()
@@ -324,10 +356,10 @@ def _attachment(filename: str, content_type: str, payload: bytes, limits: LimitS
                       len(payload), payload, hashlib.sha256(payload).hexdigest())
 
 
-def _check_count(count: int, limits: LimitSettings) -> None:
+def _check_count(count: int, limits: Limits) -> None:
     if count > limits.max_attachments:
         raise MessageRejected(f"more than {limits.max_attachments} attachments")
 
 
-def _too_big(size: int, limits: LimitSettings) -> None:
+def _too_big(size: int, limits: Limits) -> None:
     raise MessageRejected(f"an attachment of {size} bytes is over the limit of {limits.max_attachment_bytes}")

@@ -12,10 +12,9 @@ import contextlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from gateway.config import LimitSettings
 from gateway.errors import MessageRejected
 from gateway.inbound.classify import never_applied
-from gateway.inbound.parse import ParsedMail, parse_message
+from gateway.inbound.parse import Limits, ParsedMail, parse_message
 from gateway.inbound.reply_text import new_text_now
 from gateway.threading.matcher import TokenScan, scan_tokens
 
@@ -34,7 +33,7 @@ class Parsed:
     """The reference tokens of its subject and body."""
 
 
-def parse_safely(raw: bytes, limits: LimitSettings, keys: Sequence[bytes] = ()) -> Parsed:
+def parse_safely(raw: bytes, limits: Limits, keys: Sequence[bytes] = ()) -> Parsed:
     """Runs in a worker process: the parsed mail, its tokens and new text, or why it cannot be
     processed. What is not worked out here (after an error) the pipeline works out itself."""
     try:
@@ -62,7 +61,7 @@ def _may_be_applied(mail: ParsedMail, tokens: TokenScan | None) -> bool:
     return bool(tokens.subject or tokens.body)
 
 
-def parse_chunk(raws: Sequence[bytes], limits: LimitSettings, keys: Sequence[bytes]) -> list[Parsed]:
+def parse_chunk(raws: Sequence[bytes], limits: Limits, keys: Sequence[bytes]) -> list[Parsed]:
     """:func:`parse_safely` of several messages: one round trip to a worker for several
     messages (each call costs both processes pickling and wake-ups)."""
     return [parse_safely(raw, limits, keys) for raw in raws]

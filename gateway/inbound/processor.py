@@ -25,7 +25,7 @@ from gateway.domain import Disposition
 from gateway.inbound import store
 from gateway.inbound.context import Deps
 from gateway.inbound.lookups import Expected, Lookups
-from gateway.inbound.parse import ParsedMail
+from gateway.inbound.parse import ParsedMail, ParseLimits
 from gateway.inbound.parsing import Parsed, parse_chunk
 from gateway.inbound.pipeline import finish, run_pipeline
 from gateway.inbound.store import KnownUid
@@ -163,6 +163,8 @@ class Processor:
         self.pool = pool
         """Where messages are parsed; None: in a thread of this process."""
         self.statistics = PlannerStatistics(engine)
+        self.limits = ParseLimits.of(deps.settings.limits)
+        """The limits the workers parse to, as plain data (they need not import the settings)."""
 
     async def store(
         self, mailbox: MailboxSettings, uidvalidity: int, batch: Sequence[Fetched]
@@ -245,7 +247,7 @@ class Processor:
         return done
 
     async def _parse_chunk(self, chunk: Sequence[Fetched]) -> list[Parsed]:
-        limits, keys, raws = self.deps.settings.limits, self.deps.keys, [f.raw for f in chunk]
+        limits, keys, raws = self.limits, self.deps.keys, [f.raw for f in chunk]
         if self.pool is None:
             return await asyncio.to_thread(parse_chunk, raws, limits, keys)
         try:
@@ -255,7 +257,7 @@ class Processor:
 
     async def _parse_alone(self, message: Fetched) -> Parsed:
         assert self.pool is not None
-        limits, keys = self.deps.settings.limits, self.deps.keys
+        limits, keys = self.limits, self.deps.keys
         try:
             return (await self.pool.run_alone(parse_chunk, [message.raw], limits, keys))[0]
         except WorkerTimeout:

@@ -17,9 +17,23 @@ def test_importing_the_command_line_does_not_load_the_program() -> None:
         [sys.executable, "-c", "import sys, gateway.cli; print(' '.join(sorted(sys.modules)))"],
         capture_output=True, text=True, check=True,
     ).stdout.split()
-    heavy = [m for m in loaded if m.split(".")[0] in ("sqlalchemy", "jinja2", "aioimaplib", "aiosmtplib")
-             or m in ("gateway.app", "gateway.daemon", "gateway.models")]
+    libraries = ("sqlalchemy", "jinja2", "aioimaplib", "aiosmtplib", "pydantic")
+    heavy = [m for m in loaded if m.split(".")[0] in libraries
+             or m in ("gateway.app", "gateway.daemon", "gateway.models", "gateway.config")]
     assert "gateway.cli" in loaded and heavy == []
+
+
+def test_the_parse_workers_load_neither_the_settings_nor_the_database() -> None:
+    """Their fork server imports the main module (the command line) and the parsing module;
+    the limits reach them as plain data, so pydantic is not loaded for them either."""
+    loaded = subprocess.run(
+        [sys.executable, "-c",
+         "import sys, gateway.cli, gateway.inbound.parsing; print(' '.join(sys.modules))"],
+        capture_output=True, text=True, check=True,
+    ).stdout.split()
+    heavy = [m for m in loaded if m.split(".")[0] in ("sqlalchemy", "jinja2", "aioimaplib", "pydantic")
+             or m in ("gateway.config", "gateway.models")]
+    assert "gateway.inbound.parsing" in loaded and heavy == []
 
 
 def test_every_command_is_listed_and_loads() -> None:
