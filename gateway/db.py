@@ -131,19 +131,10 @@ def column_values(obj: Any) -> dict[str, Any]:
 
 
 def chunks(keys: Iterable[_K]) -> Iterator[list[_K]]:
-    """The distinct ``keys``, in order, in lists of at most :data:`IN_LIST_MAX` for ``IN``,
-    each padded to a power of two by repeating its last key (which ``IN`` does not mind).
-
-    A statement's text names one placeholder per key, so an ``IN`` list of any length would
-    be a statement of its own: prepared again by asyncpg (a round trip, parsed by
-    PostgreSQL) and by SQLite's statement cache. Padded, each query has at most ten texts
-    (the bench's 3,000 mails on PostgreSQL: 97 prepares instead of 149; most of the rest are
-    multi-row INSERTs)."""
+    """The distinct ``keys``, in order, in lists of at most :data:`IN_LIST_MAX` for ``IN``."""
     items = list(dict.fromkeys(keys))
     for start in range(0, len(items), IN_LIST_MAX):
-        chunk = items[start : start + IN_LIST_MAX]
-        size = min(IN_LIST_MAX, 1 << (len(chunk) - 1).bit_length())
-        yield chunk + chunk[-1:] * (size - len(chunk))
+        yield items[start : start + IN_LIST_MAX]
 
 
 class PlannerStatistics:
