@@ -24,7 +24,7 @@ from sqlalchemy import case as when
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from gateway.db import chunks
+from gateway.db import among, chunks
 from gateway.directory import normalise_email
 from gateway.errors import InvalidValue
 from gateway.inbound.bounce import BounceReport
@@ -64,6 +64,7 @@ class Expected:
 class Lookups:
     def __init__(self, session: AsyncSession, now: datetime) -> None:
         self.session = session
+        self.dialect = session.get_bind().dialect.name
         self.since = now - RATE_WINDOW
         self._originals: dict[tuple[str, str], int] = {}
         self._originals_known: set[str] = set()
@@ -113,7 +114,8 @@ class Lookups:
         for chunk in chunks(ids):
             rows = await self.session.execute(
                 select(InboundMessage.message_id, InboundMessage.content_hash, InboundMessage.id)
-                .where(InboundMessage.message_id.in_(chunk), InboundMessage.disposition.is_not(None))
+                .where(among(InboundMessage.message_id, chunk, self.dialect),
+                       InboundMessage.disposition.is_not(None))
                 .order_by(InboundMessage.id)
             )
             for message_id, content_hash, row_id in rows.all():
@@ -134,7 +136,7 @@ class Lookups:
             rows = await self.session.execute(
                 select(Outbox.message_id, Case.number)
                 .join(Case, Outbox.case_id == Case.id)
-                .where(Outbox.message_id.in_(chunk))
+                .where(among(Outbox.message_id, chunk, self.dialect))
             )
             for i in chunk:
                 self._numbers[i] = set()
@@ -150,7 +152,7 @@ class Lookups:
     async def _load_cases(self, numbers: Iterable[str]) -> None:
         wanted = [n for n in dict.fromkeys(numbers) if n not in self._cases]
         for chunk in chunks(wanted):
-            found = await self.session.execute(select(Case).where(Case.number.in_(chunk)))
+            found = await self.session.execute(select(Case).where(among(Case.number, chunk, self.dialect)))
             for case in found.unique().scalars():
                 assert case.number is not None
                 self._cases[case.number] = case
@@ -170,7 +172,7 @@ class Lookups:
         wanted = {e for _, e in pairs}
         for chunk in chunks(sorted(wanted)):
             found = (await self.session.execute(
-                select(Contact).where(Contact.email.in_(chunk),
+                select(Contact).where(among(Contact.email, chunk, self.dialect),
                                       Contact.organisation_id.in_({o for o, _ in pairs}))
             )).unique().scalars()
             for contact in found:
@@ -200,7 +202,7 @@ class Lookups:
             rows = await self.session.execute(
                 select(OutboxRecipient.address, automatic)
                 .join(Outbox)
-                .where(OutboxRecipient.address.in_(chunk), Outbox.created_at > self.since)
+                .where(among(OutboxRecipient.address, chunk, self.dialect), Outbox.created_at > self.since)
                 .group_by(OutboxRecipient.address)
             )
             self._answers.update({address: count for address, count in rows.all()})
@@ -216,7 +218,7 @@ class Lookups:
     async def _load_answered(self, row_ids: Iterable[int]) -> None:
         wanted = [r for r in dict.fromkeys(row_ids) if r not in self._answered_rows]
         for chunk in chunks(wanted):
-            keys = select(Outbox.dedupe_key).where(Outbox.inbound_message_id.in_(chunk))
+            keys = select(Outbox.dedupe_key).where(among(Outbox.inbound_message_id, chunk, self.dialect))
             self._answered.update(await self.session.scalars(keys))
         self._answered_rows.update(wanted)
 
@@ -232,12 +234,14 @@ class Lookups:
         wanted = [i for i in dict.fromkeys(message_ids) if i not in self._outbox]
         rows: list[Outbox] = []
         for chunk in chunks(wanted):
-            rows.extend(await self.session.scalars(select(Outbox).where(Outbox.message_id.in_(chunk))))
+            found = select(Outbox).where(among(Outbox.message_id, chunk, self.dialect))
+            rows.extend(await self.session.scalars(found))
         for row in rows:
             self._outbox[row.message_id] = row
         for i in wanted:
             self._outbox.setdefault(i, None)
         case_ids = {r.case_id for r in rows if r.case_id is not None}
         for ids in chunks(case_ids):  # into the session's identity map, for the timeline
-            (await self.session.execute(select(Case).where(Case.id.in_(ids)))).unique().scalars().all()
+            cases = select(Case).where(among(Case.id, ids, self.dialect))
+            (await self.session.execute(cases)).unique().scalars().all()
 

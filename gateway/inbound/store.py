@@ -17,7 +17,7 @@ from typing import Any
 from sqlalchemy import and_, bindparam, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
-from gateway.db import chunks, insert_ignoring_conflicts
+from gateway.db import among, chunks, insert_ignoring_conflicts
 from gateway.inbound.parse import ParsedMail
 from gateway.models import InboundMessage, InboundRaw, MailboxState
 
@@ -32,16 +32,16 @@ class KnownUid:
     attempts: int
 
 
-def _uids_in(uids: Sequence[int]) -> Any:
+def _uids_in(uids: Sequence[int], dialect: str) -> Any:
     """``uid IN (...)`` plus the range the UIDs span. The range is what keeps the statement
     cheap whatever plan the database picks: PostgreSQL, without statistics yet (a new
     database, a burst of mail), plans the ``IN`` list as a filter on every row of the
     mailbox (a scan that grows with the table, tens of milliseconds at 10,000 rows), but
     always takes a range on the unique index's last column as an index condition."""
-    return and_(InboundMessage.uid.between(min(uids), max(uids)), InboundMessage.uid.in_(list(uids)))
+    return and_(InboundMessage.uid.between(min(uids), max(uids)), among(InboundMessage.uid, uids, dialect))
 
 
-def known_query(mailbox: str, uidvalidity: int, uids: Sequence[int]) -> Any:
+def known_query(mailbox: str, uidvalidity: int, uids: Sequence[int], dialect: str) -> Any:
     """What is known of these UIDs' rows (:class:`KnownUid`)."""
     return select(
         InboundMessage.id,
@@ -53,7 +53,7 @@ def known_query(mailbox: str, uidvalidity: int, uids: Sequence[int]) -> Any:
     ).where(
         InboundMessage.mailbox == mailbox,
         InboundMessage.uidvalidity == uidvalidity,
-        _uids_in(uids),
+        _uids_in(uids, dialect),
     )
 
 
@@ -92,7 +92,8 @@ async def store_raw(
     async with engine.begin() as conn:
         await conn.execute(insert, values)  # rows stored by an earlier run keep their first copy
         for chunk in chunks(list(raws)):
-            for r in (await conn.execute(known_query(mailbox, uidvalidity, chunk))).all():
+            known = known_query(mailbox, uidvalidity, chunk, engine.dialect.name)
+            for r in (await conn.execute(known)).all():
                 found[r.uid] = KnownUid(r.id, r.uid, r.disposition, r.target_folder, r.moved, r.attempts)
         insert_raw = insert_ignoring_conflicts(engine.dialect.name, InboundRaw.__table__,
                                                ["inbound_message_id"])
@@ -122,7 +123,7 @@ async def begin_attempts(engine: AsyncEngine, items: Sequence[tuple[int, int, Pa
         for chunk in chunks(first):
             await conn.execute(
                 update(InboundMessage)
-                .where(InboundMessage.id.in_(chunk))
+                .where(among(InboundMessage.id, chunk, engine.dialect.name))
                 .values(attempts=InboundMessage.attempts + 1)
                 .execution_options(synchronize_session=False)
             )
@@ -157,14 +158,15 @@ async def mark_moved(engine: AsyncEngine, mailbox: str, uidvalidity: int, uids: 
         return
     async with engine.begin() as conn:
         for chunk in chunks(uids):
-            await conn.execute(moved_update(mailbox, uidvalidity, chunk))
+            await conn.execute(moved_update(mailbox, uidvalidity, chunk, engine.dialect.name))
 
 
-def moved_update(mailbox: str, uidvalidity: int, uids: Sequence[int]) -> Any:
+def moved_update(mailbox: str, uidvalidity: int, uids: Sequence[int], dialect: str) -> Any:
     """Mark these UIDs' rows moved."""
     return (
         update(InboundMessage)
-        .where(InboundMessage.mailbox == mailbox, InboundMessage.uidvalidity == uidvalidity, _uids_in(uids))
+        .where(InboundMessage.mailbox == mailbox, InboundMessage.uidvalidity == uidvalidity,
+               _uids_in(uids, dialect))
         .values(moved=True)
     )
 

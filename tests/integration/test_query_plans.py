@@ -70,8 +70,8 @@ async def test_a_batch_lookup_reads_only_its_uid_range_on_a_table_never_analysed
     await _store(engine, range(1, 1201))
     assert await _reltuples(engine) == -1  # never analysed: the planner guesses
     batch = [uid for uid in range(1001, 1151) if uid % 3]  # 100 UIDs spread over 150
-    assert await _rows_read(engine, known_query("care", 7, batch)) <= 150
-    assert await _rows_read(engine, moved_update("care", 7, batch)) <= 150
+    assert await _rows_read(engine, known_query("care", 7, batch, "postgresql")) <= 150
+    assert await _rows_read(engine, moved_update("care", 7, batch, "postgresql")) <= 150
 
 
 async def test_a_burst_into_a_young_table_is_analysed_a_large_table_is_not(engine: AsyncEngine) -> None:
