@@ -25,6 +25,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from gateway.clock import Clock
 from gateway.config import OutboxSettings
+from gateway.db import among
 from gateway.domain import OutboxStatus, RecipientStatus
 from gateway.errors import PermanentTransportError, TemporaryTransportError
 from gateway.models import Outbox, OutboxRecipient
@@ -143,7 +144,7 @@ class Sender:
             if rows:
                 recipients = await conn.execute(
                     select(OutboxRecipient.id, OutboxRecipient.outbox_id, OutboxRecipient.address).where(
-                        OutboxRecipient.outbox_id.in_(list(rows)),
+                        among(OutboxRecipient.outbox_id, rows, conn.dialect.name),
                         OutboxRecipient.status == RecipientStatus.PENDING,
                     )
                 )
