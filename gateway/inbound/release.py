@@ -12,6 +12,7 @@ from gateway.inbound.parsing import parse_safely
 from gateway.inbound.pipeline import run_pipeline
 from gateway.inbound.store import raw_of
 from gateway.models import InboundMessage
+from gateway.outbound.outbox import insert_queued_in_bulk
 
 
 def mailbox_settings(settings: Settings, name: str) -> MailboxSettings:
@@ -39,6 +40,7 @@ async def release(session: AsyncSession, deps: Deps, inbound_id: int) -> Ctx:
     mailbox = mailbox_settings(deps.settings, row.mailbox)
     ctx = await run_pipeline(session, deps, row, mailbox, parsed.mail, parsed.problem,
                              new_text=parsed.new_text, tokens=parsed.tokens)
+    await insert_queued_in_bulk(session)  # the answers the pipeline queued
     ctx.trail.insert(0, {"stage": "release", "outcome": "continue", "detail": "released from quarantine"})
     row.trail = ctx.trail
     row.moved = True  # nothing to move: the copy stays where it is

@@ -204,6 +204,12 @@ def test_inbound_and_quarantine_commands(settings, imap_account, tmp_path: Path,
     assert "no inbound message 999" in gw("inbound", "show", "999").err
     # the operator raises the limit and releases the message: it is decided anew
     gw.env["GATEWAY_LIMITS__MAX_MIME_DEPTH"] = "10"
+    def refusals() -> list[str]:
+        return [m["to"] for m in gw.ok("outbox", "list", "--json").json() if m["kind"] == "new_case_refused"]
+
+    assert refusals() == ["someone@example.org"]  # the other message's answer
     released = gw.ok("quarantine", "release", str(quarantined["id"]), "--json").json()
     assert released["disposition"] == "refused_new_case"
+    assert released["trail"][-1]["detail"] == "new_case_refused: queued to someone@example.org"
+    assert refusals() == ["someone@example.org"] * 2  # and its answer is in the outbox
     assert gw.ok("quarantine", "list", "--json").json() == []
