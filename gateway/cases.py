@@ -14,6 +14,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from gateway.clock import Clock
+from gateway.db import queue_insert
 from gateway.directory import get_contact, get_organisation
 from gateway.domain import CASE_TYPES, CaseStatus, CloseReason, Environment, EventKind, Severity
 from gateway.errors import InvalidValue, NotFound, PolicyViolation
@@ -120,18 +121,35 @@ def add_event(
     outbox_id: int | None = None,
     data: dict[str, Any] | None = None,
 ) -> CaseEvent:
-    event = CaseEvent(
-        case_id=case.id,
-        at=clock.now(),
-        kind=kind,
-        actor=actor,
-        body=body,
-        inbound_message_id=inbound_message_id,
-        outbox_id=outbox_id,
-        data=data,
-    )
+    event = CaseEvent(**_event(case, clock, kind, actor, body, inbound_message_id, outbox_id, data))
     session.add(event)  # flushed with the rest of the transaction (flush first to read its id)
     return event
+
+
+def queue_event(
+    session: AsyncSession,
+    case: Case,
+    clock: Clock,
+    kind: EventKind,
+    actor: str,
+    body: str | None = None,
+    *,
+    inbound_message_id: int | None = None,
+    outbox_id: int | None = None,
+    data: dict[str, Any] | None = None,
+) -> None:
+    """:func:`add_event` for an event nothing in the transaction reads back: queued for
+    :func:`gateway.db.insert_queued` (the inbound pipeline's, a group's events at once)."""
+    values = _event(case, clock, kind, actor, body, inbound_message_id, outbox_id, data)
+    queue_insert(session, CaseEvent, **values)
+
+
+def _event(
+    case: Case, clock: Clock, kind: EventKind, actor: str, body: str | None,
+    inbound_message_id: int | None, outbox_id: int | None, data: dict[str, Any] | None,
+) -> dict[str, Any]:
+    return {"case_id": case.id, "at": clock.now(), "kind": kind, "actor": actor, "body": body,
+            "inbound_message_id": inbound_message_id, "outbox_id": outbox_id, "data": data}
 
 
 def set_status(case: Case, status: CaseStatus, now: datetime) -> None:

@@ -12,7 +12,7 @@ from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 import structlog
-from sqlalchemy import DateTime, any_, bindparam, event, insert, inspect, text
+from sqlalchemy import DateTime, any_, bindparam, event, insert, text
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.engine import Dialect
 from sqlalchemy.exc import SQLAlchemyError
@@ -95,40 +95,27 @@ def insert_ignoring_conflicts(dialect_name: str, table: Any, index_elements: lis
     return sqlite_insert(table).on_conflict_do_nothing(index_elements=index_elements)
 
 
-Taken = list[tuple[type[Any], list[dict[str, Any]]]]
-"""New objects taken out of a session: column values by class (:func:`take_new`)."""
+_QUEUED_ROWS = "gateway.db.queued_rows"
+"""``session.info`` key: the rows :func:`queue_insert` queued, by model."""
 
 
-def take_new(session: AsyncSession, *classes: type[Any]) -> Taken:
-    """The session's pending new objects of ``classes`` as column values by class (in the
-    order they were added), taken out of the session; :func:`insert_taken` inserts them with
-    one statement per class.
-
-    The unit of work inserts one row per statement on SQLite, which cannot return the ids of a
-    multi-row INSERT in order; a group of inbound messages adds a hundred timeline events at a
-    time. The objects leave the session without their ids: only for rows that nothing in the
-    transaction reads back or points to through a relationship.
-    """
-    by_class: dict[type[Any], list[dict[str, Any]]] = {}
-    for obj in list(session.new):
-        if type(obj) not in classes:
-            continue
-        by_class.setdefault(type(obj), []).append(column_values(obj))
-        session.expunge(obj)
-    return [(cls, by_class[cls]) for cls in classes if cls in by_class]
+def queue_insert(session: AsyncSession, model: type[Any], **values: Any) -> None:
+    """Queue a row of ``model`` for :func:`insert_queued`, instead of adding an object to the
+    session: for rows that nothing in the transaction reads back or points to (they get no id
+    before they are inserted). A group of inbound messages writes a hundred timeline events at
+    a time; the unit of work would insert them one statement each on SQLite (which cannot
+    return the ids of a multi-row INSERT in order), and an ORM object built only to be taken
+    apart again cost more of the daemon's CPU than its insert."""
+    session.info.setdefault(_QUEUED_ROWS, {}).setdefault(model, []).append(values)
 
 
-async def insert_taken(session: AsyncSession, taken: Taken) -> None:
-    """Insert what :func:`take_new` took, one statement per class."""
-    for cls, rows in taken:
+async def insert_queued(session: AsyncSession) -> None:
+    """Insert what :func:`queue_insert` queued in this session, one statement per model, each
+    model's rows in the order they were queued."""
+    queued: dict[type[Any], list[dict[str, Any]]] = session.info.pop(_QUEUED_ROWS, {})
+    for model, rows in queued.items():
         # render_nulls: a None goes in as NULL rather than splitting the batch by key set
-        await session.execute(insert(cls).execution_options(render_nulls=True), rows)
-
-
-def column_values(obj: Any) -> dict[str, Any]:
-    """The column attributes set on a mapped object, as a dict for a bulk INSERT."""
-    state = inspect(obj)
-    return {a.key: state.dict[a.key] for a in state.mapper.column_attrs if a.key in state.dict}
+        await session.execute(insert(model).execution_options(render_nulls=True), rows)
 
 
 def among(column: Any, values: Iterable[Any], dialect: str) -> Any:

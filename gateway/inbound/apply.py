@@ -16,6 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from gateway import cases
 from gateway.case_mail import case_context, closed_context, contact_context
+from gateway.db import queue_insert
 from gateway.domain import CaseStatus, Disposition, EventKind
 from gateway.inbound.context import Ctx, Deps, Finish, Outcome, Reply
 from gateway.inbound.reply_text import first_line, new_text
@@ -35,15 +36,16 @@ async def apply_update(ctx: Ctx, session: AsyncSession, deps: Deps) -> Outcome:
     now = deps.clock.now()
     if case.status == CaseStatus.CLOSED:
         return await _closed(ctx, session, deps, case, text, _case_ctx(ctx, deps))
-    cases.add_event(session, case, deps.clock, EventKind.CUSTOMER_REPLY, ctx.contact.email, text,
-                          inbound_message_id=ctx.row.id,
-                          data={"attachments": len(mail.attachments)} if mail.attachments else None)
+    cases.queue_event(session, case, deps.clock, EventKind.CUSTOMER_REPLY, ctx.contact.email, text,
+                      inbound_message_id=ctx.row.id,
+                      data={"attachments": len(mail.attachments)} if mail.attachments else None)
     for part in mail.attachments:
-        session.add(Attachment(
+        queue_insert(
+            session, Attachment,
             inbound_message_id=ctx.row.id, case_id=case.id, filename=part.filename[:500] or "attachment",
             content_type=part.content_type[:200], size=len(part.payload),
             sha256=part.sha256, content=part.payload,
-        ))
+        )
     detail = "update added"
     if CaseStatus(case.status).waits_for_customer:
         cases.set_status(case, CaseStatus.IN_PROGRESS, now)
@@ -69,12 +71,12 @@ async def _closed(
     assert ctx.contact is not None
     context = {**case_ctx, **closed_context(case), "message": text}
     if cases.reopenable(case, deps.clock.now()):
-        cases.add_event(session, case, deps.clock, EventKind.REOPEN_REQUESTED, ctx.contact.email,
-                              text, inbound_message_id=ctx.row.id)
+        cases.queue_event(session, case, deps.clock, EventKind.REOPEN_REQUESTED, ctx.contact.email,
+                          text, inbound_message_id=ctx.row.id)
         ctx.replies.append(Reply(MailKind.CLOSED_CASE_REPLY, context))
         return Finish(Disposition.REFUSED_CLOSED_CASE, "case closed less than 30 days ago: re-open guidance")
-    cases.add_event(session, case, deps.clock, EventKind.REOPEN_REFUSED, ctx.contact.email, text,
-                          inbound_message_id=ctx.row.id)
+    cases.queue_event(session, case, deps.clock, EventKind.REOPEN_REFUSED, ctx.contact.email, text,
+                      inbound_message_id=ctx.row.id)
     ctx.replies.append(Reply(MailKind.NOT_REOPENABLE, context))
     return Finish(Disposition.REFUSED_NOT_REOPENABLE, "case closed 30 days ago or more")
 
@@ -85,8 +87,8 @@ async def _escalate(
     assert ctx.contact is not None
     case.escalated = True
     case.escalated_at = deps.clock.now()
-    cases.add_event(session, case, deps.clock, EventKind.ESCALATED, ctx.contact.email, text,
-                          inbound_message_id=ctx.row.id)
+    cases.queue_event(session, case, deps.clock, EventKind.ESCALATED, ctx.contact.email, text,
+                      inbound_message_id=ctx.row.id)
     address = deps.settings.mail.escalation_address
     ctx.replies.append(Reply(
         MailKind.ESCALATION_TO_MANAGEMENT,

@@ -52,5 +52,5 @@ async def _case_event(
         return
     text = (f"Delivery of {message.kind} to {address} failed "
             f"({'permanently' if permanent else 'temporarily'}, status {status or 'unknown'})")
-    cases.add_event(session, case, clock, EventKind.DELIVERY_FAILED, cases.SYSTEM, text,
-                          inbound_message_id=inbound_id, outbox_id=message.id)
+    cases.queue_event(session, case, clock, EventKind.DELIVERY_FAILED, cases.SYSTEM, text,
+                      inbound_message_id=inbound_id, outbox_id=message.id)

@@ -20,7 +20,7 @@ from sqlalchemy import Table, bindparam, func, update
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from gateway.config import MailboxSettings
-from gateway.db import PlannerStatistics, insert_taken, take_new
+from gateway.db import PlannerStatistics, insert_queued
 from gateway.domain import Disposition
 from gateway.inbound import store
 from gateway.inbound.context import Deps
@@ -30,7 +30,7 @@ from gateway.inbound.parsing import Parsed, parse_chunk
 from gateway.inbound.pipeline import finish, run_pipeline
 from gateway.inbound.store import KnownUid
 from gateway.inbound.workers import BrokenProcessPool, WorkerPool, WorkerTimeout
-from gateway.models import Attachment, CaseEvent, InboundMessage, SecurityEvent
+from gateway.models import InboundMessage
 from gateway.outbound.outbox import insert_queued_in_bulk
 
 log = structlog.get_logger(__name__)
@@ -114,11 +114,10 @@ async def write_group(session: AsyncSession, rows: Sequence[InboundMessage]) -> 
     key check locks the row it points to (``FOR KEY SHARE``), which is cheap on a row the
     transaction has updated already, and costs a write of its own on one it has not."""
     values = [{"row_id": row.id, **{key: getattr(row, key) for key in DECIDED}} for row in rows]
-    taken = take_new(session, CaseEvent, Attachment, SecurityEvent)  # not flushed; they point to old rows
     await session.flush()
     await session.execute(_DECIDED_UPDATE, values)  # Core executemany: no ORM bookkeeping per row
     await insert_queued_in_bulk(session)
-    await insert_taken(session, taken)
+    await insert_queued(session)
 
 
 def undecided_rows(row_ids: Sequence[int]) -> dict[int, InboundMessage]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from gateway.config import MailboxSettings, Settings
+from gateway.db import insert_queued
 from gateway.domain import Disposition
 from gateway.errors import NotFound, PolicyViolation
 from gateway.inbound.context import Ctx, Deps
@@ -40,7 +41,8 @@ async def release(session: AsyncSession, deps: Deps, inbound_id: int) -> Ctx:
     mailbox = mailbox_settings(deps.settings, row.mailbox)
     ctx = await run_pipeline(session, deps, row, mailbox, parsed.mail, parsed.problem,
                              new_text=parsed.new_text, tokens=parsed.tokens)
-    await insert_queued_in_bulk(session)  # the answers the pipeline queued
+    await insert_queued_in_bulk(session)  # the answers, events and attachments the pipeline queued
+    await insert_queued(session)
     ctx.trail.insert(0, {"stage": "release", "outcome": "continue", "detail": "released from quarantine"})
     row.trail = ctx.trail
     row.moved = True  # nothing to move: the copy stays where it is

@@ -6,6 +6,7 @@ from __future__ import annotations
 import structlog
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from gateway.db import queue_insert
 from gateway.domain import Disposition
 from gateway.inbound.authenticate import dmarc_failed
 from gateway.inbound.bounces import record_bounce
@@ -105,4 +106,5 @@ def sender_context(mail: ParsedMail) -> dict[str, str]:
 
 async def security_event(session: AsyncSession, deps: Deps, ctx: Ctx, kind: str, detail: str) -> None:
     log.warning("security_event", kind=kind, detail=detail, inbound_id=ctx.row.id, sender=ctx.sender)
-    session.add(SecurityEvent(at=deps.clock.now(), kind=kind, detail=detail, inbound_message_id=ctx.row.id))
+    queue_insert(session, SecurityEvent, at=deps.clock.now(), kind=kind, detail=detail,
+                 inbound_message_id=ctx.row.id)

@@ -20,6 +20,8 @@ from gateway.cases import get_case, timeline
 from gateway.clock import FrozenClock
 from gateway.daemon import Daemon, RunSummary
 from gateway.identity import REPLY_MARKER
+from gateway.inbound.context import Deps
+from gateway.inbound.release import release
 from gateway.models import Attachment, Case, CaseEvent, Outbox, OutboxRecipient, SecurityEvent
 from tests.mails import (
     answers,
@@ -431,3 +433,32 @@ async def test_robots_lists_and_ourselves_are_never_answered(app: App, imap_acco
         assert await session.scalar(select(func.count()).select_from(Outbox)) == 0
     assert smtp_server.messages == []
     assert folders(imap_account) == {"INBOX": 0, "Processed": len(mails), "Refused": 0, "Quarantine": 0}
+
+
+async def test_a_quarantined_reply_released_is_applied_with_its_attachment(
+    db_url: str, imap_account: Any, smtp_server: RecordingSmtpServer, clock: FrozenClock
+) -> None:
+    """Over a limit (here: no attachment allowed), a designated contact's reply is quarantined;
+    released once the operator has raised the limit, it is applied: its timeline event and
+    its attachment are stored in the release's transaction."""
+    async with world(db_url, imap_account, smtp_server, clock, max_attachments=0) as app:
+        case = await open_case(app)
+        pdf = b"%PDF-1.4\n%%EOF\n"
+        imap_account.append(reply(await sent_mail(app, case.id), sender=ANA, text="The trace.",
+                                  attachments=[("trace.pdf", "application/pdf", pdf)]))
+        await run(app)
+        (row,) = await inbound_rows(app)
+        assert row.disposition == "quarantined" and "attachments" in (row.error or "")
+        raised = app.settings.model_copy(
+            update={"limits": app.settings.limits.model_copy(update={"max_attachments": 5})})
+        async with app.sessions.begin() as session:
+            mailer = await app.mailer(session)
+            deps = Deps(raised, app.clock, mailer, mailer.keys, frozenset())
+            released = await release(session, deps, row.id)
+        assert released.row.disposition == "applied", released.trail
+        _, events = await case_state(app, case.number)
+        assert (events[-1].kind, events[-1].inbound_message_id, events[-1].body) == (
+            "customer_reply", row.id, "The trace.")
+        async with app.sessions() as session:
+            (stored,) = (await session.scalars(select(Attachment))).all()
+        assert (stored.inbound_message_id, stored.case_id, stored.content) == (row.id, case.id, pdf)
