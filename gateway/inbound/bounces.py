@@ -10,11 +10,12 @@ from gateway.clock import Clock
 from gateway.domain import EventKind, RecipientStatus
 from gateway.inbound.bounce import BounceReport
 from gateway.inbound.lookups import Lookups, bounced_ids
-from gateway.models import Case, InboundMessage, Outbox, OutboxRecipient
+from gateway.inbound.store import InboundRow
+from gateway.models import Case, Outbox, OutboxRecipient
 
 
 async def record_bounce(
-    session: AsyncSession, lookups: Lookups, clock: Clock, row: InboundMessage, report: BounceReport | None
+    session: AsyncSession, lookups: Lookups, clock: Clock, row: InboundRow, report: BounceReport | None
 ) -> str:
     if report is None or not report.recipients:
         return "no failed recipient found"

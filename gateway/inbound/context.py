@@ -13,7 +13,8 @@ from gateway.domain import Disposition
 from gateway.inbound.classify import Classification
 from gateway.inbound.lookups import Lookups
 from gateway.inbound.parse import ParsedMail
-from gateway.models import Case, Contact, InboundMessage
+from gateway.inbound.store import InboundRow
+from gateway.models import Case, Contact
 from gateway.outbound.kinds import MailKind
 from gateway.outbound.outbox import Mailer
 from gateway.threading.matcher import TokenScan
@@ -67,7 +68,7 @@ class Deps:
 
 @dataclass
 class Ctx:
-    row: InboundMessage
+    row: InboundRow
     parsed: ParsedMail | None
     lookups: Lookups
     parse_error: str | None = None

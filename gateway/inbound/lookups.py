@@ -29,6 +29,7 @@ from gateway.directory import normalise_email
 from gateway.errors import InvalidValue
 from gateway.inbound.bounce import BounceReport
 from gateway.inbound.parse import ParsedMail
+from gateway.inbound.store import InboundRow
 from gateway.models import Case, Contact, InboundMessage, Outbox, OutboxRecipient
 from gateway.outbound.kinds import MailGroup, MailKind
 from gateway.threading.matcher import TokenScan, referenced_ids
@@ -104,7 +105,7 @@ class Lookups:
         found = self._originals.get((message_id, content_hash))
         return found if found != row_id else None
 
-    def remember(self, row: InboundMessage) -> None:
+    def remember(self, row: InboundRow) -> None:
         """``row`` was just decided: later messages of the group may be its duplicates."""
         if row.message_id is not None and row.disposition is not None:
             self._originals.setdefault((row.message_id, row.content_hash), row.id)

@@ -20,7 +20,7 @@ from gateway.inbound.context import Ctx, Deps, Finish, Next, Outcome, Quarantine
 from gateway.inbound.lookups import Lookups
 from gateway.inbound.parse import ParsedMail
 from gateway.inbound.respond import respond
-from gateway.models import InboundMessage
+from gateway.inbound.store import InboundRow
 from gateway.threading.matcher import TokenScan
 
 Stage = Callable[[Ctx, AsyncSession, Deps], Awaitable[Outcome]]
@@ -51,7 +51,7 @@ def folder_for(disposition: str, mailbox: MailboxSettings) -> str:
 async def run_pipeline(
     session: AsyncSession,
     deps: Deps,
-    row: InboundMessage,
+    row: InboundRow,
     mailbox: MailboxSettings,
     parsed: ParsedMail | None,
     parse_error: str | None = None,
@@ -86,7 +86,7 @@ async def run_pipeline(
 
 
 def finish(
-    row: InboundMessage, disposition: Disposition, trail: list[dict[str, str]],
+    row: InboundRow, disposition: Disposition, trail: list[dict[str, str]],
     mailbox: MailboxSettings, deps: Deps, error: str | None = None,
 ) -> None:
     row.disposition = disposition

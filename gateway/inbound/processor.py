@@ -28,7 +28,7 @@ from gateway.inbound.lookups import Expected, Lookups
 from gateway.inbound.parse import ParsedMail, ParseLimits
 from gateway.inbound.parsing import Parsed, parse_chunk
 from gateway.inbound.pipeline import finish, run_pipeline
-from gateway.inbound.store import KnownUid
+from gateway.inbound.store import GroupRow, KnownUid
 from gateway.inbound.workers import BrokenProcessPool, WorkerPool, WorkerTimeout
 from gateway.models import InboundMessage
 from gateway.outbound.outbox import insert_queued_in_bulk
@@ -103,7 +103,7 @@ DECIDED = ("message_id", "from_address", "subject", "content_hash", "case_id", "
 """The inbound row's columns the pipeline sets."""
 
 
-async def write_group(session: AsyncSession, rows: Sequence[InboundMessage]) -> None:
+async def write_group(session: AsyncSession, rows: Sequence[GroupRow]) -> None:
     """What a group of messages changed, in a few statements: the cases through the unit of
     work (row by row; SQLite would take a statement per message and table), the decided rows
     (:func:`undecided_rows`, not in the session) in one executemany, then the timeline,
@@ -120,12 +120,11 @@ async def write_group(session: AsyncSession, rows: Sequence[InboundMessage]) -> 
     await insert_queued(session)
 
 
-def undecided_rows(row_ids: Sequence[int]) -> dict[int, InboundMessage]:
-    """The rows the pipeline decides, not loaded: it reads nothing of a row that it has not
-    set itself but its id, and :func:`write_group` writes what it set. What an earlier attempt
-    wrote (sender, subject, Message-ID: :func:`store.begin_attempts`, :meth:`Processor._record_error`)
-    and its error stay unless the pipeline sets them again."""
-    return {row_id: InboundMessage(id=row_id, content_hash="") for row_id in row_ids}
+def undecided_rows(row_ids: Sequence[int]) -> dict[int, GroupRow]:
+    """The rows the pipeline decides (:class:`~gateway.inbound.store.GroupRow`). What an
+    earlier attempt wrote (sender, subject, Message-ID: :func:`store.begin_attempts`,
+    :meth:`Processor._record_error`) and its error stay unless the pipeline sets them again."""
+    return {row_id: GroupRow(row_id) for row_id in row_ids}
 
 
 _TABLE = cast(Table, InboundMessage.__table__)

@@ -10,9 +10,9 @@ that the IMAP copy reached its folder.
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, Protocol
 
 from sqlalchemy import and_, bindparam, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
@@ -20,6 +20,45 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 from gateway.db import among, chunks, insert_ignoring_conflicts
 from gateway.inbound.parse import ParsedMail
 from gateway.models import InboundMessage, InboundRaw, MailboxState
+
+
+class InboundRow(Protocol):
+    """What the pipeline reads and writes of an inbound message's row: the ORM row itself
+    for a message decided alone (``quarantine release``), a :class:`GroupRow` in a group."""
+
+    id: int
+    message_id: str | None
+    from_address: str | None
+    subject: str | None
+    content_hash: str
+    case_id: int | None
+    new_text: str | None
+    disposition: str | None
+    trail: list[Any]
+    processed_at: datetime | None
+    target_folder: str | None
+    error: str | None
+
+
+@dataclass(eq=False, slots=True)
+class GroupRow:
+    """A row the pipeline decides in a group, not loaded: it reads nothing of a row that it
+    has not set itself but its id, and ``write_group`` writes what it set (what is left None
+    keeps what an earlier attempt stored where that counts). A plain object: an ORM one,
+    built and its attributes set through the instrumentation, cost ten times as much."""
+
+    id: int
+    content_hash: str = ""
+    message_id: str | None = None
+    from_address: str | None = None
+    subject: str | None = None
+    case_id: int | None = None
+    new_text: str | None = None
+    disposition: str | None = None
+    trail: list[Any] = field(default_factory=list)
+    processed_at: datetime | None = None
+    target_folder: str | None = None
+    error: str | None = None
 
 
 @dataclass(frozen=True)
