@@ -89,7 +89,8 @@ def parse_fetch(data: bytes) -> FetchParse:
             pos = _next_line(data, pos)
             continue
         try:
-            attributes, end = _Reader(data, match.end()).attribute_list()
+            found = _common(data, match.end())
+            attributes, end = found if found is not None else _Reader(data, match.end()).attribute_list()
             if not data.startswith(b"\r\n", end) and end != len(data):
                 raise FetchSyntaxError(f"text after the attribute list at offset {end}")
             result.records.append(FetchRecord(int(match.group(1)), attributes))
@@ -99,6 +100,27 @@ def parse_fetch(data: bytes) -> FetchParse:
             result.errors.append(f"{error} in response starting {snippet!r}")
             pos = _next_line(data, match.end())
     return result
+
+
+_COMMON = re.compile(rb"UID (\d+) (?:RFC822\.SIZE (\d+)\)|BODY\[\] \{(\d+)\}\r\n)")
+"""The two responses the gateway asks for, as Dovecot and most servers write them."""
+
+
+def _common(data: bytes, pos: int) -> tuple[dict[str, Value], int] | None:
+    """:meth:`_Reader.attribute_list` of ``(UID n RFC822.SIZE n)`` and ``(UID n BODY[] {n}
+    ...)``, the responses to the gateway's two FETCHes, by one regular expression (the
+    reader's walk was a tenth of the event loop's CPU); None for anything else, which the
+    reader then parses (a property test holds the two to the same answers)."""
+    found = _COMMON.match(data, pos)
+    if found is None:
+        return None
+    uid, size, literal = found.groups()
+    if size is not None:
+        return {"UID": int(uid), "RFC822.SIZE": int(size)}, found.end()
+    end = found.end() + int(literal)
+    if data[end : end + 1] != b")":  # truncated, or more attributes after the body
+        return None
+    return {"UID": int(uid), "BODY[]": data[found.end() : end]}, end + 1
 
 
 def _next_line(data: bytes, pos: int) -> int:
