@@ -157,7 +157,7 @@ STAGE_PHASES = [
     ("gateway.inbound.pipeline", None, "respond"),
 ]
 """The pipeline's stages, once per message: timing them (a coroutine and a task lookup per
-call) took about 7 % of the event loop's CPU (py-spy), so only with ``--stage-times``."""
+call, 1.3 us) costs about 1 % of the event loop's CPU, so only with ``--stage-times``."""
 
 
 class IdleByStep:
