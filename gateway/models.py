@@ -132,7 +132,7 @@ class InboundMessage(Base):
     message_id: Mapped[str | None] = mapped_column(String(998))
     content_hash: Mapped[str] = mapped_column(String(64))
     size: Mapped[int] = mapped_column(BigInteger)
-    from_address: Mapped[str | None] = mapped_column(String(320), index=True)
+    from_address: Mapped[str | None] = mapped_column(String(320))
     subject: Mapped[str | None] = mapped_column(Text)
     received_at: Mapped[datetime]
     processed_at: Mapped[datetime | None]
