@@ -32,7 +32,9 @@ mail: the gateway process (and its event-loop thread alone), and the parse worke
 process's garbage collector (``gc.callbacks``), which the gateway sets up as ``run`` does
 (``tune_collector``).
 The whole machine's CPU per mail (``/proc/stat``: every process, Dovecot and PostgreSQL
-included), of the baseline runs and of the gateway's timed window, and from them the ceiling
+included), of the baseline runs and of the gateway's timed window, split by process within
+that window (the gateway, its parse workers, PostgreSQL's and Dovecot's processes, the rest:
+the kernel's own work and everything else), and from them the ceiling
 of the ratio on this machine's cores: the ratio the gateway would reach at that CPU if every
 core were busy all the time (the baseline uses one). Below the ceiling, cores were idle;
 at it, only less CPU per mail raises the ratio.
@@ -399,6 +401,9 @@ def report(r: dict[str, Any]) -> None:
           f"{gw_cpu * 1000:.2f} ms  (the gateway spends {gw_cpu / base_cpu:.1f} times as much)")
     print(f"  {f'  ceiling of the ratio at that CPU on {cores} cores':<52} {cores * base_cpu / gw_cpu:8.2f}"
           f"       (the ratio if every core were busy all the time)")
+    parts = dict(r["window_cpu"])
+    parts["the rest (kernel, other processes)"] = r["machine_cpu"] - sum(parts.values())
+    print("    of which (ms per mail): " + ", ".join(f"{k} {v * 1000 / n:.2f}" for k, v in parts.items()))
     print(f"  {'garbage collector pauses (collections by generation)':<52} {r['gc_seconds']:8.2f} s   "
           f"   {r['gc_collections']}")
     print("  CPU by thread of the gateway process (s): "

@@ -63,6 +63,58 @@ def machine_busy_seconds() -> float:
     return (sum(fields[:8]) - idle) / os.sysconf("SC_CLK_TCK")
 
 
+SERVERS = {"postgres": "PostgreSQL", "dovecot": "Dovecot", "imap": "Dovecot", "imap-login": "Dovecot",
+           "auth": "Dovecot", "anvil": "Dovecot", "log": "Dovecot", "config": "Dovecot", "stats": "Dovecot"}
+"""Process names (``comm``) of the servers the gateway talks to, by server."""
+
+
+def server_cpu_seconds() -> dict[str, float]:
+    """CPU seconds of each server's processes (:data:`SERVERS`) so far: their own and that of
+    their children that have exited (a PostgreSQL backend, a Dovecot ``imap`` process after
+    LOGOUT), so the difference of two calls covers processes that came and went between."""
+    hertz = os.sysconf("SC_CLK_TCK")
+    found: dict[str, float] = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            stat = Path(f"/proc/{entry}/stat").read_text()
+        except OSError:
+            continue
+        server = SERVERS.get(stat[stat.index("(") + 1 : stat.rindex(")")])
+        if server is not None:
+            fields = stat.rpartition(")")[2].split()
+            found[server] = found.get(server, 0.0) + sum(int(f) for f in fields[11:15]) / hertz
+    return found
+
+
+def descendants_cpu_seconds() -> float:
+    """CPU seconds of this process's descendants alive now (the fork server, the parse
+    workers), theirs and that of their own children that have exited."""
+    hertz, me = os.sysconf("SC_CLK_TCK"), os.getpid()
+    stats: dict[int, list[str]] = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                stats[int(entry)] = Path(f"/proc/{entry}/stat").read_text().rpartition(")")[2].split()
+            except OSError:
+                continue
+    parents = {pid: int(fields[1]) for pid, fields in stats.items()}
+    total = 0.0
+    for pid, fields in stats.items():
+        ancestor = parents.get(pid)
+        while ancestor is not None and ancestor not in (me, 0, 1):
+            ancestor = parents.get(ancestor)
+        if ancestor == me:
+            total += sum(int(f) for f in fields[11:15]) / hertz
+    return total
+
+
+def own_cpu_seconds() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
 def peak_rss_kb() -> int:
     """This process's peak resident set size (VmHWM), in KB."""
     found = re.search(r"VmHWM:\s+(\d+) kB", Path("/proc/self/status").read_text())
@@ -284,6 +336,8 @@ async def _gateway(settings: Settings, profile: cProfile.Profile | None, stages:
         tune_collector()  # as the run command does
         IDLE.install(asyncio.get_running_loop())
         pauses = CollectorPauses()
+        servers_before, own_before, workers_before = (
+            server_cpu_seconds(), own_cpu_seconds(), descendants_cpu_seconds())
         busy_before, started = machine_busy_seconds(), time.perf_counter()
         pauses.on = True
         if profile is not None:
@@ -293,6 +347,9 @@ async def _gateway(settings: Settings, profile: cProfile.Profile | None, stages:
             profile.disable()
         elapsed = time.perf_counter() - started
         machine_cpu = machine_busy_seconds() - busy_before
+        servers = {k: v - servers_before.get(k, 0.0) for k, v in server_cpu_seconds().items()}
+        window = {"gateway process": own_cpu_seconds() - own_before,
+                  "parse workers": descendants_cpu_seconds() - workers_before, **servers}
         pauses.on = False
         async with app.sessions() as session:
             rows = (await session.execute(
@@ -305,6 +362,7 @@ async def _gateway(settings: Settings, profile: cProfile.Profile | None, stages:
     return {
         "seconds": elapsed,
         "machine_cpu": machine_cpu,
+        "window_cpu": window,
         "inbound_seconds": marks.get("inbound_done", time.perf_counter()) - started,
         "seen": summary.inbound.seen, "decided": summary.inbound.decided, "moved": summary.inbound.moved,
         "sent": summary.outbound.sent, "delivered": len(transport.delivered),
