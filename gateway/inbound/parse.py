@@ -149,7 +149,6 @@ class ParsedMail:
     mime_depth: int = 0
     part_count: int = 0
     defects: tuple[str, ...] = ()
-    content_hash: str = ""
     bounce: BounceReport | None = None
     """The delivery failure this message reports, when it is a bounce."""
     fingerprint: str = ""
@@ -176,12 +175,8 @@ def _parse(raw: bytes, limits: Limits) -> ParsedMail:
     message = _guarded(lambda: email.message_from_bytes(data), None, defects, "stdlib parser")
     mail = _minimal(data, defects) if message is None else _from_message(message, limits, defects)
     report = _guarded(lambda: parse_bounce(mail, data, message=message), None, defects, "bounce analysis")
-    normalised = raw.replace(b"\r\n", b"\n")
-    if b"\r" in normalised:  # a bare CR (rare): a copy more
-        normalised = normalised.replace(b"\r", b"\n")
     sender_hash = _guarded(lambda: fingerprint(mail), "", defects, "fingerprint")
-    return replace(mail, bounce=report, defects=tuple(defects[:_MAX_DEFECTS]),
-                   content_hash=hashlib.sha256(normalised).hexdigest(), fingerprint=sender_hash)
+    return replace(mail, bounce=report, defects=tuple(defects[:_MAX_DEFECTS]), fingerprint=sender_hash)
 
 
 def fingerprint(mail: ParsedMail) -> str:
