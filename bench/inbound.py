@@ -45,7 +45,8 @@ the parse workers.
 ``--stage-times`` adds the wall time of each pipeline stage (dedupe, classify, match, ...) to
 the steps timed: a wrapper per stage and message (1.3 us a call, about 1 % of the event
 loop's CPU), off for the figures quoted. ``--profile`` runs the gateway under cProfile
-(main process) and prints the top costs.
+(main process, timed by its thread's CPU clock, so waits do not count) and prints the top
+costs.
 
 Run: ``.venv/bin/python bench/inbound.py [--db sqlite|postgresql|both] [--count 10000] [--workers 2]``.
 """
