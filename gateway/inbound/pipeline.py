@@ -60,8 +60,10 @@ async def run_pipeline(
     tokens: TokenScan | None = None,
     lookups: Lookups | None = None,
 ) -> Ctx:
-    """Run the stages on ``row`` and record the outcome on it (the caller inserts the answers
-    it queued, :func:`~gateway.outbound.outbox.insert_queued_in_bulk`, flushes and commits).
+    """Run the stages on ``row`` and record the outcome on it. The caller inserts what the
+    stages queued (answers: :func:`~gateway.outbound.outbox.insert_queued_in_bulk`; timeline
+    events, attachments, security events: :func:`~gateway.db.insert_queued`), flushes and
+    commits.
     ``new_text`` (the reply's text with quotes stripped) and ``tokens`` (its reference tokens)
     are passed when a worker worked them out already; ``lookups`` when the caller prefetched
     for a group of messages."""
