@@ -41,8 +41,8 @@ async def release(session: AsyncSession, deps: Deps, inbound_id: int) -> Ctx:
     mailbox = mailbox_settings(deps.settings, row.mailbox)
     ctx = await run_pipeline(session, deps, row, mailbox, parsed.mail, parsed.problem,
                              new_text=parsed.new_text, tokens=parsed.tokens)
-    await insert_queued_in_bulk(session)  # the answers, events and attachments the pipeline queued
-    await insert_queued(session)
+    await insert_queued_in_bulk(session)  # what the pipeline queued: its answers,
+    await insert_queued(session)  # its timeline events, attachments and security events
     ctx.trail.insert(0, {"stage": "release", "outcome": "continue", "detail": "released from quarantine"})
     row.trail = ctx.trail
     row.moved = True  # nothing to move: the copy stays where it is
