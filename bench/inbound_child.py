@@ -88,26 +88,32 @@ def server_cpu_seconds() -> dict[str, float]:
     return found
 
 
-def descendants_cpu_seconds() -> float:
-    """CPU seconds of this process's descendants alive now (the fork server, the parse
-    workers), theirs and that of their own children that have exited."""
-    hertz, me = os.sysconf("SC_CLK_TCK"), os.getpid()
+def descendants() -> dict[int, list[str]]:
+    """The ``/proc/PID/stat`` fields (after the name) of this process's descendants alive now:
+    the fork server and the parse workers."""
+    me = os.getpid()
     stats: dict[int, list[str]] = {}
     for entry in os.listdir("/proc"):
         if entry.isdigit():
             try:
                 stats[int(entry)] = Path(f"/proc/{entry}/stat").read_text().rpartition(")")[2].split()
-            except OSError:
+            except (OSError, ValueError):
                 continue
     parents = {pid: int(fields[1]) for pid, fields in stats.items()}
-    total = 0.0
+    found = {}
     for pid, fields in stats.items():
         ancestor = parents.get(pid)
         while ancestor is not None and ancestor not in (me, 0, 1):
             ancestor = parents.get(ancestor)
         if ancestor == me:
-            total += sum(int(f) for f in fields[11:15]) / hertz
-    return total
+            found[pid] = fields
+    return found
+
+
+def descendants_cpu_seconds() -> float:
+    """CPU seconds of :func:`descendants`, theirs and their exited children's."""
+    hertz = os.sysconf("SC_CLK_TCK")
+    return sum(sum(int(f) for f in fields[11:15]) for fields in descendants().values()) / hertz
 
 
 def own_cpu_seconds() -> float:
@@ -161,21 +167,7 @@ class WorkerWatch(threading.Thread):
         return dict(sorted(total.items(), key=lambda kv: -kv[1]))
 
     def sample(self) -> None:
-        me = os.getpid()
-        parents: dict[int, int] = {}
-        for entry in os.listdir("/proc"):
-            if entry.isdigit():
-                try:
-                    stat = Path(f"/proc/{entry}/stat").read_text()
-                    parents[int(entry)] = int(stat.rpartition(")")[2].split()[1])
-                except (OSError, ValueError, IndexError):
-                    continue
-        for pid in parents:
-            ancestor = parents.get(pid)
-            while ancestor is not None and ancestor not in (me, 0, 1):
-                ancestor = parents.get(ancestor)
-            if ancestor != me:
-                continue
+        for pid in descendants():
             try:
                 status = Path(f"/proc/{pid}/status").read_text()
             except OSError:

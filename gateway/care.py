@@ -49,7 +49,7 @@ class Care:
         case = await self._case(session, number)
         now = self.clock.now()
         cases.close(case, now, CloseReason.RESOLVED)
-        event = cases.add_event(session, case, self.clock, EventKind.CLOSED, cases.CARE, message)
+        event = cases.add_event(session, cases.event(case, self.clock, EventKind.CLOSED, cases.CARE, message))
         await session.flush()  # the event's id keys its mail
         await send_case_mail(session, self.mailer, case, MailKind.CASE_CLOSED,
                              dedupe_key=self._key(case, MailKind.CASE_CLOSED, event.id),
@@ -59,7 +59,8 @@ class Care:
     async def reopen(self, session: AsyncSession, number: str, message: str | None = None) -> Case:
         case = await self._case(session, number)
         cases.reopen(case, self.clock.now())
-        event = cases.add_event(session, case, self.clock, EventKind.REOPENED, cases.CARE, message)
+        reopened = cases.event(case, self.clock, EventKind.REOPENED, cases.CARE, message)
+        event = cases.add_event(session, reopened)
         await session.flush()  # the event's id keys its mail
         await send_case_mail(session, self.mailer, case, MailKind.CASE_REOPENED,
                              dedupe_key=self._key(case, MailKind.CASE_REOPENED, event.id),
@@ -75,7 +76,7 @@ class Care:
         case = await self._case(session, number)
         cases.require_open(case)
         cases.set_status(case, status, self.clock.now())
-        event = cases.add_event(session, case, self.clock, event_kind, cases.CARE, message)
+        event = cases.add_event(session, cases.event(case, self.clock, event_kind, cases.CARE, message))
         await session.flush()  # the event's id keys its mail
         await send_case_mail(session, self.mailer, case, mail_kind,
                              dedupe_key=self._key(case, mail_kind, event.id),

@@ -14,7 +14,6 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from gateway.clock import Clock
-from gateway.db import queue_insert
 from gateway.directory import get_contact, get_organisation
 from gateway.domain import CASE_TYPES, CaseStatus, CloseReason, Environment, EventKind, Severity
 from gateway.errors import InvalidValue, NotFound, PolicyViolation
@@ -90,7 +89,7 @@ async def open_case(
     session.add(case)
     await session.flush()
     case.number = format_number(case.id)
-    add_event(session, case, clock, EventKind.OPENED, CARE, description)
+    add_event(session, event(case, clock, EventKind.OPENED, CARE, description))
     return case
 
 
@@ -109,8 +108,7 @@ async def timeline(session: AsyncSession, case: Case) -> Sequence[CaseEvent]:
     return (await session.execute(stmt)).scalars().all()
 
 
-def add_event(
-    session: AsyncSession,
+def event(
     case: Case,
     clock: Clock,
     kind: EventKind,
@@ -120,36 +118,19 @@ def add_event(
     inbound_message_id: int | None = None,
     outbox_id: int | None = None,
     data: dict[str, Any] | None = None,
-) -> CaseEvent:
-    event = CaseEvent(**_event(case, clock, kind, actor, body, inbound_message_id, outbox_id, data))
-    session.add(event)  # flushed with the rest of the transaction (flush first to read its id)
-    return event
-
-
-def queue_event(
-    session: AsyncSession,
-    case: Case,
-    clock: Clock,
-    kind: EventKind,
-    actor: str,
-    body: str | None = None,
-    *,
-    inbound_message_id: int | None = None,
-    outbox_id: int | None = None,
-    data: dict[str, Any] | None = None,
-) -> None:
-    """:func:`add_event` for an event nothing in the transaction reads back: queued for
-    :func:`gateway.db.insert_queued` (the inbound pipeline's, a group's events at once)."""
-    values = _event(case, clock, kind, actor, body, inbound_message_id, outbox_id, data)
-    queue_insert(session, CaseEvent, **values)
-
-
-def _event(
-    case: Case, clock: Clock, kind: EventKind, actor: str, body: str | None,
-    inbound_message_id: int | None, outbox_id: int | None, data: dict[str, Any] | None,
 ) -> dict[str, Any]:
+    """A timeline event's columns: for :func:`add_event`, or for
+    :func:`gateway.db.queue_insert` where nothing in the transaction reads the event back
+    (the inbound pipeline, a group's events at once)."""
     return {"case_id": case.id, "at": clock.now(), "kind": kind, "actor": actor, "body": body,
             "inbound_message_id": inbound_message_id, "outbox_id": outbox_id, "data": data}
+
+
+def add_event(session: AsyncSession, values: dict[str, Any]) -> CaseEvent:
+    """Add the event :func:`event` describes to the session."""
+    added = CaseEvent(**values)
+    session.add(added)  # flushed with the rest of the transaction (flush first to read its id)
+    return added
 
 
 def set_status(case: Case, status: CaseStatus, now: datetime) -> None:

@@ -20,7 +20,7 @@ from gateway.db import queue_insert
 from gateway.domain import CaseStatus, Disposition, EventKind
 from gateway.inbound.context import Ctx, Deps, Finish, Outcome, Reply
 from gateway.inbound.reply_text import first_line, new_text
-from gateway.models import Attachment, Case
+from gateway.models import Attachment, Case, CaseEvent
 from gateway.outbound.kinds import MailKind
 
 ESCALATION = re.compile(r"^\W*escalation\s+request\b", re.IGNORECASE)
@@ -36,9 +36,9 @@ async def apply_update(ctx: Ctx, session: AsyncSession, deps: Deps) -> Outcome:
     now = deps.clock.now()
     if case.status == CaseStatus.CLOSED:
         return await _closed(ctx, session, deps, case, text, _case_ctx(ctx, deps))
-    cases.queue_event(session, case, deps.clock, EventKind.CUSTOMER_REPLY, ctx.contact.email, text,
-                      inbound_message_id=ctx.row.id,
-                      data={"attachments": len(mail.attachments)} if mail.attachments else None)
+    queue_insert(session, CaseEvent, **cases.event(
+        case, deps.clock, EventKind.CUSTOMER_REPLY, ctx.contact.email, text, inbound_message_id=ctx.row.id,
+        data={"attachments": len(mail.attachments)} if mail.attachments else None))
     for part in mail.attachments:
         queue_insert(
             session, Attachment,
@@ -71,12 +71,13 @@ async def _closed(
     assert ctx.contact is not None
     context = {**case_ctx, **closed_context(case), "message": text}
     if cases.reopenable(case, deps.clock.now()):
-        cases.queue_event(session, case, deps.clock, EventKind.REOPEN_REQUESTED, ctx.contact.email,
-                          text, inbound_message_id=ctx.row.id)
+        queue_insert(session, CaseEvent, **cases.event(
+            case, deps.clock, EventKind.REOPEN_REQUESTED, ctx.contact.email, text,
+            inbound_message_id=ctx.row.id))
         ctx.replies.append(Reply(MailKind.CLOSED_CASE_REPLY, context))
         return Finish(Disposition.REFUSED_CLOSED_CASE, "case closed less than 30 days ago: re-open guidance")
-    cases.queue_event(session, case, deps.clock, EventKind.REOPEN_REFUSED, ctx.contact.email, text,
-                      inbound_message_id=ctx.row.id)
+    queue_insert(session, CaseEvent, **cases.event(
+        case, deps.clock, EventKind.REOPEN_REFUSED, ctx.contact.email, text, inbound_message_id=ctx.row.id))
     ctx.replies.append(Reply(MailKind.NOT_REOPENABLE, context))
     return Finish(Disposition.REFUSED_NOT_REOPENABLE, "case closed 30 days ago or more")
 
@@ -87,8 +88,8 @@ async def _escalate(
     assert ctx.contact is not None
     case.escalated = True
     case.escalated_at = deps.clock.now()
-    cases.queue_event(session, case, deps.clock, EventKind.ESCALATED, ctx.contact.email, text,
-                      inbound_message_id=ctx.row.id)
+    queue_insert(session, CaseEvent, **cases.event(
+        case, deps.clock, EventKind.ESCALATED, ctx.contact.email, text, inbound_message_id=ctx.row.id))
     address = deps.settings.mail.escalation_address
     ctx.replies.append(Reply(
         MailKind.ESCALATION_TO_MANAGEMENT,

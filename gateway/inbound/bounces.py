@@ -7,11 +7,12 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from gateway import cases
 from gateway.clock import Clock
+from gateway.db import queue_insert
 from gateway.domain import EventKind, RecipientStatus
 from gateway.inbound.bounce import BounceReport
 from gateway.inbound.lookups import Lookups, bounced_ids
 from gateway.inbound.store import InboundRow
-from gateway.models import Case, Outbox, OutboxRecipient
+from gateway.models import Case, CaseEvent, Outbox, OutboxRecipient
 
 
 async def record_bounce(
@@ -53,5 +54,6 @@ async def _case_event(
         return
     text = (f"Delivery of {message.kind} to {address} failed "
             f"({'permanently' if permanent else 'temporarily'}, status {status or 'unknown'})")
-    cases.queue_event(session, case, clock, EventKind.DELIVERY_FAILED, cases.SYSTEM, text,
-                      inbound_message_id=inbound_id, outbox_id=message.id)
+    queue_insert(session, CaseEvent, **cases.event(
+        case, clock, EventKind.DELIVERY_FAILED, cases.SYSTEM, text, inbound_message_id=inbound_id,
+        outbox_id=message.id))
