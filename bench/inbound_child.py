@@ -348,7 +348,7 @@ async def _gateway(settings: Settings, profile: cProfile.Profile | None, stages:
                 select(InboundMessage.disposition, func.count()).group_by(InboundMessage.disposition)
             )).all()
             unmoved = await session.scalar(select(func.count()).select_from(InboundMessage)
-                                           .where(InboundMessage.moved.is_(False)))
+                                           .where(~InboundMessage.moved))
     finally:
         await engine.dispose()
     return {

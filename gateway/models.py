@@ -18,8 +18,9 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    exists,
 )
-from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+from sqlalchemy.orm import DeclarativeBase, Mapped, column_property, mapped_column, relationship
 
 from gateway.db import UTCDateTime
 
@@ -117,6 +118,18 @@ class MailboxState(Base):
     updated_at: Mapped[datetime]
 
 
+class InboundMoved(Base):
+    """An inbound message whose IMAP copy reached its folder: a row of its own, inserted once,
+    instead of a flag on the message's row. On PostgreSQL an update writes a new version of the
+    whole row (the decided row: its trail, its text) and, off its page, an entry in each of its
+    indexes; the flag was the row's fourth version, a fifth of the server's CPU per message."""
+
+    __tablename__ = "inbound_moved"
+    inbound_message_id: Mapped[int] = mapped_column(
+        Id, ForeignKey("inbound_messages.id"), primary_key=True, autoincrement=False
+    )
+
+
 class InboundMessage(Base):
     """One fetched message and its fate. Unique on (mailbox, uidvalidity, uid)."""
 
@@ -145,7 +158,10 @@ class InboundMessage(Base):
     error: Mapped[str | None] = mapped_column(Text)
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     target_folder: Mapped[str | None] = mapped_column(String(200))
-    moved: Mapped[bool] = mapped_column(Boolean, default=False)
+    moved: Mapped[bool] = column_property(
+        exists().where(InboundMoved.inbound_message_id == id).correlate_except(InboundMoved)
+    )
+    """Whether the IMAP copy reached its folder (:class:`InboundMoved`); read-only."""
 
 
 class InboundRaw(Base):

@@ -5,14 +5,14 @@ from __future__ import annotations
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from gateway.config import MailboxSettings, Settings
-from gateway.db import insert_queued
+from gateway.db import insert_ignoring_conflicts, insert_queued
 from gateway.domain import Disposition
 from gateway.errors import NotFound, PolicyViolation
 from gateway.inbound.context import Ctx, Deps
 from gateway.inbound.parsing import parse_safely
 from gateway.inbound.pipeline import run_pipeline
 from gateway.inbound.store import raw_of
-from gateway.models import InboundMessage
+from gateway.models import InboundMessage, InboundMoved
 from gateway.outbound.outbox import insert_queued_in_bulk
 
 
@@ -45,5 +45,7 @@ async def release(session: AsyncSession, deps: Deps, inbound_id: int) -> Ctx:
     await insert_queued(session)  # its timeline events, attachments and security events
     ctx.trail.insert(0, {"stage": "release", "outcome": "continue", "detail": "released from quarantine"})
     row.trail = ctx.trail
-    row.moved = True  # nothing to move: the copy stays where it is
+    moved = insert_ignoring_conflicts(session.get_bind().dialect.name, InboundMoved.__table__,
+                                      ["inbound_message_id"])
+    await session.execute(moved.values(inbound_message_id=row.id))  # nothing to move: the copy stays
     return ctx

@@ -3,8 +3,8 @@
 The row is the gateway's promise that nothing is lost: it exists, with the raw bytes (kept
 apart in ``inbound_raw``, written once), before the pipeline runs; its ``attempts`` counter is
 committed before each run (so a message that crashes the process is still counted); its
-``disposition`` is set in the same transaction as the message's effects; ``moved`` records
-that the IMAP copy reached its folder.
+``disposition`` is set in the same transaction as the message's effects; a row in
+``inbound_moved`` records that the IMAP copy reached its folder.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
 from gateway.db import among, chunks, insert_ignoring_conflicts
 from gateway.inbound.parse import ParsedMail
-from gateway.models import InboundMessage, InboundRaw, MailboxState
+from gateway.models import InboundMessage, InboundMoved, InboundRaw, MailboxState
 
 
 class InboundRow(Protocol):
@@ -67,7 +67,6 @@ class KnownUid:
     uid: int
     disposition: str | None
     target_folder: str | None
-    moved: bool
     attempts: int
 
 
@@ -87,7 +86,6 @@ def known_query(mailbox: str, uidvalidity: int, uids: Sequence[int], dialect: st
         InboundMessage.uid,
         InboundMessage.disposition,
         InboundMessage.target_folder,
-        InboundMessage.moved,
         InboundMessage.attempts,
     ).where(
         InboundMessage.mailbox == mailbox,
@@ -122,7 +120,6 @@ async def store_raw(
             "received_at": received_at,
             "trail": [],
             "attempts": 0,
-            "moved": False,
         }
         for uid, raw, size in items
     ]
@@ -133,7 +130,7 @@ async def store_raw(
         for chunk in chunks(list(raws)):
             known = known_query(mailbox, uidvalidity, chunk, engine.dialect.name)
             for r in (await conn.execute(known)).all():
-                found[r.uid] = KnownUid(r.id, r.uid, r.disposition, r.target_folder, r.moved, r.attempts)
+                found[r.uid] = KnownUid(r.id, r.uid, r.disposition, r.target_folder, r.attempts)
         insert_raw = insert_ignoring_conflicts(engine.dialect.name, InboundRaw.__table__,
                                                ["inbound_message_id"])
         await conn.execute(insert_raw, [{"inbound_message_id": known.id, "raw": raws[uid]}
@@ -197,16 +194,16 @@ async def mark_moved(engine: AsyncEngine, mailbox: str, uidvalidity: int, uids: 
         return
     async with engine.begin() as conn:
         for chunk in chunks(uids):
-            await conn.execute(moved_update(mailbox, uidvalidity, chunk, engine.dialect.name))
+            await conn.execute(moved_insert(mailbox, uidvalidity, chunk, engine.dialect.name))
 
 
-def moved_update(mailbox: str, uidvalidity: int, uids: Sequence[int], dialect: str) -> Any:
-    """Mark these UIDs' rows moved."""
-    return (
-        update(InboundMessage)
-        .where(InboundMessage.mailbox == mailbox, InboundMessage.uidvalidity == uidvalidity,
-               _uids_in(uids, dialect))
-        .values(moved=True)
+def moved_insert(mailbox: str, uidvalidity: int, uids: Sequence[int], dialect: str) -> Any:
+    """Mark these UIDs' rows moved (rows marked before stay as they are)."""
+    rows = select(InboundMessage.id).where(
+        InboundMessage.mailbox == mailbox, InboundMessage.uidvalidity == uidvalidity, _uids_in(uids, dialect)
+    )
+    return insert_ignoring_conflicts(dialect, InboundMoved.__table__, ["inbound_message_id"]).from_select(
+        ["inbound_message_id"], rows
     )
 
 

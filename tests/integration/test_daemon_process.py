@@ -191,7 +191,7 @@ def test_inbound_and_quarantine_commands(settings, imap_account, tmp_path: Path,
     [quarantined] = gw.ok("quarantine", "list", "--json").json()
     assert "depth" in quarantined["error"]
     shown = gw.ok("inbound", "show", str(quarantined["id"]), "--json").json()
-    assert shown["trail"][0]["outcome"] == "quarantine"
+    assert shown["trail"][0]["outcome"] == "quarantine" and shown["moved"] is True  # to Quarantine
     assert "trail:" in gw.ok("inbound", "show", str(quarantined["id"])).out
     assert (
         "is refused_new_case, not quarantined"

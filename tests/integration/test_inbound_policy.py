@@ -456,6 +456,8 @@ async def test_a_quarantined_reply_released_is_applied_with_its_attachment(
             deps = Deps(raised, app.clock, mailer, mailer.keys, frozenset())
             released = await release(session, deps, row.id)
         assert released.row.disposition == "applied", released.trail
+        (row,) = await inbound_rows(app)
+        assert (row.disposition, row.moved) == ("applied", True)  # its copy stays in Quarantine
         _, events = await case_state(app, case.number)
         assert (events[-1].kind, events[-1].inbound_message_id, events[-1].body) == (
             "customer_reply", row.id, "The trace.")

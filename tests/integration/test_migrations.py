@@ -13,7 +13,7 @@ from sqlalchemy import inspect, select, text
 from gateway import migrate
 from gateway.db import create_engine, session_factory
 from gateway.errors import SchemaOutOfDate
-from gateway.models import Base, Organisation
+from gateway.models import Base, InboundMessage, Organisation
 
 
 async def test_upgrade_downgrade_upgrade(empty_db_url: str) -> None:
@@ -108,5 +108,32 @@ async def test_raw_mail_moves_to_its_own_table_and_back(empty_db_url: str) -> No
             raws = (await conn.execute(text("SELECT raw FROM inbound_messages"))).scalars().all()
             assert raws == [row["r"]]
             assert "inbound_raw" not in await conn.run_sync(lambda c: inspect(c).get_table_names())
+    finally:
+        await engine.dispose()
+
+
+async def test_the_moved_flag_moves_to_its_own_table_and_back(empty_db_url: str) -> None:
+    """Migration 0007 keeps which messages were moved: a row in inbound_moved on the way up,
+    the ``moved`` column on the way down."""
+    engine = create_engine(empty_db_url)
+    stamp = datetime(2026, 12, 6, tzinfo=UTC)
+    try:
+        await migrate.upgrade(engine, "0006")
+        async with engine.begin() as conn:
+            for uid, moved in [(1, True), (2, False), (3, True)]:
+                await conn.execute(text(
+                    "INSERT INTO inbound_messages (mailbox, uidvalidity, uid, content_hash, size, "
+                    "received_at, trail, attempts, moved) VALUES ('care', 1, :u, '', 5, :t, '[]', 1, :m)"
+                ), {"u": uid, "t": stamp, "m": moved})
+        await migrate.upgrade(engine)
+        async with session_factory(engine)() as session:
+            rows = (await session.execute(select(InboundMessage.uid, InboundMessage.moved)
+                                          .order_by(InboundMessage.uid))).all()
+        assert [tuple(r) for r in rows] == [(1, True), (2, False), (3, True)]
+        await migrate.downgrade(engine, "0006")
+        async with engine.connect() as conn:
+            rows = (await conn.execute(text("SELECT uid, moved FROM inbound_messages ORDER BY uid"))).all()
+            assert [(uid, bool(moved)) for uid, moved in rows] == [(1, True), (2, False), (3, True)]
+            assert "inbound_moved" not in await conn.run_sync(lambda c: inspect(c).get_table_names())
     finally:
         await engine.dispose()

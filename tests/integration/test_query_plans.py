@@ -20,7 +20,7 @@ from structlog.testing import capture_logs
 from gateway.clock import FrozenClock
 from gateway.daemon import Daemon
 from gateway.db import PlannerStatistics
-from gateway.inbound.store import known_query, moved_update, store_raw
+from gateway.inbound.store import known_query, moved_insert, store_raw
 from gateway.outbound.transport import MemoryTransport
 from tests.mails import new_mail
 from tests.world import open_world, settings_for
@@ -71,7 +71,7 @@ async def test_a_batch_lookup_reads_only_its_uid_range_on_a_table_never_analysed
     assert await _reltuples(engine) == -1  # never analysed: the planner guesses
     batch = [uid for uid in range(1001, 1151) if uid % 3]  # 100 UIDs spread over 150
     assert await _rows_read(engine, known_query("care", 7, batch, "postgresql")) <= 150
-    assert await _rows_read(engine, moved_update("care", 7, batch, "postgresql")) <= 150
+    assert await _rows_read(engine, moved_insert("care", 7, batch, "postgresql")) <= 150
 
 
 async def test_a_burst_into_a_young_table_is_analysed_a_large_table_is_not(engine: AsyncEngine) -> None:
