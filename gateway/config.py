@@ -73,6 +73,10 @@ class MailboxSettings(_Section):
     idle: bool = True
     poll_seconds: float = Field(60.0, gt=0)
     batch_size: int = Field(150, ge=1, le=500)
+    move_batch_size: int = Field(1000, ge=1, le=10000)
+    """Decided messages wait to be moved until this many are (or the round ends): an IMAP
+    server's work per MOVE grows with the folder (Dovecot at 10,000 messages: 270 µs of CPU
+    per message moved in sets of about 100, 60 µs in sets of 1,000)."""
 
     @model_validator(mode="after")
     def _plaintext_is_explicit(self) -> MailboxSettings:

@@ -238,7 +238,9 @@ class _Reader:
 # -- other wire syntax the client needs, kept pure so it is tested on its own ---------------
 
 MAX_UIDS_PER_COMMAND = 200
-"""UIDs per UID FETCH/STORE/COPY/MOVE: aioimaplib recurses once per response line (issue #118)."""
+"""UIDs per UID FETCH: aioimaplib recursed once per response line (issue #118); our reader
+(:class:`~gateway.inbound.imap_fetch.Protocol`) loops, and a batch is fetched in one command
+or two. A move's UIDs are cut by the length of their set instead (:func:`uid_sets`)."""
 
 _SELECT_CODE = re.compile(rb"\[(UIDVALIDITY|UIDNEXT) (\d+)\]", re.IGNORECASE)
 _EXISTS = re.compile(rb"^(?:\* )?(\d+) EXISTS\b", re.IGNORECASE)
@@ -288,17 +290,45 @@ def parse_search(lines: Iterable[bytes | bytearray], min_uid: int = 1) -> list[i
     return sorted(uid for uid in uids if uid >= min_uid)
 
 
+MAX_UID_SET_CHARS = 7000
+"""Characters of a UID set in one command at most (:func:`uid_sets`): RFC 7162 (section 4)
+asks clients to keep a command line to about 8192 octets."""
+
+
 def uid_set(uids: Iterable[int]) -> str:
     """``[1, 2, 3, 7, 9, 10]`` -> ``"1:3,7,9:10"``."""
+    found = _ranges(uids)
+    if not found:
+        raise ValueError("an empty UID set cannot be sent")
+    return ",".join(found)
+
+
+def uid_sets(uids: Iterable[int], max_chars: int = MAX_UID_SET_CHARS) -> list[str]:
+    """The UID set of ``uids`` cut into sets of at most ``max_chars`` characters (a range longer
+    than that alone is a set of its own); none for no UIDs."""
+    sets: list[str] = []
+    current: list[str] = []
+    length = 0
+    for item in _ranges(uids):
+        if current and length + 1 + len(item) > max_chars:
+            sets.append(",".join(current))
+            current, length = [], 0
+        length += len(item) + (1 if current else 0)
+        current.append(item)
+    if current:
+        sets.append(",".join(current))
+    return sets
+
+
+def _ranges(uids: Iterable[int]) -> list[str]:
+    """The ranges of a UID set in order: ``[1, 2, 3, 7]`` -> ``["1:3", "7"]``."""
     ranges: list[list[int]] = []
     for uid in sorted(set(uids)):
         if ranges and uid == ranges[-1][1] + 1:
             ranges[-1][1] = uid
         else:
             ranges.append([uid, uid])
-    if not ranges:
-        raise ValueError("an empty UID set cannot be sent")
-    return ",".join(str(a) if a == b else f"{a}:{b}" for a, b in ranges)
+    return [str(a) if a == b else f"{a}:{b}" for a, b in ranges]
 
 
 def chunks(items: Sequence[int], size: int) -> list[list[int]]:

@@ -6,11 +6,13 @@ module: every call is bounded by ``timeout_seconds`` *and* fails as soon as the 
 drops (the library leaves pending commands waiting forever); any error marks the client
 broken, so callers throw it away (the daemon's :class:`~gateway.inbound.runner.MailboxRunner`
 opens a new one with randomised backoff); FETCH responses go through
-:mod:`gateway.inbound.fetchparse`; UID sets are cut to :data:`MAX_UIDS_PER_COMMAND` and flags
-are stored ``.SILENT`` (the library recurses once per response line and dies on long
-responses, issue #118); FETCH is sent as our :class:`~gateway.inbound.imap_fetch.FetchCommand`
-(the library's, without its per-line rescans) and responses are read by our
-:class:`~gateway.inbound.imap_fetch.Protocol` (the library's, without its per-chunk costs).
+:mod:`gateway.inbound.fetchparse`; a FETCH's UIDs are cut to :data:`MAX_UIDS_PER_COMMAND`, a
+move's to a set of :data:`MAX_UID_SET_CHARS` (a command line of the length RFC 7162 asks
+for), and flags are stored ``.SILENT`` (the library's reader recursed once per response line
+and died on long responses, issue #118; ours loops); FETCH is sent as our
+:class:`~gateway.inbound.imap_fetch.FetchCommand` (the library's, without its per-line
+rescans) and responses are read by our :class:`~gateway.inbound.imap_fetch.Protocol` (the
+library's, without its per-chunk costs).
 
 Errors leave as :class:`~gateway.errors.TemporaryTransportError` (timeouts as
 :class:`~gateway.errors.TransportTimeout`) or, when retrying cannot help (refused login,
@@ -31,6 +33,7 @@ import structlog
 from gateway.config import MailboxSettings
 from gateway.errors import PermanentTransportError, TemporaryTransportError, TransportTimeout
 from gateway.inbound.fetchparse import (
+    MAX_UID_SET_CHARS,
     MAX_UIDS_PER_COMMAND,
     FetchRecord,
     FetchSyntaxError,
@@ -40,6 +43,7 @@ from gateway.inbound.fetchparse import (
     parse_search,
     parse_select,
     uid_set,
+    uid_sets,
 )
 from gateway.inbound.imap_fetch import IMAP4, FetchCommand
 from gateway.inbound.imap_types import FolderState, Mailbox
@@ -87,6 +91,9 @@ class AioImapMailbox:
     what :meth:`wait_for_changes` awaits when it polls (tests inject an event); ``on_idle``
     is called each time the server has accepted IDLE (tests wait for it).
     """
+
+    max_uid_set_chars = MAX_UID_SET_CHARS
+    """The longest UID set :meth:`move` sends in one command (tests make it short)."""
 
     def __init__(
         self,
@@ -206,8 +213,7 @@ class AioImapMailbox:
         client = self._require()
         target = encode_folder(folder)
         native = self._use_move and "MOVE" in self.capabilities
-        for chunk in chunks(sorted(set(uids)), MAX_UIDS_PER_COMMAND):
-            uids_ = uid_set(chunk)
+        for uids_ in uid_sets(uids, self.max_uid_set_chars):
             if native:
                 await self._ok("uid move", client.uid("move", uids_, target))
                 continue

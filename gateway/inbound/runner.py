@@ -3,8 +3,9 @@
 Each round searches the whole inbox folder (messages leave it only once their fate is
 committed), so a UID is never skipped: one that failed to fetch or to move is simply found
 again next round. Oversized messages are not downloaded: their headers are stored and they
-are quarantined. Messages are moved in UID sets after the batch's commits (one message at a
-time would cap throughput at a few dozen a second). On any connection error the client is
+are quarantined. Messages are moved in UID sets after their commits, up to a thousand at a
+time (one message at a time would cap throughput at a few dozen a second, and an IMAP
+server's work per MOVE grows with the folder). On any connection error the client is
 dropped and a new one is made with randomised exponential backoff.
 """
 
@@ -193,8 +194,9 @@ class MailboxRunner:
         batches = [uids[start : start + size] for start in range(0, len(uids), size)]
         # While a batch is decided (CPU and database), the IMAP side works in the background:
         # it fetches the next batch, whose parsing starts in the workers at once, and stores
-        # it; then it moves the batch decided before (its commit is done) while the next batch
-        # is decided. One IMAP command at a time, in the order asked (``lane``).
+        # it; once ``move_batch_size`` messages are decided (their commits done), it moves
+        # them while the next batch is decided, and the rest at the end of the round. One
+        # IMAP command at a time, in the order asked (``lane``).
         lane = asyncio.Lock()
         ahead: Ahead | None = None
         committed: dict[int, str] = {}  # decided, not moved yet
@@ -207,13 +209,14 @@ class MailboxRunner:
                 fetching = None if batch is None else asyncio.ensure_future(
                     self._fetch_and_store(client, lane, state.uidvalidity, batch))
                 try:
-                    if committed:
+                    if len(committed) >= self.settings.move_batch_size:
                         moving.append(asyncio.ensure_future(
                             self._move(client, lane, state.uidvalidity, committed)))
                         committed = {}
                     stats.moved += _moved_so_far(moving)  # a failed move ends the round here
+                    decided: dict[int, str] = {}
                     if current is not None and current.fetched:
-                        committed = await self.processor.process(
+                        decided = await self.processor.process(
                             self.settings, state.uidvalidity, current.fetched, self.stopping.is_set,
                             current.parsing, current.stored)
                 except BaseException:
@@ -225,8 +228,9 @@ class MailboxRunner:
                             ahead = fetching.result()  # its parsing is cancelled below
                     raise
                 ahead = None if fetching is None else await fetching
-                stats.decided += len(committed)
-                if committed and self.on_decided is not None:
+                committed.update(decided)
+                stats.decided += len(decided)
+                if decided and self.on_decided is not None:
                     self.on_decided()
             if committed:
                 moving.append(asyncio.ensure_future(self._move(client, lane, state.uidvalidity, committed)))

@@ -157,16 +157,20 @@ async def test_ensure_folders_is_idempotent(imap_account: ImapAccount, open_mail
 
 @pytest.mark.parametrize("use_move", [True, False], ids=["MOVE", "COPY+EXPUNGE"])
 async def test_move(imap_account: ImapAccount, open_mailbox: OpenMailbox, use_move: bool) -> None:
-    raws = [PLAIN.replace(b"plain", f"m{i}".encode()) for i in range(230)]  # more than one UID chunk
+    raws = [PLAIN.replace(b"plain", f"m{i}".encode()) for i in range(600)]
     uids = imap_account.append_many(raws)
     mailbox = await open_mailbox(use_move=use_move)
     await mailbox.ensure_folders(["Processed"])
     await mailbox.select()
-    await mailbox.move(uids[:-1], "Processed")
-    assert await mailbox.search_uids() == [uids[-1]]
+    # 300 UIDs, none adjacent: one command, a response of 300 lines (EXPUNGE)
+    await mailbox.move(uids[1::2], "Processed")
+    assert await mailbox.search_uids() == uids[::2]
+    mailbox.max_uid_set_chars = 12  # the rest but the last in sets of a few UIDs: many commands
+    await mailbox.move(uids[:-2:2], "Processed")
+    assert await mailbox.search_uids() == [uids[-2]]
     await mailbox.move(uids[:1], "Processed")  # already gone: not an error
-    assert imap_account.messages("Processed") == raws[:-1]
-    assert imap_account.messages() == raws[-1:]
+    assert sorted(imap_account.messages("Processed")) == sorted(raws[:-2] + raws[-1:])
+    assert imap_account.messages() == raws[-2:-1]
 
 
 async def test_idle_wakes_up_on_new_mail(imap_account: ImapAccount, open_mailbox: OpenMailbox) -> None:

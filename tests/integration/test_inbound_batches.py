@@ -23,10 +23,8 @@ def five_new_case_attempts(imap_account: Any) -> None:
     )
 
 
-async def test_imap_work_runs_while_a_batch_is_decided_and_moves_follow_commits(
-    db_url: str, imap_account: Any, clock: FrozenClock, monkeypatch: Any
-) -> None:
-    settings = settings_for(db_url, mailboxes=[imap_account.mailbox_settings(batch_size=2)])
+def recorded_steps(monkeypatch: Any) -> list[tuple[str, list[int]]]:
+    """The IMAP fetches and moves and the batches decided, in order, as they happen."""
     steps: list[tuple[str, list[int]]] = []
     fetch, move = imap_module.AioImapMailbox.fetch, imap_module.AioImapMailbox.move
     process = processor_module.Processor.process
@@ -48,6 +46,15 @@ async def test_imap_work_runs_while_a_batch_is_decided_and_moves_follow_commits(
     monkeypatch.setattr(imap_module.AioImapMailbox, "fetch", fetching)
     monkeypatch.setattr(imap_module.AioImapMailbox, "move", moving)
     monkeypatch.setattr(processor_module.Processor, "process", deciding)
+    return steps
+
+
+async def test_imap_work_runs_while_a_batch_is_decided_and_moves_follow_commits(
+    db_url: str, imap_account: Any, clock: FrozenClock, monkeypatch: Any
+) -> None:
+    box = imap_account.mailbox_settings(batch_size=2, move_batch_size=1)  # each batch moved
+    settings = settings_for(db_url, mailboxes=[box])
+    steps = recorded_steps(monkeypatch)
     async with open_world(settings, clock) as app:
         await add_customer(app)
         five_new_case_attempts(imap_account)
@@ -63,6 +70,26 @@ async def test_imap_work_runs_while_a_batch_is_decided_and_moves_follow_commits(
         assert (summary.inbound.decided, summary.inbound.moved) == (5, 5)
         assert [r.disposition for r in await inbound_rows(app)] == ["refused_new_case"] * 5
         assert imap_account.messages("INBOX") == []
+
+
+async def test_decided_messages_are_moved_together_once_enough_are_committed(
+    db_url: str, imap_account: Any, clock: FrozenClock, monkeypatch: Any
+) -> None:
+    """An IMAP server's work per MOVE grows with the folder: messages are moved in sets of
+    ``move_batch_size`` (here 3: two batches of two), the rest at the end of the round."""
+    box = imap_account.mailbox_settings(batch_size=2, move_batch_size=3)
+    settings = settings_for(db_url, mailboxes=[box])
+    steps = recorded_steps(monkeypatch)
+    async with open_world(settings, clock) as app:
+        await add_customer(app)
+        five_new_case_attempts(imap_account)
+        summary = await Daemon(app, transport=MemoryTransport()).run_once()
+        assert [uids for step, uids in steps if step == "move"] == [[1, 2, 3, 4], [5]]
+        assert steps.index(("move", [1, 2, 3, 4])) > steps.index(("committed", [3, 4]))
+        assert steps.index(("move", [5])) > steps.index(("committed", [5]))
+        assert (summary.inbound.decided, summary.inbound.moved) == (5, 5)
+        assert imap_account.messages("INBOX") == []
+        assert len(imap_account.messages("Refused")) == 5
 
 
 async def test_stopping_leaves_the_batch_fetched_ahead_undecided(

@@ -8,6 +8,7 @@ from hypothesis import strategies as st
 
 from gateway.inbound import fetchparse
 from gateway.inbound.fetchparse import (
+    MAX_UID_SET_CHARS,
     FolderState,
     chunks,
     encode_folder,
@@ -17,6 +18,7 @@ from gateway.inbound.fetchparse import (
     parse_search,
     parse_select,
     uid_set,
+    uid_sets,
 )
 
 
@@ -203,6 +205,17 @@ def test_uid_sets_and_chunks() -> None:
     with pytest.raises(ValueError):
         uid_set([])
     assert chunks([1, 2, 3, 4, 5], 2) == [[1, 2], [3, 4], [5]]
+
+
+def test_uid_sets_keep_each_set_under_the_length_asked() -> None:
+    assert uid_sets([9, 1, 2, 3, 7, 10]) == ["1:3,7,9:10"]
+    assert uid_sets([9, 1, 2, 3, 7, 10], max_chars=5) == ["1:3,7", "9:10"]
+    assert uid_sets([1, 2, 3, 100000], max_chars=2) == ["1:3", "100000"]  # a range alone may be longer
+    assert uid_sets([]) == []
+    uids = list(range(1, 40001, 2))  # 20,000 UIDs, none adjacent
+    sets = uid_sets(uids)
+    assert all(len(one) <= MAX_UID_SET_CHARS for one in sets) and len(sets) > 1
+    assert [int(uid) for one in sets for uid in one.split(",")] == uids
 
 
 def test_encode_folder_quotes_and_uses_modified_utf7() -> None:
