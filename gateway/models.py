@@ -122,7 +122,7 @@ class InboundMoved(Base):
     """An inbound message whose IMAP copy reached its folder: a row of its own, inserted once,
     instead of a flag on the message's row. On PostgreSQL an update writes a new version of the
     whole row (the decided row: its trail, its text) and, off its page, an entry in each of its
-    indexes; the flag was the row's fourth version, a fifth of the server's CPU per message."""
+    indexes; the flag was the row's fourth version (migration 0007)."""
 
     __tablename__ = "inbound_moved"
     inbound_message_id: Mapped[int] = mapped_column(
@@ -167,7 +167,7 @@ class InboundMessage(Base):
 class InboundRaw(Base):
     """The bytes of an inbound message as fetched (only its headers when it is over the size
     limit), written once with its row. Apart from the row because the row is rewritten as the
-    pipeline records the message's fate (three times per message), and SQLite rewrites a
+    pipeline records the message's fate (twice per message), and SQLite rewrites a
     row's whole record on every update, a 13 KB message included."""
 
     __tablename__ = "inbound_raw"
