@@ -239,8 +239,9 @@ class _Reader:
 
 MAX_UIDS_PER_COMMAND = 200
 """UIDs per UID FETCH: aioimaplib recursed once per response line (issue #118); our reader
-(:class:`~gateway.inbound.imap_fetch.Protocol`) loops, and a batch is fetched in one command
-or two. A move's UIDs are cut by the length of their set instead (:func:`uid_sets`)."""
+(:class:`~gateway.inbound.imap_fetch.Protocol`) loops, and a batch (150 messages by default,
+500 at most) takes one to three commands. A move's UIDs are cut by the length of their set
+instead (:func:`uid_sets`)."""
 
 _SELECT_CODE = re.compile(rb"\[(UIDVALIDITY|UIDNEXT) (\d+)\]", re.IGNORECASE)
 _EXISTS = re.compile(rb"^(?:\* )?(\d+) EXISTS\b", re.IGNORECASE)
