@@ -1,7 +1,7 @@
-"""Batches over a real Dovecot: while a batch is decided, the next one is fetched (and parsing)
-and the batch before it moved; a message is moved only after its commit; stopping between
-batches moves what was decided and leaves the batch fetched ahead (stored) undecided in the
-inbox."""
+"""Batches over a real Dovecot: while a batch is decided, the next ones are fetched (and
+parsing) and the batches before it moved; a message is moved only after its commit; stopping
+between batches moves what was decided and leaves the batches fetched ahead (stored)
+undecided in the inbox."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ from gateway.clock import FrozenClock
 from gateway.daemon import Daemon
 from gateway.inbound import imap as imap_module
 from gateway.inbound import processor as processor_module
+from gateway.inbound import runner as runner_module
 from gateway.outbound.transport import MemoryTransport
 from tests.mails import inbound_rows, new_mail
 from tests.world import add_customer, open_world, settings_for
@@ -59,9 +60,15 @@ async def test_imap_work_runs_while_a_batch_is_decided_and_moves_follow_commits(
         await add_customer(app)
         five_new_case_attempts(imap_account)
         summary = await Daemon(app, transport=MemoryTransport()).run_once()
-        # The second batch is fetched while the first is being decided ...
-        assert steps[:4] == [("fetch", [1, 2]), ("decide", [1, 2]), ("fetch", [3, 4]), ("committed", [1, 2])]
-        # ... the next batch is fetched (its parsing starts) before the decided one is moved ...
+        assert runner_module.FETCH_AHEAD == 2
+        # The two batches after the first are fetched (their parsing starts) before the first
+        # is committed ...
+        assert steps[0] == ("fetch", [1, 2])
+        first_commit = steps.index(("committed", [1, 2]))
+        assert steps.index(("decide", [1, 2])) < first_commit
+        assert steps.index(("fetch", [3, 4])) < first_commit
+        assert steps.index(("fetch", [5])) < first_commit
+        # ... and before the decided one is moved ...
         assert steps.index(("fetch", [5])) < steps.index(("move", [1, 2]))
         # ... and every batch is moved after its commit, before the round ends.
         for uids in ([1, 2], [3, 4], [5]):
@@ -92,7 +99,7 @@ async def test_decided_messages_are_moved_together_once_enough_are_committed(
         assert len(imap_account.messages("Refused")) == 5
 
 
-async def test_stopping_leaves_the_batch_fetched_ahead_undecided(
+async def test_stopping_leaves_the_batches_fetched_ahead_undecided(
     db_url: str, imap_account: Any, clock: FrozenClock, monkeypatch: Any
 ) -> None:
     settings = settings_for(db_url, mailboxes=[imap_account.mailbox_settings(batch_size=2)])
@@ -112,8 +119,8 @@ async def test_stopping_leaves_the_batch_fetched_ahead_undecided(
             summary = await daemon.run_once()
         assert (summary.inbound.decided, summary.inbound.moved) == (2, 2)
         assert len(imap_account.messages("INBOX")) == 3
-        # the batch fetched ahead was stored (raw kept) but not decided
-        assert [r.disposition for r in await inbound_rows(app)] == ["refused_new_case"] * 2 + [None] * 2
+        # the two batches fetched ahead were stored (raw kept) but not decided
+        assert [r.disposition for r in await inbound_rows(app)] == ["refused_new_case"] * 2 + [None] * 3
 
         summary = await Daemon(app, transport=MemoryTransport()).run_once()
         assert summary.inbound.decided == 3
