@@ -138,8 +138,11 @@ _DECIDED_UPDATE = (
 )
 
 
-PARSE_CHUNK = 10
-"""Messages per call to a parse worker."""
+PARSE_CHUNK = 25
+"""Messages per call to a parse worker: six calls for a batch of 150, three for each of two
+workers. Each call costs the daemon pickling, a result thread's wake-up and a future; in
+calls of 3,000 mails to two workers the daemon's CPU per mail was 0.08 ms at 10 per call,
+0.06 at 25 and 0.05 at 50, the workers' 0.62-0.65, 0.61 and 0.60 ms."""
 
 WORKER_DIED = ("the parse worker process died while parsing this message, alone in it (killed, out of "
                "memory or crashed)")
