@@ -201,8 +201,10 @@ class MailboxRunner:
         # it fetches the next batches (:data:`FETCH_AHEAD`), whose parsing starts in the
         # workers at once, and stores them; once ``move_batch_size`` messages are decided
         # (their commits done), it moves them while the next batch is decided, and the rest
-        # at the end of the round. One IMAP command at a time, in the order asked (``lane``).
-        lane = asyncio.Lock()
+        # at the end of the round. One IMAP command at a time, in the order asked (``lane``),
+        # and one batch stored at a time, in the order fetched (``desk``: rows numbered in the
+        # mailbox's order, and no two write transactions waiting on each other).
+        lane, desk = asyncio.Lock(), asyncio.Lock()
         pending: deque[asyncio.Future[Ahead]] = deque()  # fetching, in order
         current: Ahead | None = None
         committed: dict[int, str] = {}  # decided, not moved yet
@@ -211,7 +213,7 @@ class MailboxRunner:
         def fetch_ahead() -> None:
             while len(pending) < FETCH_AHEAD and (batch := next(batches, None)) is not None:
                 pending.append(asyncio.ensure_future(
-                    self._fetch_and_store(client, lane, state.uidvalidity, batch)))
+                    self._fetch_and_store(client, lane, desk, state.uidvalidity, batch)))
 
         try:
             fetch_ahead()
@@ -254,14 +256,16 @@ class MailboxRunner:
                         move.exception()  # retrieved; the round fails with the first error
         return stats
 
-    async def _fetch_and_store(self, client: Mailbox, lane: asyncio.Lock, uidvalidity: int,
-                               batch: list[int]) -> Ahead:
-        """Fetch ``batch``, start parsing it and store it."""
+    async def _fetch_and_store(self, client: Mailbox, lane: asyncio.Lock, desk: asyncio.Lock,
+                               uidvalidity: int, batch: list[int]) -> Ahead:
+        """Fetch ``batch``, start parsing it and store it. Nothing is awaited between letting
+        the lane go and queueing for the desk, so the batches are stored in the order fetched."""
         async with lane:
             fetched = await self._fetch(client, batch)
         ahead = Ahead(fetched, self.processor.start_parsing(fetched), {})
         try:
-            ahead.stored.update(await self.processor.store(self.settings, uidvalidity, fetched))
+            async with desk:
+                ahead.stored.update(await self.processor.store(self.settings, uidvalidity, fetched))
         except BaseException:
             ahead.cancel()
             raise

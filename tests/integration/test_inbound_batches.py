@@ -5,6 +5,7 @@ undecided in the inbox."""
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 from gateway.clock import FrozenClock
@@ -77,6 +78,46 @@ async def test_imap_work_runs_while_a_batch_is_decided_and_moves_follow_commits(
         assert (summary.inbound.decided, summary.inbound.moved) == (5, 5)
         assert [r.disposition for r in await inbound_rows(app)] == ["refused_new_case"] * 5
         assert imap_account.messages("INBOX") == []
+
+
+async def test_batches_fetched_ahead_are_stored_in_the_order_fetched(
+    db_url: str, imap_account: Any, clock: FrozenClock, monkeypatch: Any
+) -> None:
+    """Each batch fetched ahead is stored by a task of its own: while the store of [3, 4] is
+    held up (until [5] has been fetched), [5]'s store waits its turn, so the rows are numbered
+    in the mailbox's order and no two write transactions wait on each other."""
+    settings = settings_for(db_url, mailboxes=[imap_account.mailbox_settings(batch_size=2)])
+    steps = recorded_steps(monkeypatch)
+    fetch, store = imap_module.AioImapMailbox.fetch, processor_module.Processor.store
+    last_fetched = asyncio.Event()
+
+    async def fetching(self: Any, uids: Any) -> Any:
+        found = await fetch(self, uids)
+        if list(uids) == [5]:
+            last_fetched.set()
+        return found
+
+    async def storing(self: Any, mailbox: Any, uidvalidity: int, batch: Any) -> Any:
+        uids = [f.uid for f in batch]
+        steps.append(("store", uids))
+        if uids == [3, 4]:
+            await last_fetched.wait()
+        stored = await store(self, mailbox, uidvalidity, batch)
+        steps.append(("stored", uids))
+        return stored
+
+    monkeypatch.setattr(imap_module.AioImapMailbox, "fetch", fetching)
+    monkeypatch.setattr(processor_module.Processor, "store", storing)
+    async with open_world(settings, clock) as app:
+        await add_customer(app)
+        five_new_case_attempts(imap_account)
+        summary = await Daemon(app, transport=MemoryTransport()).run_once()
+        assert steps.index(("fetch", [5])) < steps.index(("stored", [3, 4]))  # [5] was ready first
+        stores = [(step, uids) for step, uids in steps if step.startswith("store")]
+        assert stores == [("store", [1, 2]), ("stored", [1, 2]), ("store", [3, 4]), ("stored", [3, 4]),
+                          ("store", [5]), ("stored", [5])]
+        assert [r.uid for r in await inbound_rows(app)] == [1, 2, 3, 4, 5]
+        assert summary.inbound.decided == 5
 
 
 async def test_decided_messages_are_moved_together_once_enough_are_committed(
