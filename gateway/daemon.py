@@ -168,7 +168,7 @@ class Daemon:
     async def _close(self) -> None:
         for runner in self.runners:
             await runner.drop()
-            await runner.release_mailbox()
+            await runner.lock.release()
         await self.transport.close()
         if self.pool is not None:
             self.pool.shutdown()

@@ -12,16 +12,12 @@ dropped and a new one is made with randomised exponential backoff.
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import hashlib
 from collections import defaultdict, deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 import structlog
-from sqlalchemy import text
 from sqlalchemy.exc import SQLAlchemyError
-from sqlalchemy.ext.asyncio import AsyncConnection
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type, wait_random_exponential
 
 from gateway.clock import Clock
@@ -29,6 +25,7 @@ from gateway.config import MailboxSettings
 from gateway.errors import TemporaryTransportError, TransportError
 from gateway.inbound import store
 from gateway.inbound.imap_types import Mailbox
+from gateway.inbound.mailbox_lock import MailboxLock
 from gateway.inbound.processor import Fetched, Parsing, Processor
 from gateway.inbound.store import KnownUid
 
@@ -108,9 +105,7 @@ class MailboxRunner:
         """Called after a batch was committed (the daemon wakes its sender: replies may be due)."""
         self.client: Mailbox | None = None
         self.stopping = asyncio.Event()
-        self._lock: AsyncConnection | None = None
-        digest = hashlib.sha256(f"case-gateway:mailbox:{settings.name}".encode()).digest()
-        self._lock_key = int.from_bytes(digest[:8], "big", signed=True)
+        self.lock = MailboxLock(processor.engine, settings.name)
 
     async def connect(self) -> Mailbox:
         if self.client is not None and not self.client.broken:
@@ -134,54 +129,9 @@ class MailboxRunner:
         if client is not None:
             await client.close()
 
-    async def hold_mailbox(self) -> bool:
-        """On PostgreSQL, one replica at a time polls a mailbox: take (or keep) its advisory
-        lock, on a connection of its own held until :meth:`release_mailbox`. SQLite has one
-        writer process anyway.
-
-        The lock lives as long as that connection's session: each round checks that it is
-        still there. After a database restart it is not, another replica may hold the lock
-        by now, and this one must ask again."""
-        engine = self.processor.engine
-        if engine.dialect.name != "postgresql":
-            return True
-        if self._lock is not None:
-            try:
-                await self._lock.execute(text("SELECT 1"))
-                return True  # the session that holds the lock is alive: it is still ours
-            except SQLAlchemyError as exc:
-                log.warning("inbound.mailbox_lock_lost", mailbox=self.settings.name, error=str(exc))
-                lost, self._lock = self._lock, None
-                with contextlib.suppress(Exception):
-                    await lost.invalidate()  # a dead connection must not go back to the pool
-                    await lost.close()
-        conn = await engine.connect()
-        conn = await conn.execution_options(isolation_level="AUTOCOMMIT")
-        if await conn.scalar(text("SELECT pg_try_advisory_lock(:key)"), {"key": self._lock_key}):
-            self._lock = conn
-            return True
-        await conn.close()
-        return False
-
-    async def release_mailbox(self) -> None:
-        """Give the mailbox's lock back. If its session died (a database restart), the lock
-        went with it: that is logged, and the dead connection is discarded, not pooled."""
-        conn, self._lock = self._lock, None
-        if conn is None:
-            return
-        try:
-            await conn.execute(text("SELECT pg_advisory_unlock(:key)"), {"key": self._lock_key})
-        except SQLAlchemyError as exc:
-            log.warning("inbound.mailbox_lock_lost", mailbox=self.settings.name, error=str(exc)[:500])
-            with contextlib.suppress(Exception):
-                await conn.invalidate()
-        finally:
-            with contextlib.suppress(Exception):
-                await conn.close()
-
     async def run_once(self) -> RoundStats:
         """One pass over the inbox folder: everything there now is decided and moved."""
-        if not await self.hold_mailbox():
+        if not await self.lock.hold():
             log.info("imap.mailbox_held_elsewhere", mailbox=self.settings.name)
             return RoundStats(held_elsewhere=True)
         client = await self.connect()

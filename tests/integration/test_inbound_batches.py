@@ -6,10 +6,14 @@ undecided in the inbox."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
+from collections.abc import AsyncIterator
 from typing import Any
 
+from gateway.app import App
 from gateway.clock import FrozenClock
-from gateway.daemon import Daemon
+from gateway.config import Settings
+from gateway.daemon import Daemon, RunSummary
 from gateway.inbound import imap as imap_module
 from gateway.inbound import processor as processor_module
 from gateway.inbound import runner as runner_module
@@ -23,6 +27,17 @@ def five_new_case_attempts(imap_account: Any) -> None:
         new_mail(sender=f"person{n}@example.org", subject=f"Attempt {n}", text="Open a case.")
         for n in range(5)
     )
+
+
+@contextlib.asynccontextmanager
+async def five_attempts_run(
+    settings: Settings, clock: FrozenClock, imap_account: Any
+) -> AsyncIterator[tuple[App, RunSummary]]:
+    """A world with the customer, five new-case attempts in the inbox, and ``run --once``."""
+    async with open_world(settings, clock) as app:
+        await add_customer(app)
+        five_new_case_attempts(imap_account)
+        yield app, await Daemon(app, transport=MemoryTransport()).run_once()
 
 
 def recorded_steps(monkeypatch: Any) -> list[tuple[str, list[int]]]:
@@ -57,10 +72,7 @@ async def test_imap_work_runs_while_a_batch_is_decided_and_moves_follow_commits(
     box = imap_account.mailbox_settings(batch_size=2, move_batch_size=1)  # each batch moved
     settings = settings_for(db_url, mailboxes=[box])
     steps = recorded_steps(monkeypatch)
-    async with open_world(settings, clock) as app:
-        await add_customer(app)
-        five_new_case_attempts(imap_account)
-        summary = await Daemon(app, transport=MemoryTransport()).run_once()
+    async with five_attempts_run(settings, clock, imap_account) as (app, summary):
         assert runner_module.FETCH_AHEAD == 2
         # The two batches after the first are fetched (their parsing starts) before the first
         # is committed ...
@@ -108,10 +120,7 @@ async def test_batches_fetched_ahead_are_stored_in_the_order_fetched(
 
     monkeypatch.setattr(imap_module.AioImapMailbox, "fetch", fetching)
     monkeypatch.setattr(processor_module.Processor, "store", storing)
-    async with open_world(settings, clock) as app:
-        await add_customer(app)
-        five_new_case_attempts(imap_account)
-        summary = await Daemon(app, transport=MemoryTransport()).run_once()
+    async with five_attempts_run(settings, clock, imap_account) as (app, summary):
         assert steps.index(("fetch", [5])) < steps.index(("stored", [3, 4]))  # [5] was ready first
         stores = [(step, uids) for step, uids in steps if step.startswith("store")]
         assert stores == [("store", [1, 2]), ("stored", [1, 2]), ("store", [3, 4]), ("stored", [3, 4]),
@@ -128,10 +137,7 @@ async def test_decided_messages_are_moved_together_once_enough_are_committed(
     box = imap_account.mailbox_settings(batch_size=2, move_batch_size=3)
     settings = settings_for(db_url, mailboxes=[box])
     steps = recorded_steps(monkeypatch)
-    async with open_world(settings, clock) as app:
-        await add_customer(app)
-        five_new_case_attempts(imap_account)
-        summary = await Daemon(app, transport=MemoryTransport()).run_once()
+    async with five_attempts_run(settings, clock, imap_account) as (_app, summary):
         assert [uids for step, uids in steps if step == "move"] == [[1, 2, 3, 4], [5]]
         assert steps.index(("move", [1, 2, 3, 4])) > steps.index(("committed", [3, 4]))
         assert steps.index(("move", [5])) > steps.index(("committed", [5]))

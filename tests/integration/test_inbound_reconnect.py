@@ -76,7 +76,7 @@ async def runner(app: App, server: Server, waits: list[float]) -> AsyncIterator[
         yield run
     finally:
         await run.drop()
-        await run.release_mailbox()
+        await run.lock.release()
 
 
 def fail_once(monkeypatch: pytest.MonkeyPatch, error: Exception) -> None:
@@ -190,12 +190,12 @@ async def test_a_standby_replica_opens_no_connection_and_looks_again_after_the_p
     server, waits, other_waits = Server(), [], []
     server.mailbox.deliver(new_mail(sender="p@example.org", subject="Attempt", text="Open one."))
     async with runner(app, server, other_waits) as other, runner(app, server, waits) as run:
-        assert await other.hold_mailbox()
+        assert await other.lock.hold()
 
         async def sleep(seconds: float) -> None:  # the other replica goes away meanwhile
             waits.append(seconds)
             assert server.opens == 0
-            await other.release_mailbox()
+            await other.lock.release()
 
         run.sleep = sleep
         run.on_decided = run.stop

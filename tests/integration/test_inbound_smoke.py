@@ -106,13 +106,13 @@ async def test_one_replica_at_a_time_polls_a_mailbox(app: App, imap_account) -> 
     await first._build()
     await second._build()
     holder = first.runners[0]
-    assert await holder.hold_mailbox()
+    assert await holder.lock.hold()
     imap_account.append(new_mail(sender="someone@example.org", subject="Hello", text="Open a case"))
     try:
         assert (await second.runners[0].run_once()).seen == 0  # another replica has it
         assert len(imap_account.messages("INBOX")) == 1
     finally:
-        await holder.release_mailbox()
+        await holder.lock.release()
     assert (await second.runners[0].run_until_empty()).decided == 1
     await first._close()
     await second._close()
@@ -121,8 +121,8 @@ async def test_one_replica_at_a_time_polls_a_mailbox(app: App, imap_account) -> 
 async def end_lock_session(app: App, runner: MailboxRunner) -> None:
     """What a database restart does to the runner's mailbox lock: its session is terminated
     (and gone before this returns: terminating is asynchronous)."""
-    assert runner._lock is not None
-    pid = await runner._lock.scalar(text("SELECT pg_backend_pid()"))
+    assert runner.lock.connection is not None
+    pid = await runner.lock.connection.scalar(text("SELECT pg_backend_pid()"))
     async with app.engine.connect() as conn:
         assert await conn.scalar(text("SELECT pg_terminate_backend(:pid)"), {"pid": pid})
         while await conn.scalar(text("SELECT count(*) FROM pg_stat_activity WHERE pid = :pid"), {"pid": pid}):
@@ -137,11 +137,11 @@ async def test_releasing_a_lock_whose_session_died_discards_it_quietly(app: App)
     await daemon._build()
     runner = daemon.runners[0]
     try:
-        assert await runner.hold_mailbox()
+        assert await runner.lock.hold()
         await end_lock_session(app, runner)
         with capture_logs() as logs:
-            await runner.release_mailbox()
-        assert runner._lock is None
+            await runner.lock.release()
+        assert runner.lock.connection is None
         assert [e["event"] for e in logs] == ["inbound.mailbox_lock_lost"]
         async with app.engine.connect() as conn:  # the pool hands out live connections only
             assert await conn.scalar(text("SELECT 1")) == 1
@@ -158,14 +158,14 @@ async def test_a_replica_whose_lock_session_died_asks_again(app: App) -> None:
     await second._build()
     holder, other = first.runners[0], second.runners[0]
     try:
-        assert await holder.hold_mailbox()
+        assert await holder.lock.hold()
         await end_lock_session(app, holder)
-        assert await other.hold_mailbox()  # the lock was free again
-        assert not await holder.hold_mailbox()  # and the first replica sees it is not its own
-        await other.release_mailbox()
-        assert await holder.hold_mailbox()  # free again: taken on a new session
+        assert await other.lock.hold()  # the lock was free again
+        assert not await holder.lock.hold()  # and the first replica sees it is not its own
+        await other.lock.release()
+        assert await holder.lock.hold()  # free again: taken on a new session
     finally:
-        await holder.release_mailbox()
-        await other.release_mailbox()
+        await holder.lock.release()
+        await other.lock.release()
         await first._close()
         await second._close()
