@@ -78,7 +78,7 @@ class Daemon:
         self.runners: list[MailboxRunner] = []
         self.pool: WorkerPool | None = None
         self.scheduler = Scheduler(
-            app.sessions, app.clock, default_sources(app.settings),
+            app.sessions, app.clock, default_sources(app.settings, app.clock),
             batch=app.settings.scheduler.batch_size, poll_seconds=app.settings.scheduler.poll_seconds,
             on_work=self.mail_due.set,
         )

@@ -2,25 +2,18 @@
 
 from __future__ import annotations
 
-from datetime import datetime
-
-from sqlalchemy.ext.asyncio import AsyncSession
-
-from gateway.clock import FrozenClock
+from gateway.clock import Clock
 from gateway.config import Settings
-from gateway.keys import reference_keys
-from gateway.outbound.outbox import Mailer
-from gateway.outbound.render import Renderer
+from gateway.schedule.followups import FollowupWork
+from gateway.schedule.mailing import mailer_at
 from gateway.schedule.scheduler import DueWork
 
-
-def default_sources(settings: Settings) -> list[DueWork]:
-    """Every source of due work, in the order a pass runs them."""
-    return []
+__all__ = ["default_sources", "mailer_at"]
 
 
-async def mailer_at(session: AsyncSession, settings: Settings, renderer: Renderer, now: datetime) -> Mailer:
-    """A mailer whose mail is dated and due at ``now``: the instant the pass runs as (which
-    ``run --once --now`` sets), not the wall clock."""
-    clock = FrozenClock(now)
-    return Mailer(settings, renderer, clock, await reference_keys(session, settings, clock))
+def default_sources(settings: Settings, clock: Clock | None = None) -> list[DueWork]:
+    """Every source of due work, in the order a pass runs them. ``clock`` tells a source's
+    schedule listing what is already overdue (default: the system clock)."""
+    return [
+        FollowupWork(settings, clock),
+    ]
