@@ -22,6 +22,8 @@ COMMANDS = {
     "inbound": "gateway.cli.inbound:inbound",
     "quarantine": "gateway.cli.inbound:quarantine",
     "run": "gateway.cli.run:run",
+    "schedule": "gateway.cli.schedule:schedule",
+    "report": "gateway.cli.schedule:report",
     "demo": "gateway.demo.cli:demo",
 }
 """Command name -> ``module:attribute`` of its click command."""

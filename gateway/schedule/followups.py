@@ -14,7 +14,7 @@ from collections.abc import Iterable
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import func, or_, select, update
+from sqlalchemy import false, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from gateway import cases
@@ -53,6 +53,8 @@ class FollowupWork:
         dialect = session.get_bind().dialect.name
         if dialect == "postgresql":
             stmt = stmt.with_for_update(skip_locked=True, of=Case)
+        else:  # SQLite's write lock first, so what is read stays true until it is written
+            await session.execute(update(Case).where(false()).values(followup_due_at=None))
         claimed = list((await session.scalars(stmt)).unique().all())
         if not claimed:
             return 0
