@@ -7,7 +7,7 @@ inserted in bulk with a running follow-up timer (care's request on the timeline,
 at a spread of future instants); PostgreSQL gets ``ANALYZE`` after each load.
 
 (a) **Idle pass**: ``Scheduler.run_pass`` (every source, nothing due) plus ``next_due``, the
-median of ``--passes`` runs, at 1,000 timers, then at 100,000. The ratio must stay under 2: due
+best and the median of ``--passes`` runs, at 1,000 timers, then at 100,000. The ratio must stay under 2: due
 work is found through the index on ``cases.followup_due_at``, not by reading every case.
 
 (b) **10,000 due at once**: the same cases' reminder 1 made due, then one pass (claim, step,
@@ -15,7 +15,7 @@ timeline, render, compose, outbox) against the **baseline**: the same 10,000 fol
 (same kind, context and case) enqueued through ``Mailer.enqueue_new`` and
 ``insert_queued_in_bulk``, 500 a transaction, nothing else. Alternated ``--rounds`` times, the
 state put back in between; the best of each is reported. The ratio (pass rate / baseline
-rate) must be at least 0.5.
+rate) must be at least 0.5. Which of the two runs first alternates from round to round.
 
 Run: ``.venv/bin/python bench/scheduler.py [--db sqlite|postgresql|both]``.
 """
@@ -35,7 +35,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import asyncpg
-from sqlalchemy import delete, insert, select, text, update
+from sqlalchemy import delete, func, insert, select, text, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from gateway import directory, migrate
@@ -53,7 +53,8 @@ from gateway.schedule.followups import FollowupWork
 from gateway.schedule.mailing import mailer_at
 from gateway.schedule.scheduler import Scheduler
 
-NOW = datetime(2026, 11, 2, 9, 0, tzinfo=UTC)
+NOW = datetime(2026, 11, 2, 9, 0, tzinfo=UTC)  # Monday 10:00 in Berlin
+ASKED_AT = datetime(2026, 10, 29, 9, 0, tzinfo=UTC)  # the Thursday before: reminder 1 is due at NOW
 CHUNK = 5000
 ASKED = "Please send the SIP logs of the dropped calls, and the agent desktop version."
 
@@ -99,14 +100,15 @@ async def analyze(engine: AsyncEngine) -> None:
             await conn.execute(text("VACUUM ANALYZE cases, case_events, outbox, outbox_recipients"))
 
 
-async def idle_pass(scheduler: Scheduler, passes: int) -> float:
+async def idle_pass(scheduler: Scheduler, passes: int) -> tuple[float, float]:
+    """The fastest and the median of ``passes`` idle passes."""
     times = []
     for _ in range(passes):
         start = time.perf_counter()
         assert await scheduler.run_pass(NOW) == 0
         await scheduler.next_due()
         times.append(time.perf_counter() - start)
-    return statistics.median(times)
+    return min(times), statistics.median(times)
 
 
 async def make_due(app: App, count: int) -> None:
@@ -115,8 +117,10 @@ async def make_due(app: App, count: int) -> None:
         await session.execute(delete(OutboxRecipient))
         await session.execute(delete(Outbox))
         await session.execute(delete(CaseEvent).where(CaseEvent.kind != EventKind.INFO_REQUESTED))
-        await session.execute(update(Case).values(followups_sent=0, followup_due_at=NOW + timedelta(days=3)))
-        await session.execute(update(Case).where(Case.id <= count).values(followup_due_at=NOW))
+        await session.execute(update(Case).values(followups_sent=0, followup_started_at=NOW,
+                                                  followup_due_at=NOW + timedelta(days=3)))
+        await session.execute(update(Case).where(Case.id <= count).values(
+            followup_started_at=ASKED_AT, followup_due_at=NOW))
     await analyze(app.engine)
 
 
@@ -136,7 +140,10 @@ async def baseline(app: App, count: int) -> float:
                     kind=MailKind.FOLLOWUP_1, to=[(case.contact.name or "", case.contact.email)],
                     context=context, dedupe_key=dedupe.followup(case.number or "", 1, 1), case_id=case.id))
             await insert_queued_in_bulk(session)
-    return time.perf_counter() - start
+    elapsed = time.perf_counter() - start
+    if await followup_mails(app) != count:
+        raise RuntimeError("the baseline did not enqueue every mail")
+    return elapsed
 
 
 async def due_pass(app: App, count: int) -> float:
@@ -144,9 +151,15 @@ async def due_pass(app: App, count: int) -> float:
     start = time.perf_counter()
     handled = await scheduler.run_pass(NOW)
     elapsed = time.perf_counter() - start
-    if handled != count:
-        raise RuntimeError(f"the pass handled {handled}, not {count}")
+    if handled != count or await followup_mails(app) != count:
+        raise RuntimeError(f"the pass handled {handled}, not {count}, or did not enqueue their mail")
     return elapsed
+
+
+async def followup_mails(app: App) -> int:
+    async with app.sessions() as session:
+        return int(await session.scalar(
+            select(func.count()).select_from(Outbox).where(Outbox.kind == MailKind.FOLLOWUP_1)) or 0)
 
 
 async def run_db(kind: str, args: argparse.Namespace, folder: Path) -> None:
@@ -170,14 +183,17 @@ async def run_db(kind: str, args: argparse.Namespace, folder: Path) -> None:
         small = await idle_pass(scheduler, args.passes)
         await add_timers(app, args.small + 1, args.large - args.small)
         large = await idle_pass(scheduler, args.passes)
-        print(f"{kind}: (a) idle pass {small * 1000:.2f} ms at {args.small:,} timers, "
-              f"{large * 1000:.2f} ms at {args.large:,}: ratio {large / small:.2f} (must be < 2)", flush=True)
+        print(f"{kind}: (a) idle pass, best (median): {small[0] * 1000:.2f} ({small[1] * 1000:.2f}) ms at "
+              f"{args.small:,} timers, {large[0] * 1000:.2f} ({large[1] * 1000:.2f}) ms at {args.large:,}: "
+              f"ratio {large[0] / small[0]:.2f} ({large[1] / small[1]:.2f}) (must be < 2)", flush=True)
         best_pass, best_base = float("inf"), float("inf")
-        for _ in range(args.rounds):
-            await make_due(app, args.due)
-            best_base = min(best_base, await baseline(app, args.due))
-            await make_due(app, args.due)
-            best_pass = min(best_pass, await due_pass(app, args.due))
+        for round_number in range(args.rounds):  # which goes first alternates
+            for first in ((False, True) if round_number % 2 == 0 else (True, False)):
+                await make_due(app, args.due)
+                if first:
+                    best_pass = min(best_pass, await due_pass(app, args.due))
+                else:
+                    best_base = min(best_base, await baseline(app, args.due))
         print(f"{kind}: (b) {args.due:,} due at once: pass {args.due / best_pass:,.0f} steps/s "
               f"({best_pass:.1f} s), outbox directly {args.due / best_base:,.0f} mails/s "
               f"({best_base:.1f} s): "

@@ -14,7 +14,7 @@ from collections.abc import Iterable
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import false, func, or_, select, update
+from sqlalchemy import Table, bindparam, false, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from gateway import cases
@@ -58,6 +58,8 @@ class FollowupWork:
         claimed = list((await session.scalars(stmt)).unique().all())
         if not claimed:
             return 0
+        steps = {case.id: _due_step(case, now) for case in claimed}
+        await _advance(session, claimed, steps, now)
         mailer = await mailer_at(session, self.settings, self.renderer, now)
         requests = await requested_actions(session, [c.id for c in claimed], dialect)
         bounced = await bounced_addresses(session, [c.contact.email for c in claimed], dialect)
@@ -65,30 +67,20 @@ class FollowupWork:
         queued = set((await session.scalars(
             select(Outbox.dedupe_key).where(among(Outbox.dedupe_key, keys, dialect)))).all())
         for case in claimed:
-            await self._advance(session, mailer, case, now, requests.get(case.id, ""),
-                                case.contact.email in bounced, queued)
+            step = steps[case.id]
+            if step is not None:
+                await self._take(session, mailer, case, step, now, requests.get(case.id, ""),
+                                 case.contact.email in bounced, queued)
         await insert_queued_in_bulk(session)
         await insert_queued(session)
         return len(claimed)
 
-    async def _advance(
-        self, session: AsyncSession, mailer: Mailer, case: Case, now: datetime, requested: str,
+    async def _take(
+        self, session: AsyncSession, mailer: Mailer, case: Case, step: int, now: datetime, requested: str,
         bounced: bool, queued: set[str],
     ) -> None:
-        assert case.followup_started_at is not None and case.number is not None
-        calendar = timer.calendar_of(case.organisation)
-        step = timer.due_step(calendar, case.followup_started_at, case.followups_sent, now)
-        if step is None:  # the calendar changed since the due time was set: set it again
-            await _move(session, case, {"followup_due_at": timer.next_due(
-                calendar, case.followup_started_at, case.followups_sent)})
-            return
-        values: dict[str, Any] = {"followups_sent": step, "followup_due_at": timer.next_due(
-            calendar, case.followup_started_at, step)}
-        if step == timer.LAST_STEP:
-            values.update(status=CaseStatus.CLOSED, closed_at=now, close_reason=CloseReason.AUTO_FOLLOWUP,
-                          updated_at=now, followup_started_at=None)
-        if not await _move(session, case, values):
-            return  # another scheduler took this step
+        """The step's timeline events and mail (the case has been advanced already)."""
+        assert case.number is not None
         key = dedupe.followup(case.number, case.followup_cycle, step)
         name, days = timer.STEP_NAMES[step], timer.STEP_DAYS[step]
         data = {"cycle": case.followup_cycle, "step": step, "dedupe_key": key}
@@ -145,14 +137,51 @@ def pending_steps(case: Case, now: datetime, until: datetime) -> list[tuple[int,
     return overdue[-1:] + later
 
 
-async def _move(session: AsyncSession, case: Case, values: dict[str, Any]) -> bool:
-    """Advance the case's timer if it is still where it was read; whether it was."""
-    result = await session.execute(
-        update(Case).where(Case.id == case.id, Case.followup_cycle == case.followup_cycle,
-                           Case.followups_sent == case.followups_sent,
-                           Case.followup_due_at == case.followup_due_at)
-        .values(**values).execution_options(synchronize_session=False))
-    return bool(getattr(result, "rowcount", 0) == 1)
+class TimerMoved(RuntimeError):
+    """A claimed case's timer was not where it was read: the batch is rolled back."""
+
+
+def _due_step(case: Case, now: datetime) -> int | None:
+    assert case.followup_started_at is not None
+    return timer.due_step(timer.calendar_of(case.organisation), case.followup_started_at,
+                          case.followups_sent, now)
+
+
+_CASES: Table = Case.__table__  # type: ignore[assignment]
+_T = _CASES.c
+_STILL_THERE = (_T.id == bindparam("b_id"), _T.followup_cycle == bindparam("b_cycle"),
+                _T.followups_sent == bindparam("b_done"), _T.followup_due_at == bindparam("b_due"))
+"""The timer is where it was read: the condition of every step's UPDATE."""
+
+
+async def _advance(session: AsyncSession, claimed: list[Case], steps: dict[int, int | None],
+                   now: datetime) -> None:
+    """Advance every claimed timer with one conditional UPDATE per kind of change (reminders,
+    closures), executed for the batch at once. A step that is not due after all (the calendar
+    changed since its due time was set) only has its due time set again. On PostgreSQL the rows
+    are locked since the claim, on SQLite the write lock is held: a miss is a bug, not a race."""
+    moves: list[dict[str, Any]] = []
+    closes: list[dict[str, Any]] = []
+    for case in claimed:
+        assert case.followup_started_at is not None
+        step = steps[case.id]
+        done = case.followups_sent if step is None else step
+        due = timer.next_due(timer.calendar_of(case.organisation), case.followup_started_at, done)
+        row = {"b_id": case.id, "b_cycle": case.followup_cycle, "b_done": case.followups_sent,
+               "b_due": case.followup_due_at, "b_new_done": done, "b_new_due": due}
+        (closes if step == timer.LAST_STEP else moves).append(row)
+    closing = {"status": CaseStatus.CLOSED, "closed_at": now, "close_reason": CloseReason.AUTO_FOLLOWUP,
+               "updated_at": now, "followup_started_at": None}
+    for rows, extra in ((moves, {}), (closes, closing)):
+        if not rows:
+            continue
+        result = await session.execute(
+            update(_CASES).where(*_STILL_THERE)
+            .values(followups_sent=bindparam("b_new_done"), followup_due_at=bindparam("b_new_due"), **extra),
+            rows)
+        counted = getattr(result, "rowcount", -1)
+        if session.get_bind().dialect.supports_sane_multi_rowcount and counted != len(rows):
+            raise TimerMoved(f"{len(rows) - counted} of {len(rows)} claimed timers had moved")
 
 
 def _note(session: AsyncSession, case: Case, now: datetime, kind: EventKind, data: dict[str, Any],
