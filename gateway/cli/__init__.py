@@ -21,6 +21,12 @@ COMMANDS = {
     "outbox": "gateway.cli.outbox:outbox_group",
     "inbound": "gateway.cli.inbound:inbound",
     "quarantine": "gateway.cli.inbound:quarantine",
+    "dl": "gateway.cli.lists:dl",
+    "notice": "gateway.cli.notices:notice",
+    "maintenance": "gateway.cli.notices:maintenance",
+    "advisory": "gateway.cli.notices:advisory",
+    "incident": "gateway.cli.incidents:incident",
+    "report": "gateway.cli.report:report",
     "run": "gateway.cli.run:run",
     "demo": "gateway.demo.cli:demo",
 }

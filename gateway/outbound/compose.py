@@ -120,16 +120,49 @@ def assemble(headers: bytes, body: ComposedBody) -> bytes:
     return b"".join((headers, body.content_headers, b"\r\n", body.payload))
 
 
-def compose_body(rendered: Rendered) -> ComposedBody:
+def compose_body(rendered: Rendered, calendar: CalendarPart | None = None) -> ComposedBody:
     """Encode the text and HTML parts once. The boundary starts with ``=_``, which neither
-    quoted-printable nor base64 can produce, and carries 96 random bits against 7bit text."""
+    quoted-printable nor base64 can produce, and carries 96 random bits against 7bit text.
+    With ``calendar``, the two parts go in a ``multipart/mixed`` beside the iCalendar part."""
+    content_type, payload = _alternative(rendered)
+    if calendar is not None:
+        content_type, payload = _with_calendar(content_type, payload, calendar)
+    return ComposedBody(f"MIME-Version: 1.0\r\n{content_type}\r\n".encode("ascii"), payload)
+
+
+@dataclass(frozen=True, slots=True)
+class CalendarPart:
+    """An iCalendar object (RFC 5545 bytes) and its iTIP method (PUBLISH, CANCEL)."""
+
+    data: bytes
+    method: str
+    filename: str = "invite.ics"
+
+
+def _alternative(rendered: Rendered) -> tuple[str, bytes]:
     boundary = f"=_cg{random_hex(12)}"
     delimiter = f"--{boundary}\r\n".encode("ascii")
     text, html = _part("text/plain", rendered.text), _part("text/html", rendered.html)
     end = f"\r\n--{boundary}--\r\n".encode("ascii")
-    content = f'MIME-Version: 1.0\r\nContent-Type: multipart/alternative; boundary="{boundary}"\r\n'
-    payload = b"".join((delimiter, text, b"\r\n", delimiter, html, end))
-    return ComposedBody(content.encode("ascii"), payload)
+    content = f'Content-Type: multipart/alternative; boundary="{boundary}"'
+    return content, b"".join((delimiter, text, b"\r\n", delimiter, html, end))
+
+
+def _with_calendar(content_type: str, payload: bytes, calendar: CalendarPart) -> tuple[str, bytes]:
+    if not re.fullmatch(r"[A-Z-]{1,20}", calendar.method) or not re.fullmatch(
+        r"[A-Za-z0-9._-]{1,60}", calendar.filename
+    ):
+        raise InvalidValue("bad calendar method or file name")
+    boundary = f"=_cg{random_hex(12)}"
+    delimiter = f"--{boundary}\r\n".encode("ascii")
+    head = (f'Content-Type: text/calendar; charset="utf-8"; method={calendar.method}; '
+            f'name="{calendar.filename}"\r\nContent-Transfer-Encoding: base64\r\n'
+            f'Content-Disposition: attachment; filename="{calendar.filename}"\r\n\r\n')
+    ics = head.encode("ascii") + base64.encodebytes(calendar.data).replace(b"\n", b"\r\n")
+    end = f"\r\n--{boundary}--\r\n".encode("ascii")
+    inner = f"{content_type}\r\n\r\n".encode("ascii") + payload
+    outer = f'Content-Type: multipart/mixed; boundary="{boundary}"'
+    return outer, b"".join((delimiter, inner, b"\r\n", delimiter, ics, end))
 
 
 def _part(mime_type: str, text: str) -> bytes:

@@ -33,3 +33,13 @@ def followup(case_number: str, timer_started_at: datetime, stage: int) -> str:
 def notice(reference: str, update: int, organisation_id: int, address: str) -> str:
     """One notice message (the first, or update number ``update``) to one list address."""
     return f"notice:{reference}:{update}:{organisation_id}:{address.lower()}"
+
+
+def list_suspended(list_id: int, suspended_at: datetime) -> str:
+    """Care management told that a distribution list address was suspended."""
+    return f"list:{list_id}:suspended:{suspended_at.isoformat()}"
+
+
+def incident_warning(reference: str, update_due: datetime) -> str:
+    """Ops warned that the incident update due at ``update_due`` will carry no news."""
+    return f"incident:{reference}:warning:{update_due.isoformat()}"

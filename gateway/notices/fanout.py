@@ -1,0 +1,119 @@
+"""One message per list address, through the outbox: rendered once per (mail, organisation,
+zone), its body encoded once, and only the header block written per address. Rows, their
+recipients and the deliveries are inserted in bulk, in the caller's transaction."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import insert, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from gateway.config import Settings
+from gateway.domain import OutboxStatus, RecipientStatus
+from gateway.identity import make_message_id
+from gateway.models import NoticeDelivery, Outbox, OutboxRecipient
+from gateway.notices.lists import Recipient
+from gateway.outbound.compose import CalendarPart, ComposedBody, assemble, compose_body, compose_headers
+from gateway.outbound.kinds import MailKind
+from gateway.outbound.outbox import max_age
+from gateway.outbound.render import Renderer
+
+
+@dataclass(frozen=True)
+class Message:
+    """One outbox row to insert: ``address`` is its one recipient."""
+
+    values: dict[str, Any]
+    address: str
+    recipient: Recipient | None = None
+
+
+def message(settings: Settings, kind: MailKind, subject: str, body: ComposedBody, address: str,
+            *, now: datetime, dedupe_key: str, notice_id: int | None = None,
+            recipient: Recipient | None = None) -> Message:
+    mail = settings.mail
+    message_id = make_message_id(mail.id_domain)
+    headers = compose_headers(
+        subject=subject, kind=kind, from_address=mail.from_address, from_name=mail.from_name,
+        to=[address], message_id=message_id, date=now, id_domain=mail.id_domain,
+        reply_to=mail.reply_to,
+    )
+    values = {
+        "dedupe_key": dedupe_key, "kind": kind.value, "case_id": None, "notice_id": notice_id,
+        "inbound_message_id": None, "message_id": message_id, "envelope_from": mail.from_address,
+        "subject": subject, "data": assemble(headers, body), "status": OutboxStatus.PENDING,
+        "created_at": now, "next_attempt_at": now, "expires_at": now + max_age(settings, kind),
+        "attempts": 0,
+    }
+    return Message(values, address.lower(), recipient)
+
+
+async def insert_messages(
+    session: AsyncSession, messages: Sequence[Message], *, update_id: int | None = None
+) -> int:
+    """Insert the messages whose dedupe key is new (a repeat enqueues nothing), their
+    recipients, and a delivery row for each that went to a list. Returns how many were new."""
+    keys = [m.values["dedupe_key"] for m in messages]
+    existing: set[str] = set()
+    for start in range(0, len(keys), 1000):
+        chunk = keys[start:start + 1000]
+        existing.update((await session.scalars(
+            select(Outbox.dedupe_key).where(Outbox.dedupe_key.in_(chunk)))).all())
+    fresh = [m for m in messages if m.values["dedupe_key"] not in existing]
+    if not fresh:
+        return 0
+    result = await session.execute(
+        insert(Outbox).returning(Outbox.id, Outbox.dedupe_key).execution_options(render_nulls=True),
+        [m.values for m in fresh],
+    )
+    ids = dict((key, oid) for oid, key in result.all())
+    await session.execute(insert(OutboxRecipient), [
+        {"outbox_id": ids[m.values["dedupe_key"]], "address": m.address,
+         "status": RecipientStatus.PENDING, "attempts": 0} for m in fresh])
+    deliveries = [
+        {"notice_id": m.values["notice_id"], "update_id": update_id,
+         "organisation_id": m.recipient.organisation_id, "address": m.address,
+         "timezone": m.recipient.timezone, "outbox_id": ids[m.values["dedupe_key"]],
+         "created_at": m.values["created_at"]}
+        for m in fresh if m.recipient is not None
+    ]
+    if deliveries:
+        await session.execute(insert(NoticeDelivery), deliveries)
+    return len(fresh)
+
+
+async def fan_out(
+    session: AsyncSession, settings: Settings, renderer: Renderer, *, kind: MailKind,
+    recipients: Sequence[Recipient], context: Callable[[Recipient], Mapping[str, Any]],
+    dedupe_key: Callable[[Recipient], str], notice_id: int, update_id: int, now: datetime,
+    calendar: CalendarPart | None = None,
+) -> int:
+    """Queue ``kind`` to every recipient, rendered once per (organisation, zone)."""
+    bodies: dict[tuple[int, str], tuple[str, ComposedBody]] = {}
+    messages: list[Message] = []
+    for recipient in recipients:
+        group = (recipient.organisation_id, recipient.timezone)
+        if group not in bodies:
+            rendered = renderer.render(kind, context(recipient))
+            bodies[group] = (rendered.subject, compose_body(rendered, calendar))
+        subject, body = bodies[group]
+        messages.append(message(settings, kind, subject, body, recipient.address, now=now,
+                                dedupe_key=dedupe_key(recipient), notice_id=notice_id,
+                                recipient=recipient))
+    return await insert_messages(session, messages, update_id=update_id)
+
+
+async def send_internal(
+    session: AsyncSession, settings: Settings, renderer: Renderer, *, kind: MailKind,
+    context: Mapping[str, Any], dedupe_key: str, now: datetime, notice_id: int | None = None,
+) -> int:
+    """One mail to care management (``mail.escalation_address``), once per dedupe key."""
+    rendered = renderer.render(kind, context)
+    one = message(settings, kind, rendered.subject, compose_body(rendered),
+                  settings.mail.escalation_address, now=now, dedupe_key=dedupe_key,
+                  notice_id=notice_id)
+    return await insert_messages(session, [one])
