@@ -18,6 +18,7 @@ from gateway.directory import get_contact, get_organisation
 from gateway.domain import CASE_TYPES, CaseStatus, CloseReason, Environment, EventKind, Severity
 from gateway.errors import InvalidValue, NotFound, PolicyViolation
 from gateway.models import Case, CaseEvent
+from gateway.schedule import timer
 
 REOPEN_WINDOW = timedelta(days=30)
 """Cases closed for 30 days or more cannot be re-opened (guide 4.11)."""
@@ -84,6 +85,7 @@ async def open_case(
         updated_at=now,
         escalated=False,
         followups_sent=0,
+        followup_cycle=0,
     )
     case.organisation, case.contact = org, contact
     session.add(case)
@@ -137,10 +139,9 @@ def set_status(case: Case, status: CaseStatus, now: datetime) -> None:
     """Move a case and keep the follow-up timer in step (guide 4.9: it starts when care waits
     for the customer and stops on any other status)."""
     if status.waits_for_customer:
-        case.followup_started_at = now
-        case.followups_sent = 0
+        timer.start(case, now)
     else:
-        case.followup_started_at = None
+        timer.stop(case)
     case.status = status
     case.updated_at = now
 

@@ -145,6 +145,14 @@ class OutboxSettings(_Section):
     """How often the daemon looks for due mail when nothing woke it."""
 
 
+class SchedulerSettings(_Section):
+    batch_size: int = Field(500, ge=1, le=10_000)
+    """Due items taken per transaction (a pass takes batches until nothing is due)."""
+    poll_seconds: float = Field(60.0, gt=0)
+    """The longest the daemon's scheduler sleeps: it wakes at the next due time, and at least
+    this often to see timers that care started from another process (the CLI)."""
+
+
 class InboundSettings(_Section):
     trusted_authserv_ids: list[str] = []
     parse_workers: int = Field(2, ge=0, le=32)
@@ -196,6 +204,7 @@ class Settings(_Section):
     templates: TemplateSettings = TemplateSettings()
     limits: LimitSettings = LimitSettings()
     outbox: OutboxSettings = OutboxSettings()
+    scheduler: SchedulerSettings = SchedulerSettings()
     inbound: InboundSettings = InboundSettings()
     notices: NoticeSettings = NoticeSettings()
     logging: LoggingSettings = LoggingSettings()

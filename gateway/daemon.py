@@ -1,5 +1,6 @@
-"""The daemon: IMAP intake for every configured mailbox and the outbox sender, in one asyncio
-process. ``once`` processes what is there and sends what is due, then returns (tests, cron);
+"""The daemon: IMAP intake for every configured mailbox, the scheduler and the outbox sender, in
+one asyncio process. ``once`` processes what is there, runs one scheduler pass and sends what is
+due, then returns (tests, cron);
 otherwise it runs until :meth:`Daemon.stop` (SIGINT/SIGTERM), finishing the message in hand.
 """
 
@@ -23,6 +24,8 @@ from gateway.inbound.runner import MailboxRunner, RoundStats
 from gateway.inbound.workers import WorkerPool
 from gateway.outbound.sender import Sender, SendStats
 from gateway.outbound.transport import SmtpTransport, Transport
+from gateway.schedule.scheduler import Scheduler
+from gateway.schedule.sources import default_sources
 
 log = structlog.get_logger(__name__)
 
@@ -53,6 +56,8 @@ def tune_collector() -> None:
 class RunSummary:
     inbound: RoundStats
     outbound: SendStats
+    scheduled: int = 0
+    """Due items the scheduler pass handled (follow-up steps, notices)."""
     stopped: bool = False
     """SIGINT/SIGTERM came: the batch in hand was finished, the rest left for the next run."""
 
@@ -72,6 +77,11 @@ class Daemon:
         self.mail_due = asyncio.Event()
         self.runners: list[MailboxRunner] = []
         self.pool: WorkerPool | None = None
+        self.scheduler = Scheduler(
+            app.sessions, app.clock, default_sources(app.settings, app.clock),
+            batch=app.settings.scheduler.batch_size, poll_seconds=app.settings.scheduler.poll_seconds,
+            on_work=self.mail_due.set,
+        )
 
     def our_addresses(self) -> frozenset[str]:
         mail = self.app.settings.mail
@@ -109,7 +119,8 @@ class Daemon:
                 inbound.moved += stats.moved
             if self.stopping.is_set():  # stopped: what is queued goes out with the next run
                 return RunSummary(inbound, SendStats(), stopped=True)
-            return RunSummary(inbound, await sender.run_until_empty())
+            scheduled = await self.scheduler.run_pass()
+            return RunSummary(inbound, await sender.run_until_empty(), scheduled)
         finally:
             await self._close()
 
@@ -117,6 +128,7 @@ class Daemon:
         sender = await self._build()
         tasks = [asyncio.create_task(r.run_forever(), name=f"imap:{r.settings.name}") for r in self.runners]
         tasks.append(asyncio.create_task(self._send_loop(sender), name="outbox"))
+        tasks.append(asyncio.create_task(self.scheduler.run_forever(self.stopping), name="scheduler"))
         log.info("daemon.started", mailboxes=[r.settings.name for r in self.runners])
         try:
             await self.stopping.wait()

@@ -62,6 +62,8 @@ class EventKind(StrEnum):
     REOPEN_REQUESTED = "reopen_requested"
     REOPEN_REFUSED = "reopen_refused"
     FOLLOWUP_SENT = "followup_sent"
+    FOLLOWUP_NOT_SENT = "followup_not_sent"
+    """A step whose recipient's address bounced permanently: no mail, the step still counts."""
     DELIVERY_FAILED = "delivery_failed"
 
 

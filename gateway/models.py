@@ -53,6 +53,9 @@ class Organisation(Base):
     holiday_country: Mapped[str] = mapped_column(String(8))
     holiday_subdivision: Mapped[str | None] = mapped_column(String(16))
     total_agents: Mapped[int] = mapped_column(Integer, default=0)
+    business_hours: Mapped[str] = mapped_column(String(11), default="09:00-17:00",
+                                                server_default="09:00-17:00")
+    """Local opening hours ("08:00-18:00") for the response targets."""
     created_at: Mapped[datetime]
 
 
@@ -92,6 +95,11 @@ class Case(Base):
     followup_started_at: Mapped[datetime | None]
     """When care last asked the customer for something; None while no timer runs."""
     followups_sent: Mapped[int] = mapped_column(Integer, default=0)
+    """The step the current cycle has reached (0: none yet; 3: closed)."""
+    followup_cycle: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    """How many times the timer has started; a step's dedupe key names its cycle."""
+    followup_due_at: Mapped[datetime | None] = mapped_column(index=True)
+    """When the timer's next step is due; None while no timer runs."""
     organisation: Mapped[Organisation] = relationship(lazy="joined")
     contact: Mapped[Contact] = relationship(lazy="joined")
 

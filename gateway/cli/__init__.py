@@ -28,6 +28,8 @@ COMMANDS = {
     "incident": "gateway.cli.incidents:incident",
     "report": "gateway.cli.report:report",
     "run": "gateway.cli.run:run",
+    "schedule": "gateway.cli.schedule:schedule",
+    "report": "gateway.cli.schedule:report",
     "demo": "gateway.demo.cli:demo",
 }
 """Command name -> ``module:attribute`` of its click command."""

@@ -65,9 +65,14 @@ def case_show(ctx: CliContext, number: str, as_json: bool) -> None:
     """Show a case and its timeline."""
 
     async def work(session: AsyncSession) -> dict[str, Any]:
+        from gateway.schedule import views
+
         found = await cases.get_case(session, number)
         data = case_dict(found)
-        data["timeline"] = [event_dict(e) for e in await cases.timeline(session, found)]
+        events = await cases.timeline(session, found)
+        data["followup"] = views.followup_view(found)
+        data["targets"] = views.targets_view(found, views.events_of(events), ctx.clock.now())
+        data["timeline"] = [event_dict(e) for e in events]
         return data
 
     data = ctx.transaction(work)
@@ -78,6 +83,16 @@ def case_show(ctx: CliContext, number: str, as_json: bool) -> None:
     for key in ("organisation", "contact", "status", "severity", "type", "sub_type",
                 "environment", "escalated", "opened_at", "closed_at"):
         click.echo(f"  {key.replace('_', ' '):<12} {data[key] if data[key] is not None else '-'}")
+    timer = data["followup"]
+    if timer["running"]:
+        click.echo(f"  {'follow-up':<12} cycle {timer['cycle']}: {timer['next_step']} due "
+                   f"{timer['due_local']} ({timer['due_at']})")
+    else:
+        click.echo(f"  {'follow-up':<12} not running")
+    for name, target in data["targets"].items():
+        by = f" by {target['by']}" if target["by"] else ""
+        due = f", due {target['due_at']}" if target["due_at"] else ""
+        click.echo(f"  {name:<12} {target['target']}: {target['state']}{by}{due}")
     click.echo("Timeline:")
     for event in data["timeline"]:
         click.echo(f"  {event['at']}  {event['kind']:<18} {event['actor']}")

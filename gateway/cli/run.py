@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import dataclasses
+from datetime import datetime
+
 import click
 
 from gateway.app import App
 from gateway.cli.context import CliContext
+from gateway.clock import FrozenClock
 from gateway.daemon import Daemon, tune_collector
 from gateway.logs import configure_logging
 
@@ -13,9 +17,18 @@ from gateway.logs import configure_logging
 @click.command("run")
 @click.option("--once", is_flag=True,
               help="Process everything in the mailboxes, send what is due, then exit.")
+@click.option("--now", "now_text", metavar="INSTANT",
+              help="With --once: run as if it were this instant (ISO 8601 with an offset, "
+                   "e.g. 2026-11-04T09:00:00+01:00): the scheduler takes and the outbox sends "
+                   "what is due then.")
 @click.pass_obj
-def run(ctx: CliContext, once: bool) -> None:
-    """Watch the mailboxes (IDLE, polling as fallback) and send the outbox until SIGINT/SIGTERM."""
+def run(ctx: CliContext, once: bool, now_text: str | None) -> None:
+    """Watch the mailboxes (IDLE, polling as fallback), run the scheduler and send the outbox
+    until SIGINT/SIGTERM."""
+    if now_text is not None:
+        if not once:
+            raise click.UsageError("--now needs --once: only a single pass can run as another instant")
+        ctx = dataclasses.replace(ctx, clock=FrozenClock(parse_instant(now_text, "--now")))
     configure_logging(ctx.settings.logging)
 
     async def work(app: App) -> str:
@@ -25,6 +38,7 @@ def run(ctx: CliContext, once: bool) -> None:
         if once:
             summary = await daemon.run_once()
             return (f"inbound: {summary.inbound.decided} decided, {summary.inbound.moved} moved; "
+                    f"scheduler: {summary.scheduled} due items; "
                     f"outbox: {summary.outbound.sent} sent, {summary.outbound.retrying} retrying, "
                     f"{summary.outbound.failed} failed, {summary.outbound.expired} expired"
                     + ("; stopped before the end" if summary.stopped else ""))
@@ -32,3 +46,14 @@ def run(ctx: CliContext, once: bool) -> None:
         return "stopped"
 
     click.echo(ctx.with_app(work))
+
+
+def parse_instant(text: str, option: str) -> datetime:
+    """An ISO 8601 instant that names its offset; a local time without one is ambiguous."""
+    try:
+        instant = datetime.fromisoformat(text.strip())
+    except ValueError:
+        raise click.BadParameter(f"not an ISO 8601 instant: {text!r}", param_hint=option) from None
+    if instant.tzinfo is None:
+        raise click.BadParameter(f"{text!r} has no offset (add +01:00 or Z)", param_hint=option)
+    return instant

@@ -7,8 +7,6 @@ exists and enqueues nothing new.
 
 from __future__ import annotations
 
-from datetime import datetime
-
 
 def case_opened(case_number: str) -> str:
     """The acknowledgement of a new case: one per case."""
@@ -25,9 +23,9 @@ def inbound_answer(inbound_id: int, kind: str) -> str:
     return f"inbound:{inbound_id}:{kind}"
 
 
-def followup(case_number: str, timer_started_at: datetime, stage: int) -> str:
-    """Follow-up ``stage`` (1, 2, 3) of one run of a case's follow-up timer."""
-    return f"followup:{case_number}:{timer_started_at.isoformat()}:{stage}"
+def followup(case_number: str, cycle: int, step: int) -> str:
+    """Follow-up ``step`` (1, 2: reminders; 3: the closing mail) of ``cycle`` of a case's timer."""
+    return f"followup:{case_number}:{cycle}:{step}"
 
 
 def notice(reference: str, update: int, organisation_id: int, address: str) -> str:

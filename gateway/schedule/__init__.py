@@ -1,0 +1,1 @@
+"""Timed work: business-day calendars, the follow-up timer, and the one scheduler loop."""
