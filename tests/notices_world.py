@@ -3,18 +3,16 @@ clock, the real SMTP fixture, and a scheduler pass at a chosen instant."""
 
 from __future__ import annotations
 
-import asyncio
 import email
 from datetime import UTC, datetime
 from email import policy
 from email.message import EmailMessage
 
 from gateway.clock import FrozenClock
-from gateway.notices.sources import notice_sources
 from tests.cli_helpers import Gateway
 from tests.plugins.smtp import smtp_settings
 from tests.servers.smtp import RecordingSmtpServer
-from tests.world import SECRET, settings_for
+from tests.world import SECRET
 
 T0 = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
 """A Monday, four weeks before Europe's clocks go forward (29 March 2026)."""
@@ -43,28 +41,11 @@ def notices_gateway(db_url: str, server: RecordingSmtpServer, clock: FrozenClock
     return gw
 
 
-def scheduler_pass(gw: Gateway, db_url: str, at: datetime) -> None:
-    """One pass of the notices' due work at ``at``, then the outbox sent at ``at``."""
+def scheduler_pass(gw: Gateway, at: datetime) -> str:
+    """``run --once --now AT``: the scheduler's pass and the outbox's send, as of ``at``."""
     assert isinstance(gw.clock, FrozenClock)
     gw.clock.set(at)
-    asyncio.run(_run_sources(db_url, at))
-    gw.ok("outbox", "send")
-
-
-async def _run_sources(db_url: str, at: datetime) -> None:
-    from gateway.db import create_engine, session_factory
-
-    settings = settings_for(db_url)
-    engine = create_engine(db_url)
-    try:
-        sessions = session_factory(engine)
-        for source in notice_sources(settings):
-            while True:
-                async with sessions.begin() as session:
-                    if not await source.run_due(session, at, 500):  # type: ignore[attr-defined]
-                        break
-    finally:
-        await engine.dispose()
+    return gw.ok("run", "--once", "--now", at.isoformat()).out
 
 
 def parsed(server: RecordingSmtpServer) -> list[EmailMessage]:

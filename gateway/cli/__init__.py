@@ -26,10 +26,9 @@ COMMANDS = {
     "maintenance": "gateway.cli.notices:maintenance",
     "advisory": "gateway.cli.notices:advisory",
     "incident": "gateway.cli.incidents:incident",
-    "report": "gateway.cli.report:report",
     "run": "gateway.cli.run:run",
     "schedule": "gateway.cli.schedule:schedule",
-    "report": "gateway.cli.schedule:report",
+    "report": "gateway.cli.report:report",
     "demo": "gateway.demo.cli:demo",
 }
 """Command name -> ``module:attribute`` of its click command."""

@@ -1,4 +1,5 @@
-"""``case-gateway report``: figures computed from what the gateway recorded."""
+"""``case-gateway report availability``, added to the ``report`` group of
+:mod:`gateway.cli.schedule` (which has ``report slt``)."""
 
 from __future__ import annotations
 
@@ -9,11 +10,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from gateway.cli.context import CliContext
 from gateway.cli.output import echo_json, echo_table, json_option
+from gateway.cli.schedule import report
 
-
-@click.group("report")
-def report() -> None:
-    """Reports."""
+__all__ = ["report"]
 
 
 @report.command("availability")

@@ -24,6 +24,7 @@ from gateway.notices.mails import UpdateKind
 from gateway.outbound import dedupe
 from gateway.outbound.kinds import MailKind
 from gateway.outbound.render import Renderer
+from gateway.schedule.scheduler import DueWork
 
 log = structlog.get_logger(__name__)
 
@@ -149,7 +150,7 @@ class IncidentWarnings:
         return handled
 
 
-def notice_sources(settings: Settings) -> list[object]:
+def notice_sources(settings: Settings) -> list[DueWork]:
     """The notices' due work, for ``gateway/schedule/sources.py``."""
     renderer = Renderer(settings.branding, settings.templates.override_dir)
     return [NoticeMails(settings, renderer), IncidentUpdates(settings, renderer),

@@ -7,6 +7,8 @@ exists and enqueues nothing new.
 
 from __future__ import annotations
 
+from datetime import datetime
+
 
 def case_opened(case_number: str) -> str:
     """The acknowledgement of a new case: one per case."""

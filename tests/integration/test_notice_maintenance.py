@@ -51,12 +51,12 @@ def test_14_days_sent_at_once_and_later_held_until_exactly_14_days_before(
     assert len(smtp_server_thread.messages) == 4
     states = {r["reference"]: r["state"] for r in gw.ok("maintenance", "list", "--json").json()}
     assert states == {"MNT-2026-00001": "sent", "MNT-2026-00002": "held"}
-    scheduler_pass(gw, db_url, held_until - timedelta(seconds=1))
+    scheduler_pass(gw, held_until - timedelta(seconds=1))
     assert len(smtp_server_thread.messages) == 4
-    scheduler_pass(gw, db_url, held_until)
+    scheduler_pass(gw, held_until)
     held = [m for m in parsed(smtp_server_thread) if "MNT-2026-00002" in str(m["Subject"])]
     assert {to_of(m) for m in held} == ALL
-    scheduler_pass(gw, db_url, held_until + timedelta(hours=1))  # a second pass sends nothing
+    scheduler_pass(gw, held_until + timedelta(hours=1))  # a second pass sends nothing
     assert len(smtp_server_thread.messages) == 8
 
 
@@ -125,9 +125,9 @@ def test_reminder_before_the_start_then_states(
     start = T0 + timedelta(days=8)
     schedule(gw, start, "--orgs", "Initech")
     gw.ok("outbox", "send")
-    scheduler_pass(gw, db_url, start - timedelta(hours=24, seconds=1))
+    scheduler_pass(gw, start - timedelta(hours=24, seconds=1))
     assert len(smtp_server_thread.messages) == 1
-    scheduler_pass(gw, db_url, start - timedelta(hours=24))
+    scheduler_pass(gw, start - timedelta(hours=24))
     subjects = [str(m["Subject"]) for m in parsed(smtp_server_thread)]
     assert subjects[1].startswith("[MNT-2026-00001] Reminder: maintenance")
     assert gw.ok("maintenance", "list", "--json").json()[0]["state"] == "reminded"
@@ -144,7 +144,7 @@ def test_a_held_notice_whose_window_passed_is_reported_not_sent(
 ) -> None:
     start = T0 + timedelta(days=20)
     schedule(gw, start)
-    scheduler_pass(gw, db_url, start + timedelta(days=1))  # the daemon was down all along
+    scheduler_pass(gw, start + timedelta(days=1))  # the daemon was down all along
     assert smtp_server_thread.messages == []
     [row] = gw.ok("maintenance", "list", "--json").json()
     assert row["state"] == "missed"
