@@ -106,14 +106,14 @@ async def views(session: AsyncSession, organisation: str | None = None) -> list[
 async def failure_counts(
     session: AsyncSession, lists: Sequence[DistributionList]
 ) -> dict[int, tuple[int, str]]:
-    """List id -> (notices that failed permanently since ``failures_since``, last reply)."""
+    """List id -> (notices that failed permanently since ``failures_since``, a reply seen)."""
     if not lists:
         return {}
     org_ids = sorted({dl.organisation_id for dl in lists})
     failed = (RecipientStatus.FAILED, RecipientStatus.BOUNCED)
     stmt = (
         select(DistributionList.id, func.count(func.distinct(NoticeDelivery.notice_id)),
-               func.max(OutboxRecipient.last_reply))
+               func.max(OutboxRecipient.last_code), func.max(OutboxRecipient.last_reply))
         .join(NoticeDelivery, and_(NoticeDelivery.organisation_id == DistributionList.organisation_id,
                                    NoticeDelivery.address == DistributionList.address))
         .join(OutboxRecipient, OutboxRecipient.outbox_id == NoticeDelivery.outbox_id)
@@ -121,7 +121,8 @@ async def failure_counts(
                NoticeDelivery.created_at >= DistributionList.failures_since)
         .group_by(DistributionList.id)
     )
-    return {lid: (n, reply or "") for lid, n, reply in (await session.execute(stmt)).all()}
+    return {lid: (n, " ".join(str(p) for p in (code, reply) if p))
+            for lid, n, code, reply in (await session.execute(stmt)).all()}
 
 
 @dataclass(frozen=True)
