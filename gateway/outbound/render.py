@@ -26,7 +26,8 @@ Case mails (``case_received``, ``care_reply``, ``info_requested``, ``solution_pr
     ``requested_action``, ``business_days``: required for the three follow-ups;
     ``recipient_tz``: optional IANA zone for the times shown (default "UTC").
 ``new_case_refused``, ``unauthorized_sender``:
-    ``sender`` = {email, name} only. These templates never read ``case``.
+    ``sender`` = {email, name} only. These templates never read ``case``. ``new_case_refused``
+    also takes ``notice_reference`` (optional): the notice the refused mail answers.
 ``escalation_to_management``:
     ``case``, ``contact`` (who asked), ``message`` (their escalation text),
     ``organisation`` = {name}.
