@@ -97,7 +97,7 @@ async def deliver(session: AsyncSession, settings: Settings, renderer: Renderer,
     if update.kind == UpdateKind.FIRST:
         recipients = await _first_recipients(session, settings, renderer, notice, now)
     else:
-        recipients = await _earlier_recipients(session, notice)
+        recipients = await earlier_recipients(session, notice)
     kind = mail_kind(notice, update)
     calendar = None
     if notice.kind in MAINTENANCE:
@@ -129,6 +129,20 @@ async def _update_number(session: AsyncSession, notice: Notice, update: NoticeUp
     return int(count or 0)
 
 
+async def recipients_of(session: AsyncSession, notice: Notice, update: NoticeUpdate) -> list[Recipient]:
+    """Who ``update`` will go to if it were sent now (read only: nobody is suspended here);
+    a later mail of a notice still held goes to whom the first will."""
+    if update.kind != UpdateKind.FIRST:
+        first_sent = await session.scalar(select(NoticeUpdate.sent_at).where(
+            NoticeUpdate.notice_id == notice.id, NoticeUpdate.sequence == 0))
+        if first_sent is not None:
+            return await earlier_recipients(session, notice)
+    org_ids = (await session.scalars(
+        select(NoticeTarget.organisation_id).where(NoticeTarget.notice_id == notice.id))).all()
+    active, _ = await lists.subscribers(session, org_ids, NoticeKind(notice.kind))
+    return active
+
+
 async def _first_recipients(session: AsyncSession, settings: Settings, renderer: Renderer,
                             notice: Notice, now: datetime) -> list[Recipient]:
     org_ids = (await session.scalars(
@@ -138,7 +152,7 @@ async def _first_recipients(session: AsyncSession, settings: Settings, renderer:
     return [r for r in active if (r.organisation_id, r.address) not in failing]
 
 
-async def _earlier_recipients(session: AsyncSession, notice: Notice) -> list[Recipient]:
+async def earlier_recipients(session: AsyncSession, notice: Notice) -> list[Recipient]:
     first = select(NoticeUpdate.id).where(NoticeUpdate.notice_id == notice.id,
                                           NoticeUpdate.sequence == 0).scalar_subquery()
     stmt = (select(NoticeDelivery.organisation_id, Organisation.name, NoticeDelivery.address,

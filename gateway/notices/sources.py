@@ -20,11 +20,12 @@ from gateway.models import Notice, NoticeUpdate
 from gateway.notices import mails
 from gateway.notices.fanout import send_internal
 from gateway.notices.incidents import Incidents
+from gateway.notices.lists import Recipient
 from gateway.notices.mails import UpdateKind
 from gateway.outbound import dedupe
 from gateway.outbound.kinds import MailKind
 from gateway.outbound.render import Renderer
-from gateway.schedule.scheduler import DueWork
+from gateway.schedule.scheduler import DueWork, Upcoming
 
 log = structlog.get_logger(__name__)
 
@@ -69,6 +70,24 @@ class NoticeMails:
                 return
         await mails.deliver(session, self.settings, self.renderer, notice, row, now)
 
+    async def upcoming(self, session: AsyncSession, until: datetime, org: str | None) -> list[Upcoming]:
+        rows = (await session.execute(select(NoticeUpdate, Notice).join(Notice)
+                                      .where(NoticeUpdate.due_at <= until)
+                                      .order_by(NoticeUpdate.due_at))).all()
+        found: list[Upcoming] = []
+        for update_row, notice in rows:
+            assert update_row.due_at is not None
+            kind = mails.mail_kind(notice, update_row).value
+            found.extend(_each(update_row.due_at, kind, notice.reference,
+                               await mails.recipients_of(session, notice, update_row), org))
+        return found
+
+
+def _each(due: datetime, kind: str, reference: str, recipients: list[Recipient],
+          org: str | None) -> list[Upcoming]:
+    return [Upcoming(due, kind, reference, r.address, r.organisation, r.timezone)
+            for r in recipients if org is None or r.organisation.lower() == org.lower()]
+
 
 class IncidentUpdates:
     """Every open incident's recipients get a mail at least every 30 minutes."""
@@ -98,6 +117,16 @@ class IncidentUpdates:
             await self.incidents.send_status(session, notice, now)
             handled += 1
         return handled
+
+    async def upcoming(self, session: AsyncSession, until: datetime, org: str | None) -> list[Upcoming]:
+        """Each open incident's next mail (then one every 30 minutes until the all-clear)."""
+        found: list[Upcoming] = []
+        for notice in (await session.scalars(select(Notice).where(Notice.next_update_at <= until)
+                                             .order_by(Notice.next_update_at))).all():
+            assert notice.next_update_at is not None
+            found.extend(_each(notice.next_update_at, MailKind.INCIDENT_UPDATE.value, notice.reference,
+                               await mails.earlier_recipients(session, notice), org))
+        return found
 
 
 class IncidentWarnings:

@@ -196,3 +196,22 @@ def test_unknown_references(gw: Gateway) -> None:
     gw.ok("incident", "open", "--all", "--summary", "s", "--impact", "i")
     assert gw("maintenance", "cancel", "INC-2026-00001").err.strip() == (
         "error: no maintenance with reference INC-2026-00001")
+
+
+def test_schedule_lists_the_notices_to_come(gw: Gateway) -> None:
+    start = T0 + timedelta(days=30)
+    schedule(gw, start, "--orgs", "Globex")
+    gw.ok("incident", "open", "--orgs", "Initech", "--summary", "s", "--impact", "i")
+    until = (start + timedelta(days=1)).isoformat()
+    rows = gw.ok("schedule", "--until", until, "--json").json()
+    got = [(r["due_utc"], r["kind"], r["case"], r["recipient"]) for r in rows]
+    assert got == [
+        ((T0 + timedelta(minutes=30)).isoformat(), "incident_update", "INC-2026-00001", "it@initech.example"),
+        ((start - timedelta(days=14)).isoformat(), "maintenance_planned", "MNT-2026-00001",
+         "alerts@globex.example"),
+        ((start - timedelta(hours=24)).isoformat(), "maintenance_reminder", "MNT-2026-00001",
+         "alerts@globex.example"),
+    ]
+    assert rows[1]["due_local"] == "2026-03-18T05:00:00-04:00"  # New York, after its DST change
+    assert gw.ok("schedule", "--until", until, "--org", "Initech", "--json").json()[0]["case"] == (
+        "INC-2026-00001")
