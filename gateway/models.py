@@ -19,6 +19,7 @@ from sqlalchemy import (
     Text,
     UniqueConstraint,
     exists,
+    text,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, column_property, mapped_column, relationship
 
@@ -240,7 +241,13 @@ class Outbox(Base):
 
 class OutboxRecipient(Base):
     __tablename__ = "outbox_recipients"
-    __table_args__ = (UniqueConstraint("outbox_id", "address"),)
+    __table_args__ = (
+        UniqueConstraint("outbox_id", "address"),
+        Index("ix_outbox_recipients_failed", "outbox_id",
+              postgresql_where=text("status IN ('failed', 'bounced')"),
+              sqlite_where=text("status IN ('failed', 'bounced')")),
+    )
+    """The partial index holds the few permanent failures (distribution-list suspension)."""
     id: Mapped[int] = mapped_column(Id, primary_key=True)
     outbox_id: Mapped[int] = mapped_column(ForeignKey("outbox.id"), index=True)
     address: Mapped[str] = mapped_column(String(320), index=True)

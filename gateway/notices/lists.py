@@ -98,26 +98,28 @@ async def views(session: AsyncSession, organisation: str | None = None) -> list[
         org = await directory.get_organisation(session, organisation)
         stmt = stmt.where(DistributionList.organisation_id == org.id)
     pairs = (await session.execute(stmt)).all()
-    counts = await failure_counts(session, [dl for dl, _ in pairs])
+    counts = await failure_counts(session, [dl.organisation_id for dl, _ in pairs])
     return [ListView(dl.address, org.name, dl.timezone or org.timezone, list(dl.kinds),
                      counts.get(dl.id, (0, ""))[0], dl.suspended_at) for dl, org in pairs]
 
 
 async def failure_counts(
-    session: AsyncSession, lists: Sequence[DistributionList]
+    session: AsyncSession, organisation_ids: Sequence[int]
 ) -> dict[int, tuple[int, str]]:
-    """List id -> (notices that failed permanently since ``failures_since``, a reply seen)."""
-    if not lists:
+    """List id -> (notices that failed permanently since ``failures_since``, a reply seen),
+    for the lists of ``organisation_ids`` that have any. Walks the failed recipients only."""
+    if not organisation_ids:
         return {}
-    org_ids = sorted({dl.organisation_id for dl in lists})
     failed = (RecipientStatus.FAILED, RecipientStatus.BOUNCED)
     stmt = (
         select(DistributionList.id, func.count(func.distinct(NoticeDelivery.notice_id)),
                func.max(OutboxRecipient.last_code), func.max(OutboxRecipient.last_reply))
-        .join(NoticeDelivery, and_(NoticeDelivery.organisation_id == DistributionList.organisation_id,
-                                   NoticeDelivery.address == DistributionList.address))
-        .join(OutboxRecipient, OutboxRecipient.outbox_id == NoticeDelivery.outbox_id)
-        .where(DistributionList.organisation_id.in_(org_ids), OutboxRecipient.status.in_(failed),
+        .select_from(OutboxRecipient)
+        .join(NoticeDelivery, NoticeDelivery.outbox_id == OutboxRecipient.outbox_id)
+        .join(DistributionList, and_(DistributionList.organisation_id == NoticeDelivery.organisation_id,
+                                     DistributionList.address == NoticeDelivery.address))
+        .where(OutboxRecipient.status.in_(failed),
+               DistributionList.organisation_id.in_(sorted(set(organisation_ids))),
                NoticeDelivery.created_at >= DistributionList.failures_since)
         .group_by(DistributionList.id)
     )
@@ -135,22 +137,25 @@ class Recipient:
 
 async def subscribers(
     session: AsyncSession, organisation_ids: Iterable[int], kind: NoticeKind
-) -> tuple[list[Recipient], list[DistributionList]]:
+) -> tuple[list[Recipient], int]:
     """The addresses of the organisations' lists that take ``kind`` and are not suspended,
-    and the lists that are."""
-    stmt = (select(DistributionList, Organisation).join(Organisation)
+    and how many that take it are suspended. Columns only: there may be thousands."""
+    stmt = (select(Organisation.id, Organisation.name, DistributionList.address,
+                   func.coalesce(DistributionList.timezone, Organisation.timezone),
+                   DistributionList.kinds, DistributionList.suspended_at)
+            .join(Organisation, Organisation.id == DistributionList.organisation_id)
             .where(DistributionList.organisation_id.in_(sorted(set(organisation_ids))))
             .order_by(DistributionList.id))
     wanted = list_kind(kind)
     active: list[Recipient] = []
-    suspended: list[DistributionList] = []
-    for dl, org in (await session.execute(stmt)).all():
-        if dl.kinds and wanted not in dl.kinds:
+    suspended = 0
+    for org_id, org_name, address, zone, kinds, suspended_at in (await session.execute(stmt)).all():
+        if kinds and wanted not in kinds:
             continue
-        if dl.suspended_at is not None:
-            suspended.append(dl)
+        if suspended_at is not None:
+            suspended += 1
             continue
-        active.append(Recipient(org.id, org.name, dl.address, dl.timezone or org.timezone))
+        active.append(Recipient(org_id, org_name, address, zone))
     return active, suspended
 
 

@@ -6,6 +6,7 @@ removed since."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
 from enum import StrEnum
 from typing import Any
@@ -109,7 +110,8 @@ async def deliver(session: AsyncSession, settings: Settings, renderer: Renderer,
         session, settings, renderer, kind=kind, recipients=recipients,
         context=lambda r: context(notice, update, r, number),
         dedupe_key=lambda r: dedupe.notice(notice.reference, update.sequence, r.organisation_id, r.address),
-        notice_id=notice.id, update_id=update.id, now=now, calendar=calendar,
+        key_prefix=dedupe.notice_mail(notice.reference, update.sequence), notice_id=notice.id,
+        update_id=update.id, now=now, calendar=calendar,
     )
     finish(update, now, f"{queued} messages queued" if recipients else "no recipient")
     return queued
@@ -166,18 +168,19 @@ async def earlier_recipients(session: AsyncSession, notice: Notice) -> list[Reci
 
 
 async def _suspend_failing(session: AsyncSession, settings: Settings, renderer: Renderer,
-                           org_ids: list[int] | Any, now: datetime) -> set[tuple[int, str]]:
+                           org_ids: Sequence[int], now: datetime) -> set[tuple[int, str]]:
     """Suspend the organisations' lists whose failures reached the threshold; tell care
     management once for each. Returns the (organisation, address) pairs suspended now."""
-    rows = (await session.scalars(select(DistributionList).where(
-        DistributionList.organisation_id.in_(list(org_ids)), DistributionList.suspended_at.is_(None)))).all()
-    counts = await lists.failure_counts(session, rows)
+    counts = await lists.failure_counts(session, org_ids)
     threshold = settings.notices.suspend_after_failures
+    failing = [lid for lid, (n, _) in counts.items() if n >= threshold]
+    if not failing:
+        return set()
     suspended: set[tuple[int, str]] = set()
+    rows = (await session.scalars(select(DistributionList).where(
+        DistributionList.id.in_(failing), DistributionList.suspended_at.is_(None)))).all()
     for row in rows:
-        failures, reply = counts.get(row.id, (0, ""))
-        if failures < threshold:
-            continue
+        failures, reply = counts[row.id]
         row.suspended_at = now
         suspended.add((row.organisation_id, row.address))
         org = await session.get(Organisation, row.organisation_id)

@@ -231,6 +231,41 @@ def compose_headers(
     return "\r\n".join(lines).encode("ascii")
 
 
+@dataclass(frozen=True, slots=True)
+class HeaderTemplate:
+    """The header block of a mail sent alike to many single recipients (a notice's fan-out):
+    everything but ``To`` and ``Message-ID`` is folded and checked once."""
+
+    head: bytes
+    """Date and From lines."""
+    middle: bytes
+    """Reply-To and Subject lines."""
+    tail: bytes
+    """The lines after Message-ID."""
+
+    def render(self, address: str, message_id: str) -> bytes:
+        to = _fold("To:", _mailboxes([("", address)])).encode("ascii")
+        mid = check_message_id(message_id).encode("ascii")
+        return b"".join((self.head, to, b"\r\n", self.middle, b"Message-ID: ", mid, b"\r\n", self.tail))
+
+
+def header_template(
+    *, subject: str, kind: MailKind | KindSpec, from_address: str, from_name: str, date: datetime,
+    id_domain: str, reply_to: str | None = None,
+) -> HeaderTemplate:
+    """A :class:`HeaderTemplate`: the same lines :func:`compose_headers` writes for one
+    recipient and no thread headers."""
+    probe_id = f"<probe@{_domain(id_domain)}>"
+    block = compose_headers(subject=subject, kind=kind, from_address=from_address,
+                            from_name=from_name, to=[from_address], message_id=probe_id, date=date,
+                            id_domain=id_domain, reply_to=reply_to).decode("ascii")
+    before_to, _, rest = block.partition("\r\nTo: ")
+    after_to = rest.split("\r\n", 1)[1]
+    middle, _, tail = after_to.partition(f"Message-ID: {probe_id}\r\n")
+    return HeaderTemplate((before_to + "\r\n").encode("ascii"), middle.encode("ascii"),
+                          tail.encode("ascii"))
+
+
 def check_address(address: str) -> str:
     """``address`` if it is a plain ASCII ``local@domain``; else :class:`InvalidValue`."""
     if not _ADDRESS_RE.fullmatch(address) or len(address) > 254:

@@ -32,7 +32,12 @@ def followup(case_number: str, cycle: int, step: int) -> str:
 
 def notice(reference: str, update: int, organisation_id: int, address: str) -> str:
     """One notice message (the first, or update number ``update``) to one list address."""
-    return f"notice:{reference}:{update}:{organisation_id}:{address.lower()}"
+    return f"{notice_mail(reference, update)}{organisation_id}:{address.lower()}"
+
+
+def notice_mail(reference: str, update: int) -> str:
+    """What the keys of every message of one notice mail start with."""
+    return f"notice:{reference}:{update}:"
 
 
 def list_suspended(list_id: int, suspended_at: datetime) -> str:

@@ -68,6 +68,9 @@ def upgrade() -> None:
         sa.UniqueConstraint("update_id", "organisation_id", "address",
                             name=op.f("uq_notice_deliveries_update_id_organisation_id_address")),
     )
+    failed = sa.text("status IN ('failed', 'bounced')")
+    op.create_index("ix_outbox_recipients_failed", "outbox_recipients", ["outbox_id"],
+                    postgresql_where=failed, sqlite_where=failed)
     with op.batch_alter_table("notice_deliveries") as batch:
         batch.create_index("ix_notice_deliveries_list", ["organisation_id", "address"], unique=False)
         batch.create_index(batch.f("ix_notice_deliveries_notice_id"), ["notice_id"], unique=False)
@@ -75,6 +78,7 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
+    op.drop_index("ix_outbox_recipients_failed", table_name="outbox_recipients")
     op.drop_table("notice_deliveries")
     with op.batch_alter_table("notice_updates") as batch:
         batch.drop_index(batch.f("ix_notice_updates_due_at"))

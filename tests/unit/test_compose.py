@@ -264,3 +264,19 @@ def test_any_body_round_trips(text: str) -> None:
     if not expected.endswith("\n"):
         expected += "\n"
     assert _bodies(msg) == (expected, expected)
+
+
+def test_a_header_template_writes_what_compose_headers_writes() -> None:
+    from datetime import UTC, datetime
+
+    from gateway.outbound.compose import compose_headers, header_template
+    from gateway.outbound.kinds import MailKind
+
+    common = {"subject": "[INC-2026-00001] Incident alert: Ünïcode — a long subject " * 2,
+              "kind": MailKind.INCIDENT_ALERT, "from_address": "care@vendor.example",
+              "from_name": "Customer Care", "date": datetime(2026, 3, 2, 9, tzinfo=UTC),
+              "id_domain": "vendor.example", "reply_to": "care@vendor.example"}
+    template = header_template(**common)
+    for address in ("noc@acme.example", "a.very.long.address.of.a.distribution.list@sub.acme.example"):
+        expected = compose_headers(**common, to=[address], message_id="<abc.def@vendor.example>")
+        assert template.render(address, "<abc.def@vendor.example>") == expected
