@@ -478,7 +478,10 @@ def main(argv: list[str] | None = None) -> int:
         mark = "" if r.ratio >= 0.5 else "  < 0.5"
         print(f"{r.db:<11}{r.connections:>6}{r.batch:>6}{r.base:>12,.0f}{r.gate:>11,.0f}"
               f"{r.ratio:>7.2f}{r.db_share:>7.0%}{r.sink_cpu:>10.0%}{mark}")
-    print("in DB: time spent in claim + record, as a share of the gateway run (they overlap sending)")
+    if args.scenario == "incident":
+        print("in DB: incident open + fan-out (one transaction, before any sending), as a share of the run")
+    else:
+        print("in DB: time spent in claim + record, as a share of the gateway run (they overlap sending)")
     print(f"peak RSS of this process: {rss:,.0f} MB")
     return 0
 
