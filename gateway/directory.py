@@ -14,6 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from gateway.clock import Clock
 from gateway.errors import AlreadyExists, InvalidValue, NotFound
 from gateway.models import Contact, Organisation
+from gateway.schedule.calendar import format_hours, parse_hours
 
 _SPACE = re.compile(r"\s")
 """Whitespace as ``str.isspace`` sees it (``\\s`` of a str pattern is the same test)."""
@@ -61,6 +62,7 @@ async def add_organisation(
     country: str,
     subdivision: str | None = None,
     total_agents: int = 0,
+    hours: str = "09:00-17:00",
 ) -> Organisation:
     name = name.strip()
     if not name:
@@ -76,9 +78,27 @@ async def add_organisation(
         holiday_country=country,
         holiday_subdivision=subdivision,
         total_agents=total_agents,
+        business_hours=validate_hours(hours),
         created_at=clock.now(),
     )
     session.add(org)
+    await session.flush()
+    return org
+
+
+def validate_hours(text: str) -> str:
+    """Business hours as ``HH:MM-HH:MM`` (local), start before end."""
+    try:
+        return format_hours(parse_hours(text))
+    except ValueError as exc:
+        raise InvalidValue(str(exc)) from None
+
+
+async def update_organisation(session: AsyncSession, name: str, *, hours: str | None = None) -> Organisation:
+    """Change what may change of an organisation: its business hours."""
+    org = await get_organisation(session, name)
+    if hours is not None:
+        org.business_hours = validate_hours(hours)
     await session.flush()
     return org
 

@@ -21,18 +21,20 @@ def org() -> None:
 @click.option("--country", required=True, help="Holiday country (ISO 3166), e.g. DE.")
 @click.option("--subdivision", help="Holiday subdivision, e.g. BY.")
 @click.option("--agents", type=click.IntRange(min=0), default=0, help="Total agents (availability).")
+@click.option("--hours", default="09:00-17:00", show_default=True,
+              help="Business hours, local time (the response targets count them).")
 @json_option
 @click.pass_obj
 def org_add(
     ctx: CliContext, name: str, timezone: str, country: str, subdivision: str | None,
-    agents: int, as_json: bool,
+    agents: int, hours: str, as_json: bool,
 ) -> None:
     """Add an organisation."""
 
     async def work(session: AsyncSession) -> dict[str, object]:
         created = await directory.add_organisation(
             session, ctx.clock, name=name, timezone=timezone, country=country,
-            subdivision=subdivision, total_agents=agents,
+            subdivision=subdivision, total_agents=agents, hours=hours,
         )
         return organisation_dict(created)
 
@@ -41,6 +43,24 @@ def org_add(
         echo_json(result)
     else:
         click.echo(f"organisation {result['name']} added")
+
+
+@org.command("update")
+@click.argument("name")
+@click.option("--hours", help="Business hours, local time, e.g. 08:00-18:00.")
+@json_option
+@click.pass_obj
+def org_update(ctx: CliContext, name: str, hours: str | None, as_json: bool) -> None:
+    """Change an organisation's business hours."""
+
+    async def work(session: AsyncSession) -> dict[str, object]:
+        return organisation_dict(await directory.update_organisation(session, name, hours=hours))
+
+    result = ctx.transaction(work)
+    if as_json:
+        echo_json(result)
+    else:
+        click.echo(f"organisation {result['name']} updated: business hours {result['hours']}")
 
 
 @org.command("list")
@@ -56,7 +76,7 @@ def org_list(ctx: CliContext, as_json: bool) -> None:
     if as_json:
         echo_json(rows)
     else:
-        echo_table(rows, ["name", "timezone", "country", "subdivision", "agents"])
+        echo_table(rows, ["name", "timezone", "country", "subdivision", "hours", "agents"])
 
 
 @click.group()

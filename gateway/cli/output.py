@@ -50,6 +50,7 @@ def organisation_dict(org: Organisation) -> dict[str, Any]:
         "country": org.holiday_country,
         "subdivision": org.holiday_subdivision,
         "agents": org.total_agents,
+        "hours": org.business_hours,
         "created_at": iso(org.created_at),
     }
 
@@ -81,6 +82,8 @@ def case_dict(case: Case) -> dict[str, Any]:
         "close_reason": case.close_reason,
         "followup_started_at": iso(case.followup_started_at),
         "followups_sent": case.followups_sent,
+        "followup_cycle": case.followup_cycle,
+        "followup_due_at": iso(case.followup_due_at),
     }
 
 

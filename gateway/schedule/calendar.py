@@ -13,6 +13,7 @@ gap), 02:30 in an overlap is the second 02:30. Every result is an aware UTC date
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
@@ -130,17 +131,21 @@ def working_time_between(
     return total
 
 
+_HOURS = re.compile(r"^\s*(\d{1,2}):(\d{2})\s*-\s*(\d{1,2}):(\d{2})\s*$")
+
+
 def parse_hours(text: str) -> tuple[time, time]:
-    """``"08:00-18:00"`` -> (08:00, 18:00); the start must be before the end."""
-    first, sep, second = text.strip().partition("-")
+    """``"08:00-18:00"`` -> (08:00, 18:00), local times; the start must be before the end."""
+    match = _HOURS.match(text)
     try:
-        if not sep:
+        if match is None:
             raise ValueError
-        opens, closes = time.fromisoformat(first.strip()), time.fromisoformat(second.strip())
+        h1, m1, h2, m2 = (int(g) for g in match.groups())
+        opens, closes = time(h1, m1), time(h2, m2)
     except ValueError:
         raise ValueError(f"business hours look like 08:00-18:00, not {text!r}") from None
-    if opens.tzinfo is not None or closes.tzinfo is not None or not opens < closes:
-        raise ValueError(f"business hours must be a local start before a local end, not {text!r}")
+    if not opens < closes:
+        raise ValueError(f"business hours must start before they end, not {text!r}")
     return opens, closes
 
 

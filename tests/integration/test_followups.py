@@ -23,6 +23,7 @@ T0 = datetime(2026, 11, 2, 9, 0, tzinfo=UTC)
 BEFORE_STEP_1 = "2026-11-04T09:59:00+01:00"
 STEP_1, STEP_2, STEP_3 = "2026-11-04T10:00:00+01:00", "2026-11-09T10:00:00+01:00", "2026-11-16T10:00:00+01:00"
 ASKED = "Please send the SIP logs of the dropped calls."
+CARL = "carl@acme.example"  # a contact of Acme's, not designated: his mail is refused
 
 
 class World:
@@ -52,7 +53,7 @@ def world(db_url: str, imap_account, smtp_server_thread: RecordingSmtpServer, tm
     gw.env["GATEWAY_CONFIG"] = str(write_config(tmp_path / "gateway.toml", settings))
     gw.ok("org", "add", "Acme Corp", "--tz", "Europe/Berlin", "--country", "DE", "--subdivision", "BY")
     gw.ok("contact", "add", ANA, "--org", "Acme Corp", "--name", "Ana Alves")
-    gw.ok("contact", "add", "carl@acme.example", "--org", "Acme Corp")
+    gw.ok("contact", "add", CARL, "--org", "Acme Corp", "--not-designated")
     return World(gw, smtp_server_thread, imap_account, tmp_path)
 
 
@@ -91,12 +92,17 @@ def test_reminders_and_closure_each_once_to_the_contact_with_the_token(world: Wo
 
 
 def test_a_customer_reply_stops_the_timer_an_out_of_office_does_not(world: World) -> None:
+    """Neither an out-of-office nor a refused mail (from a contact who is not designated) is a
+    customer response; the designated contact's reply is."""
     number = open_case(world)
     world.request_info(number)
     world.run(STEP_1)
     [reminder] = world.mails("Reminder - your response")
     world.imap.append(out_of_office(reminder.data, sender=ANA))
-    assert "1 decided" in world.run("2026-11-04T11:00:00+01:00")
+    world.imap.append(reply(reminder.data, sender=CARL, text="Ana is away, here is something."))
+    assert "2 decided" in world.run("2026-11-04T11:00:00+01:00")
+    dispositions = sorted(r["disposition"] for r in world.gw.ok("inbound", "list", "--json").json())
+    assert dispositions == ["auto_reply_ignored", "refused_unauthorized"]
     assert world.case(number)["status"] == "awaiting_info"
     world.run(STEP_2)
     [second] = world.mails("Second reminder")
