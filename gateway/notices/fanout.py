@@ -17,17 +17,11 @@ from gateway.domain import OutboxStatus, RecipientStatus
 from gateway.identity import make_message_id
 from gateway.models import NoticeDelivery, Outbox, OutboxRecipient
 from gateway.notices.lists import Recipient
-from gateway.outbound.compose import (
-    CalendarPart,
-    ComposedBody,
-    HeaderTemplate,
-    assemble,
-    compose_body,
-    header_template,
-)
+from gateway.outbound.bulk import CalendarPart, HeaderTemplate, header_template, with_calendar
+from gateway.outbound.compose import ComposedBody, assemble, compose_body
 from gateway.outbound.kinds import MailKind
 from gateway.outbound.outbox import max_age
-from gateway.outbound.render import Renderer
+from gateway.outbound.render import Rendered, Renderer
 
 
 @dataclass(frozen=True)
@@ -116,12 +110,17 @@ async def fan_out(
         if group not in parts:
             rendered = renderer.render(kind, context(recipient))
             parts[group] = (rendered.subject, template(settings, kind, rendered.subject, now),
-                            compose_body(rendered, calendar))
+                            _body(rendered, calendar))
         subject, headers, body = parts[group]
         messages.append(message(settings, kind, subject, headers, body, recipient.address, now=now,
                                 dedupe_key=dedupe_key(recipient), notice_id=notice_id,
                                 recipient=recipient))
     return await insert_messages(session, messages, existing=existing, update_id=update_id)
+
+
+def _body(rendered: Rendered, calendar: CalendarPart | None) -> ComposedBody:
+    body = compose_body(rendered)
+    return body if calendar is None else with_calendar(body, calendar)
 
 
 async def send_internal(

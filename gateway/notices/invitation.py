@@ -12,7 +12,7 @@ from datetime import UTC, datetime
 from icalendar import Calendar, Event
 
 from gateway.models import Notice
-from gateway.outbound.compose import CalendarPart
+from gateway.outbound.bulk import CalendarPart
 
 
 def uid(notice: Notice, domain: str) -> str:

@@ -120,49 +120,16 @@ def assemble(headers: bytes, body: ComposedBody) -> bytes:
     return b"".join((headers, body.content_headers, b"\r\n", body.payload))
 
 
-def compose_body(rendered: Rendered, calendar: CalendarPart | None = None) -> ComposedBody:
+def compose_body(rendered: Rendered) -> ComposedBody:
     """Encode the text and HTML parts once. The boundary starts with ``=_``, which neither
-    quoted-printable nor base64 can produce, and carries 96 random bits against 7bit text.
-    With ``calendar``, the two parts go in a ``multipart/mixed`` beside the iCalendar part."""
-    content_type, payload = _alternative(rendered)
-    if calendar is not None:
-        content_type, payload = _with_calendar(content_type, payload, calendar)
-    return ComposedBody(f"MIME-Version: 1.0\r\n{content_type}\r\n".encode("ascii"), payload)
-
-
-@dataclass(frozen=True, slots=True)
-class CalendarPart:
-    """An iCalendar object (RFC 5545 bytes) and its iTIP method (PUBLISH, CANCEL)."""
-
-    data: bytes
-    method: str
-    filename: str = "invite.ics"
-
-
-def _alternative(rendered: Rendered) -> tuple[str, bytes]:
+    quoted-printable nor base64 can produce, and carries 96 random bits against 7bit text."""
     boundary = f"=_cg{random_hex(12)}"
     delimiter = f"--{boundary}\r\n".encode("ascii")
     text, html = _part("text/plain", rendered.text), _part("text/html", rendered.html)
     end = f"\r\n--{boundary}--\r\n".encode("ascii")
-    content = f'Content-Type: multipart/alternative; boundary="{boundary}"'
-    return content, b"".join((delimiter, text, b"\r\n", delimiter, html, end))
-
-
-def _with_calendar(content_type: str, payload: bytes, calendar: CalendarPart) -> tuple[str, bytes]:
-    if not re.fullmatch(r"[A-Z-]{1,20}", calendar.method) or not re.fullmatch(
-        r"[A-Za-z0-9._-]{1,60}", calendar.filename
-    ):
-        raise InvalidValue("bad calendar method or file name")
-    boundary = f"=_cg{random_hex(12)}"
-    delimiter = f"--{boundary}\r\n".encode("ascii")
-    head = (f'Content-Type: text/calendar; charset="utf-8"; method={calendar.method}; '
-            f'name="{calendar.filename}"\r\nContent-Transfer-Encoding: base64\r\n'
-            f'Content-Disposition: attachment; filename="{calendar.filename}"\r\n\r\n')
-    ics = head.encode("ascii") + base64.encodebytes(calendar.data).replace(b"\n", b"\r\n")
-    end = f"\r\n--{boundary}--\r\n".encode("ascii")
-    inner = f"{content_type}\r\n\r\n".encode("ascii") + payload
-    outer = f'Content-Type: multipart/mixed; boundary="{boundary}"'
-    return outer, b"".join((delimiter, inner, b"\r\n", delimiter, ics, end))
+    content = f'MIME-Version: 1.0\r\nContent-Type: multipart/alternative; boundary="{boundary}"\r\n'
+    payload = b"".join((delimiter, text, b"\r\n", delimiter, html, end))
+    return ComposedBody(content.encode("ascii"), payload)
 
 
 def _part(mime_type: str, text: str) -> bytes:
@@ -229,41 +196,6 @@ def compose_headers(
         lines.append(_extra(name, value))
     lines.append("")
     return "\r\n".join(lines).encode("ascii")
-
-
-@dataclass(frozen=True, slots=True)
-class HeaderTemplate:
-    """The header block of a mail sent alike to many single recipients (a notice's fan-out):
-    everything but ``To`` and ``Message-ID`` is folded and checked once."""
-
-    head: bytes
-    """Date and From lines."""
-    middle: bytes
-    """Reply-To and Subject lines."""
-    tail: bytes
-    """The lines after Message-ID."""
-
-    def render(self, address: str, message_id: str) -> bytes:
-        to = _fold("To:", _mailboxes([("", address)])).encode("ascii")
-        mid = check_message_id(message_id).encode("ascii")
-        return b"".join((self.head, to, b"\r\n", self.middle, b"Message-ID: ", mid, b"\r\n", self.tail))
-
-
-def header_template(
-    *, subject: str, kind: MailKind | KindSpec, from_address: str, from_name: str, date: datetime,
-    id_domain: str, reply_to: str | None = None,
-) -> HeaderTemplate:
-    """A :class:`HeaderTemplate`: the same lines :func:`compose_headers` writes for one
-    recipient and no thread headers."""
-    probe_id = f"<probe@{_domain(id_domain)}>"
-    block = compose_headers(subject=subject, kind=kind, from_address=from_address,
-                            from_name=from_name, to=[from_address], message_id=probe_id, date=date,
-                            id_domain=id_domain, reply_to=reply_to).decode("ascii")
-    before_to, _, rest = block.partition("\r\nTo: ")
-    after_to = rest.split("\r\n", 1)[1]
-    middle, _, tail = after_to.partition(f"Message-ID: {probe_id}\r\n")
-    return HeaderTemplate((before_to + "\r\n").encode("ascii"), middle.encode("ascii"),
-                          tail.encode("ascii"))
 
 
 def check_address(address: str) -> str:
