@@ -112,6 +112,11 @@ def test_restore_records_the_impact_and_the_rca_date(gw: Gateway) -> None:
         "INC-2026-00001 restored; root cause analysis due 2026-03-13 16:00 UTC")
     [row] = gw.ok("incident", "list", "--json").json()
     assert row["state"] == "restored" and row["next_mail_at"] is None
+    shown = gw.ok("incident", "show", "INC-2026-00001", "--json").json()
+    assert shown["rca_due_at"] == "2026-03-13T16:00:00+00:00"
+    assert [m["kind"] for m in shown["mails"]] == ["first", "restored"]
+    assert shown["starts_at"] == "2026-03-06T14:00:00+00:00"  # 15:00 in Berlin
+    assert "state: restored" in gw.ok("incident", "show", "INC-2026-00001").out
     again = gw("incident", "update", "INC-2026-00001", "--status", "monitoring", "--message", "x")
     assert (again.code, again.err.strip()) == (1, "error: INC-2026-00001 is already restored")
 
