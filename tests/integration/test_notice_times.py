@@ -49,12 +49,16 @@ def test_an_incident_across_new_yorks_change(gw: Gateway, smtp_server_thread: Re
     gw.ok("incident", "restore", "INC-2026-00001", "--notes", "Reload the desktop", "--affected-agents", "5",
           "--started", "2026-03-08T01:50", "--restored", "2026-03-08T03:10", "--tz", "America/New_York")
     gw.ok("outbox", "send")
-    new_york = [flat_text(m) for m in parsed(smtp_server_thread) if to_of(m) == "alerts@globex.example"]
-    assert "Detected: Sun 8 Mar 2026, 01:50 EST (06:50 UTC)" in new_york[0]
-    assert "Incident started: Sun 8 Mar 2026, 01:50 EST (06:50 UTC)" in new_york[1]
-    assert "Service restored: Sun 8 Mar 2026, 03:10 EDT (07:10 UTC)" in new_york[1]
-    berlin = [flat_text(m) for m in parsed(smtp_server_thread) if to_of(m) == "noc@acme.example"]
-    assert "Service restored: Sun 8 Mar 2026, 08:10 CET (07:10 UTC)" in berlin[1]
+    def text(to: str, kind: str) -> str:
+        [found] = [flat_text(m) for m in parsed(smtp_server_thread)
+                   if to_of(m) == to and kind in str(m["Subject"])]
+        return found
+
+    assert "Detected: Sun 8 Mar 2026, 01:50 EST (06:50 UTC)" in text("alerts@globex.example", "alert")
+    restored = text("alerts@globex.example", "restored")
+    assert "Incident started: Sun 8 Mar 2026, 01:50 EST (06:50 UTC)" in restored
+    assert "Service restored: Sun 8 Mar 2026, 03:10 EDT (07:10 UTC)" in restored
+    assert "Service restored: Sun 8 Mar 2026, 08:10 CET (07:10 UTC)" in text("noc@acme.example", "restored")
 
 
 def test_a_window_across_sydneys_change(gw: Gateway, smtp_server_thread: RecordingSmtpServer) -> None:
