@@ -25,7 +25,7 @@ def test_org_add_and_list(acme: Gateway) -> None:
     rows = acme.ok("org", "list", "--json").json()
     assert rows == [{
         "name": "Acme Corp", "timezone": "Europe/Berlin", "country": "DE", "subdivision": "BY",
-        "agents": 120, "created_at": rows[0]["created_at"],
+        "agents": 120, "hours": "09:00-17:00", "created_at": rows[0]["created_at"],
     }]
     text = acme.ok("org", "list").out
     assert "Acme Corp" in text and "Europe/Berlin" in text

@@ -71,6 +71,16 @@ def test_local_times_that_do_not_exist_or_exist_twice_take_the_later_reading() -
         2026, 10, 25, 2, 30, tzinfo=BERLIN).astimezone(UTC)
 
 
+def test_dst_in_new_york_and_sydney() -> None:
+    """Organisations whose working week includes Sunday, the day these zones change clocks."""
+    new_york = business_days_after(Calendar("America/New_York", "IL"),
+                                   datetime(2026, 3, 5, 2, 30, tzinfo=NEW_YORK), 1)
+    assert local(new_york, "America/New_York") == "Sun 2026-03-08 03:30 EDT"  # 02:30 was skipped
+    sydney = business_days_after(Calendar("Australia/Sydney", "SA"),
+                                 datetime(2026, 4, 2, 2, 30, tzinfo=ZoneInfo("Australia/Sydney")), 1)
+    assert sydney == datetime(2026, 4, 4, 16, 30, tzinfo=UTC)  # the second 02:30 (AEST, +10:00)
+
+
 def test_business_hours() -> None:
     berlin = Calendar("Europe/Berlin", "DE", "BE", parse_hours("08:00-18:00"))
     friday_evening = datetime(2026, 11, 6, 17, 0, tzinfo=BERLIN)
