@@ -12,11 +12,12 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from gateway.config import Settings
 from gateway.domain import NoticeKind
 from gateway.errors import InvalidValue, PolicyViolation
-from gateway.models import Notice, NoticeTarget, NoticeUpdate
+from gateway.models import Notice, NoticeTarget, NoticeUpdate, Organisation
 from gateway.notices import mails, references, targets
 from gateway.notices.mails import UpdateKind
-from gateway.notices.times import add_business_days
 from gateway.outbound.render import Renderer
+from gateway.schedule.calendar import business_days_after
+from gateway.schedule.timer import calendar_of
 
 STATES = ("investigating", "identified", "monitoring")
 RESTORED = "restored"
@@ -80,13 +81,21 @@ class Incidents:
         notice = await self._open(session, reference)
         notice.status, notice.restored_at, notice.next_update_at = RESTORED, now, None
         notice.starts_at, notice.ends_at, notice.instructions = started, restored, notes or None
-        notice.rca_due_at = add_business_days(restored, RCA_BUSINESS_DAYS)
+        notice.rca_due_at = await self._rca_due(session, notice, restored)
         await session.execute(update(NoticeTarget).where(NoticeTarget.notice_id == notice.id)
                               .values(affected_agents=affected_agents))
         clear = await mails.add_update(session, notice, UpdateKind.RESTORED, now=now, due_at=now,
                                        state=RESTORED)
         await mails.deliver(session, self.settings, self.renderer, notice, clear, now)
         return notice
+
+    async def _rca_due(self, session: AsyncSession, notice: Notice, restored: datetime) -> datetime:
+        """5 business days after restoration in each organisation's calendar; the earliest."""
+        organisations = (await session.scalars(select(Organisation).join(
+            NoticeTarget, NoticeTarget.organisation_id == Organisation.id)
+            .where(NoticeTarget.notice_id == notice.id))).all()
+        return min(business_days_after(calendar_of(org), restored, RCA_BUSINESS_DAYS)
+                   for org in organisations)
 
     async def send_status(self, session: AsyncSession, notice: Notice, now: datetime) -> int:
         """The mail without news: ops' latest status repeated (one, however late it is)."""

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from zoneinfo import ZoneInfo
 
 from gateway.directory import validate_timezone
@@ -28,13 +28,3 @@ def parse_instant(text: str, timezone: str | None, what: str) -> datetime:
     if early.utcoffset() != late.utcoffset():
         raise InvalidValue(f"{what}: {text} happens twice in {timezone} (clocks go back); give an offset")
     return early.astimezone(UTC)
-
-
-def add_business_days(start: datetime, days: int) -> datetime:
-    """The same UTC clock time ``days`` weekdays (Monday to Friday) after ``start``."""
-    current = start
-    while days > 0:
-        current += timedelta(days=1)
-        if current.weekday() < 5:
-            days -= 1
-    return current

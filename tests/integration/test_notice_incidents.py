@@ -109,11 +109,13 @@ def test_restore_records_the_impact_and_the_rca_date(gw: Gateway) -> None:
     result = gw.ok("incident", "restore", "INC-2026-00001", "--notes", "n", "--affected-agents", "40",
                    "--started", "2026-03-06T15:00", "--restored", "2026-03-06T17:00", "--tz", "Europe/Berlin")
     assert result.out.strip() == (
-        "INC-2026-00001 restored; root cause analysis due 2026-03-13 16:00 UTC")
+        "INC-2026-00001 restored; root cause analysis due 2026-03-13 15:00 UTC")
     [row] = gw.ok("incident", "list", "--json").json()
     assert row["state"] == "restored" and row["next_mail_at"] is None
     shown = gw.ok("incident", "show", "INC-2026-00001", "--json").json()
-    assert shown["rca_due_at"] == "2026-03-13T16:00:00+00:00"
+    # 5 business days: Friday 17:00 in Berlin -> Friday 13 March 17:00 CET (16:00 UTC); in
+    # New York 11:00 EST -> 11:00 EDT after the clocks went forward (15:00 UTC), the earlier
+    assert shown["rca_due_at"] == "2026-03-13T15:00:00+00:00"
     assert [m["kind"] for m in shown["mails"]] == ["first", "restored"]
     assert shown["starts_at"] == "2026-03-06T14:00:00+00:00"  # 15:00 in Berlin
     assert "state: restored" in gw.ok("incident", "show", "INC-2026-00001").out
