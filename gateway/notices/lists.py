@@ -20,6 +20,7 @@ from gateway import directory
 from gateway.domain import NoticeKind, RecipientStatus
 from gateway.errors import AlreadyExists, InvalidValue, NotFound
 from gateway.models import DistributionList, NoticeDelivery, Organisation, OutboxRecipient
+from gateway.outbound.compose import check_address
 
 LIST_KINDS = ("maintenance", "incident", "advisory")
 """What a list can subscribe to; ``maintenance`` covers planned and emergency."""
@@ -53,7 +54,7 @@ class ListView:
 async def add(session: AsyncSession, now: datetime, *, address: str, organisation: str,
               timezone: str | None, kinds: str | None) -> DistributionList:
     org = await directory.get_organisation(session, organisation)
-    clean = directory.normalise_email(address)
+    clean = check_address(directory.normalise_email(address))  # every notice must reach it
     zone = directory.validate_timezone(timezone) if timezone else None
     chosen = parse_kinds(kinds)
     if await _find(session, clean, org.id) is not None:

@@ -45,6 +45,8 @@ def test_add_list_remove_and_their_errors(gw: Gateway) -> None:
             "error: unknown notice kind 'gossip' (use maintenance, incident, advisory)",
         ("dl", "add", "not an address", "--org", "Acme Corp"):
             "error: not an email address: 'not an address'",
+        ("dl", "add", "jörg@acme.example", "--org", "Acme Corp"):
+            "error: not a deliverable email address: 'jörg@acme.example'",
         ("dl", "remove", "x@acme.example", "--org", "Acme Corp"):
             "error: x@acme.example is not a distribution list of Acme Corp",
         ("dl", "resume", "noc@acme.example"): "error: noc@acme.example is not suspended",
