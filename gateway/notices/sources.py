@@ -1,8 +1,9 @@
 """The notices' due work for the scheduler (gateway/schedule/): held and reminder mails,
 the incidents' 30-minute mails, and the warning to ops before a mail without news.
 
-Each finds its work by an indexed due time and takes an item with a conditional UPDATE, so
-two replicas or a restart never send one mail twice (the outbox's dedupe keys hold too).
+Each finds its work by an indexed due time (rows another replica holds are skipped on
+PostgreSQL: ``FOR UPDATE SKIP LOCKED``) and takes an item with a conditional UPDATE, so two
+replicas or a restart never send one mail twice (the outbox's dedupe keys hold too).
 """
 
 from __future__ import annotations
@@ -43,7 +44,8 @@ class NoticeMails:
 
     async def run_due(self, session: AsyncSession, now: datetime, limit: int) -> int:
         ids = (await session.scalars(select(NoticeUpdate.id).where(NoticeUpdate.due_at <= now)
-                                     .order_by(NoticeUpdate.due_at).limit(limit))).all()
+                                     .order_by(NoticeUpdate.due_at).limit(limit)
+                                     .with_for_update(skip_locked=True))).all()
         handled = 0
         for update_id in ids:
             taken = await session.execute(update(NoticeUpdate).where(
@@ -103,7 +105,8 @@ class IncidentUpdates:
     async def run_due(self, session: AsyncSession, now: datetime, limit: int) -> int:
         due = (await session.execute(select(Notice.id, Notice.next_update_at)
                                      .where(Notice.next_update_at <= now)
-                                     .order_by(Notice.next_update_at).limit(limit))).all()
+                                     .order_by(Notice.next_update_at).limit(limit)
+                                     .with_for_update(skip_locked=True))).all()
         handled = 0
         for notice_id, was_due in due:
             taken = await session.execute(update(Notice).where(
@@ -152,7 +155,7 @@ class IncidentWarnings:
             return 0
         due = (await session.scalars(select(Notice).where(
             Notice.next_update_at <= now + self.ahead, self._unwarned())
-            .order_by(Notice.next_update_at).limit(limit))).all()
+            .order_by(Notice.next_update_at).limit(limit).with_for_update(skip_locked=True))).all()
         handled = 0
         for notice in due:
             when = notice.next_update_at
