@@ -44,20 +44,25 @@ def test_14_days_sent_at_once_and_later_held_until_exactly_14_days_before(
     gw: Gateway, db_url: str, smtp_server_thread: RecordingSmtpServer
 ) -> None:
     assert schedule(gw, T0 + timedelta(days=14)) == (0, "MNT-2026-00001 sent")
+    just_over = T0 + timedelta(days=14, minutes=1)
+    assert schedule(gw, just_over, "--orgs", "Initech") == (
+        0, f"MNT-2026-00002 held until {(T0 + timedelta(minutes=1)).isoformat()}")
     start = T0 + timedelta(days=30)
     held_until = start - timedelta(days=14)
-    assert schedule(gw, start) == (0, f"MNT-2026-00002 held until {held_until.isoformat()}")
+    assert schedule(gw, start) == (0, f"MNT-2026-00003 held until {held_until.isoformat()}")
     gw.ok("outbox", "send")
     assert len(smtp_server_thread.messages) == 4
     states = {r["reference"]: r["state"] for r in gw.ok("maintenance", "list", "--json").json()}
-    assert states == {"MNT-2026-00001": "sent", "MNT-2026-00002": "held"}
+    assert states == {"MNT-2026-00001": "sent", "MNT-2026-00002": "held", "MNT-2026-00003": "held"}
+    scheduler_pass(gw, T0 + timedelta(minutes=1))
+    assert to_of(parsed(smtp_server_thread)[-1]) == "it@initech.example"
     scheduler_pass(gw, held_until - timedelta(seconds=1))
-    assert len(smtp_server_thread.messages) == 4
+    assert len(smtp_server_thread.messages) == 5
     scheduler_pass(gw, held_until)
-    held = [m for m in parsed(smtp_server_thread) if "MNT-2026-00002" in str(m["Subject"])]
+    held = [m for m in parsed(smtp_server_thread) if "MNT-2026-00003" in str(m["Subject"])]
     assert {to_of(m) for m in held} == ALL
     scheduler_pass(gw, held_until + timedelta(hours=1))  # a second pass sends nothing
-    assert len(smtp_server_thread.messages) == 8
+    assert len(smtp_server_thread.messages) == 9
 
 
 def test_change_and_cancel_reach_exactly_the_first_recipients(
