@@ -105,7 +105,8 @@ class Incidents:
             .order_by(NoticeUpdate.sequence.desc()).limit(1))
         status = await mails.add_update(
             session, notice, UpdateKind.STATUS, now=now, due_at=now,
-            text=latest.status_text if latest else "", state=notice.status,
+            text=f"No new information since our last update. The latest status: {latest.status_text}"
+            if latest else "", state=notice.status,
             next_steps=latest.next_steps if latest else None)
         return await mails.deliver(session, self.settings, self.renderer, notice, status, now)
 

@@ -85,7 +85,8 @@ def test_ops_updates_restart_the_clock(gw: Gateway, smtp_server_thread: Recordin
         assert max(gaps) <= 30
     assert [m for m, _ in mails[OPS]] == [45, 95, 125, 155]
     repeated = [m for m in parsed(smtp_server_thread) if "#5" in str(m["Subject"])]
-    assert repeated and all("Failing over" in flat_text(m) for m in repeated)
+    assert repeated and all("No new information since our last update. The latest status: Failing over"
+                            in flat_text(m) for m in repeated)
     assert "Status: Identified" in flat_text(repeated[0])
 
 
