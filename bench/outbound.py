@@ -20,6 +20,10 @@ The sink is a lean SMTP responder in its own process (a 250 to everything, a cou
 terminators), so it is neither the bottleneck nor in the measured event loop; its CPU share
 during each run is printed to show it. ``--connections`` and ``--batch-size`` take comma lists
 for a sweep. Run: ``.venv/bin/python bench/outbound.py [--db sqlite|postgresql|both]``.
+
+``--scenario incident``: one incident alert to ``--count`` distribution-list addresses, from
+``incident open`` to the last message accepted, against bare aiosmtplib sending the same bytes
+(see ``bench/outbound_notices.py``).
 """
 
 from __future__ import annotations
@@ -389,6 +393,12 @@ async def run_db(kind: str, args: argparse.Namespace, sink: Sink, folder: Path) 
     try:
         await migrate.upgrade(engine)
         app = App(_settings(url), engine, SystemClock())
+        if args.scenario == "incident":
+            from bench import outbound_notices
+
+            await outbound_notices.populate_lists(app, args.count, args.zones)
+            await tidy(engine)
+            return await outbound_notices.measure(app, sink, args, kind, sys.modules[__name__])
         start = time.perf_counter()
         envelopes = await populate(app, args.count, args.size)
         await tidy(engine)
@@ -425,6 +435,9 @@ def _ints(text: str) -> list[int]:
 def parse(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     p.add_argument("--db", choices=["sqlite", "postgresql", "both"], default="both")
+    p.add_argument("--scenario", choices=["cases", "incident"], default="cases",
+                   help="cases: care replies; incident: one alert to --count list addresses")
+    p.add_argument("--zones", type=int, default=3, help="incident: time zones of the lists (1-5)")
     p.add_argument("--count", type=int, default=10_000)
     p.add_argument("--size", type=int, default=5000, help="bytes a composed message aims at")
     p.add_argument("--connections", type=_ints, default=[4], help="e.g. 4, or 2,4,8 to sweep")
@@ -465,7 +478,10 @@ def main(argv: list[str] | None = None) -> int:
         mark = "" if r.ratio >= 0.5 else "  < 0.5"
         print(f"{r.db:<11}{r.connections:>6}{r.batch:>6}{r.base:>12,.0f}{r.gate:>11,.0f}"
               f"{r.ratio:>7.2f}{r.db_share:>7.0%}{r.sink_cpu:>10.0%}{mark}")
-    print("in DB: time spent in claim + record, as a share of the gateway run (they overlap sending)")
+    if args.scenario == "incident":
+        print("in DB: incident open + fan-out (one transaction, before any sending), as a share of the run")
+    else:
+        print("in DB: time spent in claim + record, as a share of the gateway run (they overlap sending)")
     print(f"peak RSS of this process: {rss:,.0f} MB")
     return 0
 

@@ -166,6 +166,23 @@ class InboundSettings(_Section):
     takes that long alone is quarantined. (Without workers nothing can stop a parse.)"""
 
 
+class NoticeSettings(_Section):
+    """Notices to distribution lists (guide 7, 10)."""
+
+    min_notice_days: int = Field(7, ge=0)
+    """Planned maintenance starting sooner than this is refused (``maintenance emergency``)."""
+    hold_days: int = Field(14, ge=1)
+    """Planned maintenance starting later than this is held and sent this long before."""
+    reminder_hours: float = Field(24.0, ge=0)
+    """A maintenance reminder goes out this long before the start (0: no reminder)."""
+    incident_update_minutes: float = Field(30.0, gt=0)
+    """Every recipient of an open incident gets a mail at least this often."""
+    ops_warning_minutes: float = Field(5.0, ge=0)
+    """Ops (``mail.escalation_address``) are warned this long before an update without news."""
+    suspend_after_failures: int = Field(3, ge=1)
+    """A list address is suspended after permanent failures on this many different notices."""
+
+
 class LoggingSettings(_Section):
     level: Literal["debug", "info", "warning", "error"] = "info"
     json_format: bool = Field(False, alias="json")
@@ -189,6 +206,7 @@ class Settings(_Section):
     outbox: OutboxSettings = OutboxSettings()
     scheduler: SchedulerSettings = SchedulerSettings()
     inbound: InboundSettings = InboundSettings()
+    notices: NoticeSettings = NoticeSettings()
     logging: LoggingSettings = LoggingSettings()
     metrics: MetricsSettings = MetricsSettings()
 

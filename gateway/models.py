@@ -19,6 +19,7 @@ from sqlalchemy import (
     Text,
     UniqueConstraint,
     exists,
+    text,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, column_property, mapped_column, relationship
 
@@ -240,7 +241,13 @@ class Outbox(Base):
 
 class OutboxRecipient(Base):
     __tablename__ = "outbox_recipients"
-    __table_args__ = (UniqueConstraint("outbox_id", "address"),)
+    __table_args__ = (
+        UniqueConstraint("outbox_id", "address"),
+        Index("ix_outbox_recipients_failed", "outbox_id",
+              postgresql_where=text("status IN ('failed', 'bounced')"),
+              sqlite_where=text("status IN ('failed', 'bounced')")),
+    )
+    """The partial index holds the few permanent failures (distribution-list suspension)."""
     id: Mapped[int] = mapped_column(Id, primary_key=True)
     outbox_id: Mapped[int] = mapped_column(ForeignKey("outbox.id"), index=True)
     address: Mapped[str] = mapped_column(String(320), index=True)
@@ -263,6 +270,10 @@ class DistributionList(Base):
     kinds: Mapped[list[Any]] = mapped_column(default=list)
     """Notice kinds this list receives; empty: all."""
     created_at: Mapped[datetime]
+    failures_since: Mapped[datetime]
+    """Permanent failures are counted from here (the list's creation, or its last resume)."""
+    suspended_at: Mapped[datetime | None]
+    """Set when the failures passed ``notices.suspend_after_failures``; ``dl resume`` clears it."""
 
 
 class Notice(Base):
@@ -281,11 +292,20 @@ class Notice(Base):
     ends_at: Mapped[datetime | None]
     send_at: Mapped[datetime | None]
     """When the first notice is due (planned maintenance is held until 14 days before)."""
-    next_update_at: Mapped[datetime | None]
-    """Incidents: when the next 30-minute update is due."""
+    next_update_at: Mapped[datetime | None] = mapped_column(index=True)
+    """Incidents: when the next 30-minute update is due (None once restored)."""
     created_at: Mapped[datetime]
     restored_at: Mapped[datetime | None]
     cancelled_at: Mapped[datetime | None]
+    services: Mapped[str | None] = mapped_column(Text)
+    instructions: Mapped[str | None] = mapped_column(Text)
+    """Incidents: the recommendation, then the return-to-normal instructions."""
+    sequence: Mapped[int] = mapped_column(Integer, default=0)
+    """The iCalendar SEQUENCE of a maintenance window: raised on every change and on cancellation."""
+    warned_for: Mapped[datetime | None]
+    """Incidents: the ``next_update_at`` ops were last warned about (the warning is sent once)."""
+    rca_due_at: Mapped[datetime | None]
+    """Incidents: the root cause analysis is due 5 business days after restoration."""
 
 
 class NoticeTarget(Base):
@@ -300,17 +320,44 @@ class NoticeTarget(Base):
 
 
 class NoticeUpdate(Base):
+    """One mail about a notice (sequence 0 is the first), sent to its lists when due."""
+
     __tablename__ = "notice_updates"
     __table_args__ = (UniqueConstraint("notice_id", "sequence"),)
     id: Mapped[int] = mapped_column(Id, primary_key=True)
     notice_id: Mapped[int] = mapped_column(ForeignKey("notices.id"), index=True)
     sequence: Mapped[int] = mapped_column(Integer)
     kind: Mapped[str] = mapped_column(String(24))
-    """update, changed, cancelled, restored."""
+    """first, changed, cancelled, reminder, update (ops), status (no news), restored."""
     at: Mapped[datetime]
     status_text: Mapped[str] = mapped_column(Text)
     next_steps: Mapped[str | None] = mapped_column(Text)
     author: Mapped[str | None] = mapped_column(String(200))
+    state: Mapped[str | None] = mapped_column(String(24))
+    """Incidents: the status this update reports (investigating, identified, monitoring, ...)."""
+    due_at: Mapped[datetime | None] = mapped_column(index=True)
+    """When the mail goes out; None once it has been sent or dropped."""
+    sent_at: Mapped[datetime | None]
+    outcome: Mapped[str | None] = mapped_column(Text)
+    """What became of it: how many messages were queued, or why none were."""
+
+
+class NoticeDelivery(Base):
+    """Who got which mail of a notice: one row per list address, beside its outbox row."""
+
+    __tablename__ = "notice_deliveries"
+    __table_args__ = (
+        UniqueConstraint("update_id", "organisation_id", "address"),
+        Index("ix_notice_deliveries_list", "organisation_id", "address"),
+    )
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    notice_id: Mapped[int] = mapped_column(ForeignKey("notices.id"), index=True)
+    update_id: Mapped[int] = mapped_column(ForeignKey("notice_updates.id"))
+    organisation_id: Mapped[int] = mapped_column(ForeignKey("organisations.id"))
+    address: Mapped[str] = mapped_column(String(320))
+    timezone: Mapped[str] = mapped_column(String(64))
+    outbox_id: Mapped[int] = mapped_column(ForeignKey("outbox.id"), index=True)
+    created_at: Mapped[datetime]
 
 
 class InstanceSecret(Base):

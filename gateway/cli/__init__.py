@@ -21,9 +21,14 @@ COMMANDS = {
     "outbox": "gateway.cli.outbox:outbox_group",
     "inbound": "gateway.cli.inbound:inbound",
     "quarantine": "gateway.cli.inbound:quarantine",
+    "dl": "gateway.cli.lists:dl",
+    "notice": "gateway.cli.notices:notice",
+    "maintenance": "gateway.cli.notices:maintenance",
+    "advisory": "gateway.cli.notices:advisory",
+    "incident": "gateway.cli.incidents:incident",
     "run": "gateway.cli.run:run",
     "schedule": "gateway.cli.schedule:schedule",
-    "report": "gateway.cli.schedule:report",
+    "report": "gateway.cli.report:report",
     "demo": "gateway.demo.cli:demo",
 }
 """Command name -> ``module:attribute`` of its click command."""

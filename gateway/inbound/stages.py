@@ -15,6 +15,7 @@ from gateway.inbound.context import Ctx, Deps, Finish, Next, Outcome, Quarantine
 from gateway.inbound.parse import ParsedMail, fingerprint
 from gateway.inbound.store import shown_fields
 from gateway.models import SecurityEvent
+from gateway.notices.replies import replied_notice
 from gateway.outbound.kinds import MailKind
 from gateway.threading.matcher import match_message, scan_tokens
 
@@ -66,7 +67,9 @@ async def match(ctx: Ctx, session: AsyncSession, deps: Deps) -> Outcome:
     if found.ambiguous:
         return Quarantine(f"refers to several cases: {', '.join(sorted(found.case_numbers))} ({found.via})")
     if not found.case_numbers:
-        ctx.replies.append(Reply(MailKind.NEW_CASE_REFUSED, {"sender": sender_context(mail)}))
+        notice = await replied_notice(session, mail.subject, [*mail.in_reply_to, *mail.references])
+        ctx.replies.append(Reply(MailKind.NEW_CASE_REFUSED,
+                                 {"sender": sender_context(mail), "notice_reference": notice}))
         return Finish(Disposition.REFUSED_NEW_CASE, "no valid reference: cases are not opened by email")
     number = next(iter(found.case_numbers))
     case = await ctx.lookups.case(number)

@@ -7,6 +7,8 @@ exists and enqueues nothing new.
 
 from __future__ import annotations
 
+from datetime import datetime
+
 
 def case_opened(case_number: str) -> str:
     """The acknowledgement of a new case: one per case."""
@@ -30,4 +32,19 @@ def followup(case_number: str, cycle: int, step: int) -> str:
 
 def notice(reference: str, update: int, organisation_id: int, address: str) -> str:
     """One notice message (the first, or update number ``update``) to one list address."""
-    return f"notice:{reference}:{update}:{organisation_id}:{address.lower()}"
+    return f"{notice_mail(reference, update)}{organisation_id}:{address.lower()}"
+
+
+def notice_mail(reference: str, update: int) -> str:
+    """What the keys of every message of one notice mail start with."""
+    return f"notice:{reference}:{update}:"
+
+
+def list_suspended(list_id: int, suspended_at: datetime) -> str:
+    """Care management told that a distribution list address was suspended."""
+    return f"list:{list_id}:suspended:{suspended_at.isoformat()}"
+
+
+def incident_warning(reference: str, update_due: datetime) -> str:
+    """Ops warned that the incident update due at ``update_due`` will carry no news."""
+    return f"incident:{reference}:warning:{update_due.isoformat()}"

@@ -48,11 +48,14 @@ class MailKind(StrEnum):
     MAINTENANCE_EMERGENCY = "maintenance_emergency"
     MAINTENANCE_CHANGED = "maintenance_changed"
     MAINTENANCE_CANCELLED = "maintenance_cancelled"
+    MAINTENANCE_REMINDER = "maintenance_reminder"
     INCIDENT_ALERT = "incident_alert"
     INCIDENT_UPDATE = "incident_update"
     INCIDENT_RESTORED = "incident_restored"
     ADVISORY_PRODUCT = "advisory_product"
     ADVISORY_SECURITY = "advisory_security"
+    INCIDENT_OPS_WARNING = "incident_ops_warning"
+    LIST_SUSPENDED = "list_suspended"
 
     @property
     def spec(self) -> KindSpec:
@@ -106,6 +109,10 @@ def _notice(kind: MailKind, time_critical: bool = False) -> KindSpec:
     return KindSpec(kind, MailGroup.NOTICE, "auto-generated", False, time_critical)
 
 
+def _internal(kind: MailKind) -> KindSpec:
+    return KindSpec(kind, MailGroup.INTERNAL, "auto-generated", case_thread=False)
+
+
 _K = MailKind
 SPECS: MappingProxyType[MailKind, KindSpec] = MappingProxyType(
     {
@@ -122,18 +129,19 @@ SPECS: MappingProxyType[MailKind, KindSpec] = MappingProxyType(
         _K.CLOSED_CASE_REPLY: _reply(_K.CLOSED_CASE_REPLY),
         _K.NOT_REOPENABLE: _reply(_K.NOT_REOPENABLE),
         _K.UNAUTHORIZED_SENDER: _reply(_K.UNAUTHORIZED_SENDER),
-        _K.ESCALATION_TO_MANAGEMENT: KindSpec(
-            _K.ESCALATION_TO_MANAGEMENT, MailGroup.INTERNAL, "auto-generated", case_thread=False
-        ),
+        _K.ESCALATION_TO_MANAGEMENT: _internal(_K.ESCALATION_TO_MANAGEMENT),
         _K.MAINTENANCE_PLANNED: _notice(_K.MAINTENANCE_PLANNED),
         _K.MAINTENANCE_EMERGENCY: _notice(_K.MAINTENANCE_EMERGENCY),
         _K.MAINTENANCE_CHANGED: _notice(_K.MAINTENANCE_CHANGED),
         _K.MAINTENANCE_CANCELLED: _notice(_K.MAINTENANCE_CANCELLED),
+        _K.MAINTENANCE_REMINDER: _notice(_K.MAINTENANCE_REMINDER),
         _K.INCIDENT_ALERT: _notice(_K.INCIDENT_ALERT, time_critical=True),
         _K.INCIDENT_UPDATE: _notice(_K.INCIDENT_UPDATE, time_critical=True),
         _K.INCIDENT_RESTORED: _notice(_K.INCIDENT_RESTORED),
         _K.ADVISORY_PRODUCT: _notice(_K.ADVISORY_PRODUCT),
         _K.ADVISORY_SECURITY: _notice(_K.ADVISORY_SECURITY),
+        _K.INCIDENT_OPS_WARNING: _internal(_K.INCIDENT_OPS_WARNING),
+        _K.LIST_SUSPENDED: _internal(_K.LIST_SUSPENDED),
     }
 )
 """The spec of every kind; a test checks that no kind is missing."""

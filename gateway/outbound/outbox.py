@@ -58,12 +58,7 @@ class Mailer:
         self.clock = clock
 
     def max_age(self, kind: MailKind) -> timedelta:
-        spec, limits = kind.spec, self.settings.outbox
-        if spec.time_critical:
-            return timedelta(minutes=limits.incident_max_age_minutes)
-        if spec.group is MailGroup.NOTICE:
-            return timedelta(hours=limits.notice_max_age_hours)
-        return timedelta(hours=limits.case_max_age_hours)
+        return max_age(self.settings, kind)
 
     async def enqueue(self, session: AsyncSession, mail: Mail) -> Outbox:
         """Queue ``mail`` (flushed, so the row has its id), or return the row queued before
@@ -113,6 +108,16 @@ class Mailer:
         addresses = dict.fromkeys(addr.lower() for _, addr in mail.to)  # once each
         pending = RecipientStatus.PENDING
         return values, [{"address": addr, "status": pending, "attempts": 0} for addr in addresses]
+
+
+def max_age(settings: Settings, kind: MailKind) -> timedelta:
+    """How long the sender keeps trying a mail of ``kind`` before it expires."""
+    spec, limits = kind.spec, settings.outbox
+    if spec.time_critical:
+        return timedelta(minutes=limits.incident_max_age_minutes)
+    if spec.group is MailGroup.NOTICE:
+        return timedelta(hours=limits.notice_max_age_hours)
+    return timedelta(hours=limits.case_max_age_hours)
 
 
 _QUEUED = "gateway.outbox.queued"

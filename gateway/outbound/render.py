@@ -26,17 +26,19 @@ Case mails (``case_received``, ``care_reply``, ``info_requested``, ``solution_pr
     ``requested_action``, ``business_days``: required for the three follow-ups;
     ``recipient_tz``: optional IANA zone for the times shown (default "UTC").
 ``new_case_refused``, ``unauthorized_sender``:
-    ``sender`` = {email, name} only. These templates never read ``case``.
+    ``sender`` = {email, name} only. These templates never read ``case``. ``new_case_refused``
+    also takes ``notice_reference`` (optional): the notice the refused mail answers.
 ``escalation_to_management``:
     ``case``, ``contact`` (who asked), ``message`` (their escalation text),
     ``organisation`` = {name}.
 Notices (``maintenance_*``, ``incident_*``, ``advisory_*``):
     ``notice`` = {reference ("MNT-2026-00042"), kind, title, summary, impact, starts_at,
     ends_at (aware datetimes), status_text, next_steps, instructions, link, severity,
-    update_number}: every key present, ``None`` where it does not apply;
+    update_number, services, state}: every key present, ``None`` where it does not apply;
     ``recipient_tz``: IANA zone of the distribution list; ``organisation`` = {name}.
 
-Filters: ``localtime(dt, tz)`` ("Tue 1 Dec 2026, 14:00 CET (13:00 UTC)"), ``wrap(text, 72)``,
+Filters: ``localtime(dt, tz)`` ("Tue 1 Dec 2026, 14:00 CET (13:00 UTC)"),
+``clock_change(start, end, tz)`` (a sentence when a window spans a DST change), ``wrap(text, 72)``,
 ``nl2br`` (HTML: escape, then line breaks as ``<br>``) and ``label`` ("in_progress" ->
 "In progress").
 """
@@ -117,6 +119,7 @@ class Renderer:
         self.env.filters["wrap"] = wrap
         self.env.filters["nl2br"] = nl2br
         self.env.filters["label"] = label
+        self.env.filters["clock_change"] = clock_change
         self.env.globals["reply_marker"] = REPLY_MARKER
         self._templates: dict[tuple[MailKind, str], jinja2.Template] = {}
         """Compiled templates by kind and file (templates are not reloaded: auto_reload off);
@@ -189,6 +192,20 @@ def localtime(value: datetime, tz_name: str = "UTC") -> str:
     if utc.date() != local.date():
         utc_part = f"{_date(utc)}, {utc_part}"
     return f"{_date(local)}, {local:%H:%M} {_zone_label(local)} ({utc_part})"
+
+
+def clock_change(start: datetime | None, end: datetime | None, tz_name: str = "UTC") -> str:
+    """A sentence when the zone's UTC offset differs between ``start`` and ``end`` (the
+    window spans a daylight-saving change), else ``""``."""
+    if start is None or end is None:
+        return ""
+    zone = ZoneInfo(tz_name)
+    first, last = (v.replace(tzinfo=UTC) if v.tzinfo is None else v for v in (start, end))
+    before, after = first.astimezone(zone), last.astimezone(zone)
+    if before.utcoffset() == after.utcoffset():
+        return ""
+    return (f"The clocks change during this window: {_zone_label(before)} at the start, "
+            f"{_zone_label(after)} at the end.")
 
 
 def _date(value: datetime) -> str:

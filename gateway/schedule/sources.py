@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from gateway.clock import Clock
 from gateway.config import Settings
+from gateway.notices.sources import notice_sources
 from gateway.schedule.followups import FollowupWork
 from gateway.schedule.mailing import mailer_at
 from gateway.schedule.scheduler import DueWork
@@ -16,4 +17,5 @@ def default_sources(settings: Settings, clock: Clock | None = None) -> list[DueW
     schedule listing what is already overdue (default: the system clock)."""
     return [
         FollowupWork(settings, clock),
+        *notice_sources(settings),
     ]

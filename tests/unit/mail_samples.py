@@ -62,6 +62,8 @@ def notice(kind: MailKind) -> dict[str, Any]:
         "link": "https://status.acme.test/notices/42",
         "severity": "high" if kind is MailKind.ADVISORY_SECURITY else None,
         "update_number": 3 if kind is MailKind.INCIDENT_UPDATE else None,
+        "services": "Voice, Chat",
+        "state": "identified" if kind.value.startswith("incident") else None,
     }
 
 
@@ -103,6 +105,13 @@ def sample_context(kind: MailKind) -> dict[str, Any]:
             "message": "Escalation Request\nOur whole contact centre is down since 9:00.",
             "organisation": {"name": "Customer Corp"},
         }
+    if kind is MailKind.INCIDENT_OPS_WARNING:
+        return {"notice": notice(MailKind.INCIDENT_UPDATE), "minutes": 30,
+                "due_at": datetime(2026, 12, 1, 13, 0, tzinfo=UTC)}
+    if kind is MailKind.LIST_SUSPENDED:
+        return {"list": {"address": "ops-list@customer.test", "failures": 3,
+                         "last_failure": "550 5.1.1 no such user"},
+                "organisation": {"name": "Customer Corp"}}
     if kind.spec.group is MailGroup.NOTICE:
         return {
             "notice": notice(kind),

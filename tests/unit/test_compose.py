@@ -264,3 +264,42 @@ def test_any_body_round_trips(text: str) -> None:
     if not expected.endswith("\n"):
         expected += "\n"
     assert _bodies(msg) == (expected, expected)
+
+
+def test_a_header_template_writes_what_compose_headers_writes() -> None:
+    from datetime import UTC, datetime
+
+    from gateway.outbound.bulk import header_template
+    from gateway.outbound.compose import compose_headers
+    from gateway.outbound.kinds import MailKind
+
+    common = {"subject": "[INC-2026-00001] Incident alert: Ünïcode — a long subject " * 2,
+              "kind": MailKind.INCIDENT_ALERT, "from_address": "care@vendor.example",
+              "from_name": "Customer Care", "date": datetime(2026, 3, 2, 9, tzinfo=UTC),
+              "id_domain": "vendor.example", "reply_to": "care@vendor.example"}
+    template = header_template(**common)
+    for address in ("noc@acme.example", "a.very.long.address.of.a.distribution.list@sub.acme.example"):
+        expected = compose_headers(**common, to=[address], message_id="<abc.def@vendor.example>")
+        assert template.render(address, "<abc.def@vendor.example>") == expected
+
+
+def test_a_calendar_part_sits_beside_text_and_html() -> None:
+    import email
+    from email import policy
+
+    from gateway.outbound.bulk import CalendarPart, with_calendar
+    from gateway.outbound.compose import assemble, compose_body
+    from gateway.outbound.render import Rendered
+
+    ics = b"BEGIN:VCALENDAR\r\nMETHOD:CANCEL\r\nEND:VCALENDAR\r\n"
+    body = with_calendar(compose_body(Rendered("s", "Grüße, text\n", "<p>html</p>\n")),
+                         CalendarPart(ics, "CANCEL"))
+    headers = b"From: a@b.example\r\nTo: c@d.example\r\nSubject: s\r\n"
+    message = email.message_from_bytes(assemble(headers, body), policy=policy.default)
+    assert message.get_content_type() == "multipart/mixed"
+    plain, html = message.get_body(("plain",)), message.get_body(("html",))
+    assert plain is not None and html is not None
+    assert plain.get_content().rstrip() == "Grüße, text" and html.get_content().rstrip() == "<p>html</p>"
+    [calendar] = [p for p in message.walk() if p.get_content_type() == "text/calendar"]
+    assert calendar.get_param("method") == "CANCEL"
+    assert calendar.get_payload(decode=True) == ics
