@@ -32,6 +32,7 @@ import mailparser
 
 from gateway.errors import MessageRejected
 from gateway.inbound.bounce import BounceReport, parse_bounce
+from gateway.inbound.clean import cleaned
 from gateway.inbound.mime_text import (
     addresses,
     as_str,
@@ -174,9 +175,11 @@ def _parse(raw: bytes, limits: Limits) -> ParsedMail:
         data = raw
     message = _guarded(lambda: email.message_from_bytes(data), None, defects, "stdlib parser")
     mail = _minimal(data, defects) if message is None else _from_message(message, limits, defects)
+    mail = cleaned(mail)  # every text of the mail made safe here, once
     report = _guarded(lambda: parse_bounce(mail, data, message=message), None, defects, "bounce analysis")
     sender_hash = _guarded(lambda: fingerprint(mail), "", defects, "fingerprint")
-    return replace(mail, bounce=report, defects=tuple(defects[:_MAX_DEFECTS]), fingerprint=sender_hash)
+    return replace(mail, bounce=cleaned(report), defects=cleaned(tuple(defects[:_MAX_DEFECTS])),
+                   fingerprint=sender_hash)
 
 
 def fingerprint(mail: ParsedMail) -> str:
