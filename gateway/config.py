@@ -147,6 +147,9 @@ class OutboxSettings(_Section):
 
 class InboundSettings(_Section):
     trusted_authserv_ids: list[str] = []
+    """Authserv-ids of the receiving servers whose Authentication-Results headers count."""
+    require_dmarc_pass: bool = False
+    """Refuse updates to a case from mail without a DMARC pass from a trusted authserv-id."""
     parse_workers: int = Field(2, ge=0, le=32)
     """Worker processes that parse mail (0: a thread of the daemon's own process)."""
     parse_worker_nice: int = Field(10, ge=0, le=19)
@@ -156,6 +159,12 @@ class InboundSettings(_Section):
     """A call to the parse workers (ten messages, or one alone; waiting for a free worker
     included) taking longer is stopped: the workers are killed and replaced; a message that
     takes that long alone is quarantined. (Without workers nothing can stop a parse.)"""
+
+    @model_validator(mode="after")
+    def _dmarc_needs_a_trusted_server(self) -> InboundSettings:
+        if self.require_dmarc_pass and not self.trusted_authserv_ids:
+            raise ValueError("require_dmarc_pass needs inbound.trusted_authserv_ids")
+        return self
 
 
 class LoggingSettings(_Section):

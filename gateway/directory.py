@@ -13,6 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from gateway.clock import Clock
 from gateway.errors import AlreadyExists, InvalidValue, NotFound
+from gateway.inbound.sender_identity import ascii_lower
 from gateway.models import Contact, Organisation
 
 _SPACE = re.compile(r"\s")
@@ -20,8 +21,9 @@ _SPACE = re.compile(r"\s")
 
 
 def normalise_email(address: str) -> str:
-    """Senders are compared case-insensitively; display names never count."""
-    address = address.strip().lower()
+    """Senders are compared by ASCII case-folding (Unicode's would fold the Kelvin sign into a
+    ``k``); display names never count."""
+    address = ascii_lower(address.strip())
     local, at, domain = address.rpartition("@")
     if not at or not local or not domain or _SPACE.search(address):
         raise InvalidValue(f"not an email address: {address!r}")

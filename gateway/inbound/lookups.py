@@ -50,7 +50,7 @@ def _normalised(address: str) -> str | None:
     try:
         return normalise_email(address) if address else None
     except InvalidValue:
-        return None  # asked (and refused) when its message is decided
+        return None  # no contact has it
 
 
 @dataclass(frozen=True)
@@ -163,7 +163,12 @@ class Lookups:
     # --- authorise ---------------------------------------------------------------------
 
     async def contact(self, organisation_id: int, email: str) -> Contact | None:
-        key = (organisation_id, normalise_email(email))
+        """The contact with this address in this organisation (None for no such contact, and
+        for a sender address that no contact could have)."""
+        address = _normalised(email)
+        if address is None:
+            return None
+        key = (organisation_id, address)
         if key not in self._contacts:
             await self._load_contacts([organisation_id], [key[1]])
         return self._contacts[key]

@@ -45,6 +45,7 @@ from gateway.inbound.mime_text import (
     return_path_of,
     safe,
 )
+from gateway.inbound.sender_identity import sender_of
 
 # mail-parser logs each part it does not render and each header it cannot decode; we record
 # defects ourselves.
@@ -128,13 +129,17 @@ class ParseLimits:
 class ParsedMail:
     """Everything the pipeline reads from a message; plain data that pickles, without the raw
     bytes (the caller keeps those). ``headers`` maps lower-case names to every value in order,
-    unfolded but not RFC 2047-decoded. Addresses are lower-cased addr-specs (with an ``@``)."""
+    unfolded but not RFC 2047-decoded. Addresses are lower-cased addr-specs (with an ``@``;
+    the sender's ASCII lower-cased only)."""
 
     message_id: str | None = None
     in_reply_to: tuple[str, ...] = ()
     references: tuple[str, ...] = ()
     from_address: str = ""
     from_name: str = ""
+    sender_problem: str = ""
+    """Why the From header names no one sender to trust (:mod:`gateway.inbound.sender_identity`);
+    '' when it does."""
     return_path: str | None = None
     """The envelope sender hint: None without a Return-Path header, '' for ``<>``."""
     to_addresses: tuple[str, ...] = ()
@@ -312,15 +317,16 @@ def _header_fields(pairs: list[tuple[str, str]]) -> dict[str, Any]:
 
     ids = _ID.findall(first("message-id"))
     bare = first("message-id").strip()
-    senders = addresses([first("from")])
+    sender = sender_of(headers.get("from", []))
     return_path = headers.get("return-path")
     raw_subject = first("subject")
     return dict(
         message_id=ids[0] if ids else (f"<{bare[:500]}>" if bare and " " not in bare else None),
         in_reply_to=tuple(_ID.findall(first("in-reply-to"))[:_MAX_IDS]),
         references=tuple(_ID.findall(" ".join(headers.get("references", [])))[-_MAX_IDS:]),
-        from_name=senders[0][0] if senders else "",
-        from_address=senders[0][1] if senders else "",
+        from_name=sender.name,
+        from_address=sender.address,
+        sender_problem=sender.problem,
         return_path=None if return_path is None else return_path_of(return_path[0]),
         to_addresses=tuple(a for _, a in addresses(headers.get("to", []))),
         cc_addresses=tuple(a for _, a in addresses(headers.get("cc", []))),

@@ -11,6 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from gateway.errors import InvalidValue
 from gateway.inbound.context import Ctx, Deps
+from gateway.inbound.sender_identity import ascii_lower
 from gateway.outbound import dedupe
 from gateway.outbound.compose import check_address, check_message_id
 from gateway.outbound.kinds import MailKind
@@ -25,7 +26,7 @@ async def respond(ctx: Ctx, session: AsyncSession, deps: Deps) -> list[str]:
     notes: list[str] = []
     for reply in ctx.replies:
         name, address = reply.to or (ctx.mail.from_name, ctx.sender)
-        address = address.lower()
+        address = ascii_lower(address)
         if not address or address in deps.our_addresses:
             notes.append(f"{reply.kind.value}: not sent (no sender to answer)")
             continue

@@ -130,7 +130,8 @@ def test_mail_parser_does_not_parse_the_address_headers_a_second_time() -> None:
     assert [d for d in theirs.defects if "address-headers" not in d] == ours.defects
     assert (ours.text_plain, ours.attachments) == (theirs.text_plain, theirs.attachments)
     mail = parse(raw)
-    assert (mail.from_address, mail.to_addresses) == ("ana@x.example", ("bob@y.example",))
+    assert (mail.from_address, mail.to_addresses) == ("", ("bob@y.example",))
+    assert mail.sender_problem  # two entries in From: no single sender
 
 
 def test_mail_parser_failure_falls_back_to_the_stdlib(monkeypatch: pytest.MonkeyPatch) -> None:
