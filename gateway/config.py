@@ -130,6 +130,9 @@ class LimitSettings(_Section):
     max_mime_depth: int = Field(10, ge=1)
     max_new_text_chars: int = Field(20_000, ge=100)
     auto_replies_per_sender_per_day: int = Field(5, ge=0)
+    auto_replies_per_hour: int = Field(200, ge=0)
+    """Automatic answers to inbound mail, to all addresses together, in any 60 minutes; past
+    it refusals are recorded but not sent, and care management is told (once an hour)."""
     pipeline_attempts: int = Field(3, ge=1)
 
 

@@ -30,6 +30,9 @@ _PLAIN = re.compile(
 comments) and dot-atoms, which the strict parser reads the same; the rest goes to it."""
 _TWICE = re.compile(rf"[ \t]*({_DOT_ATOM}@{_DOT_ATOM})[ \t]*<({_DOT_ATOM}@{_DOT_ATOM})>[ \t]*")
 _ADDRESS_LIKE = re.compile(r"[^\s@<>\"()]+@[^\s@<>\"()]+")
+MAX_FROM_CHARS = 2000
+"""The longest From the strict parser is given: its time grows with the square of the length
+(a second at 20,000 characters), and two lines' worth is far above any real one."""
 _REFUSED_DEFECTS = (errors.InvalidHeaderDefect, errors.ObsoleteHeaderDefect)
 """Defects that make a From header ambiguous (the non-ASCII local part of an SMTPUTF8
 address is a defect of another kind, and allowed)."""
@@ -67,6 +70,8 @@ def sender_of(values: Sequence[str]) -> Sender:
 
 
 def _strict(value: str) -> Sender:
+    if len(value) > MAX_FROM_CHARS:
+        return Sender("", "", f"From header of {len(value)} characters (over {MAX_FROM_CHARS})")
     try:
         header = policy.default.header_factory("from", value)
         groups = list(header.groups)

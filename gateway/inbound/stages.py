@@ -11,6 +11,7 @@ from gateway.domain import Disposition
 from gateway.inbound.authenticate import dmarc_failed, dmarc_passed
 from gateway.inbound.bounces import record_bounce
 from gateway.inbound.classify import classify as classify_mail
+from gateway.inbound.clean import short_name
 from gateway.inbound.context import Ctx, Deps, Finish, Next, Outcome, Quarantine, Reply
 from gateway.inbound.parse import ParsedMail, fingerprint
 from gateway.inbound.store import shown_fields
@@ -116,7 +117,8 @@ async def authorise(ctx: Ctx, session: AsyncSession, deps: Deps) -> Outcome:
 
 
 def sender_context(mail: ParsedMail) -> dict[str, str]:
-    return {"email": mail.from_address, "name": mail.from_name}
+    """All an automatic answer repeats of the sender's: the address, and a short cleaned name."""
+    return {"email": mail.from_address, "name": short_name(mail.from_name)}
 
 
 async def security_event(session: AsyncSession, deps: Deps, ctx: Ctx, kind: str, detail: str) -> None:

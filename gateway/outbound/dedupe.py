@@ -33,3 +33,8 @@ def followup(case_number: str, timer_started_at: datetime, stage: int) -> str:
 def notice(reference: str, update: int, organisation_id: int, address: str) -> str:
     """One notice message (the first, or update number ``update``) to one list address."""
     return f"notice:{reference}:{update}:{organisation_id}:{address.lower()}"
+
+
+def auto_replies_paused(hour: datetime) -> str:
+    """Care management told that automatic answers are paused: once per clock hour (UTC)."""
+    return f"auto-replies-paused:{hour.strftime('%Y-%m-%dT%H')}"

@@ -103,6 +103,8 @@ def sample_context(kind: MailKind) -> dict[str, Any]:
             "message": "Escalation Request\nOur whole contact centre is down since 9:00.",
             "organisation": {"name": "Customer Corp"},
         }
+    if kind is MailKind.AUTO_REPLIES_PAUSED:
+        return {"limit": 200, "paused_at": datetime(2026, 3, 27, 16, 45, tzinfo=UTC)}
     if kind.spec.group is MailGroup.NOTICE:
         return {
             "notice": notice(kind),
