@@ -8,6 +8,7 @@ from gateway.app import App
 from gateway.cli.context import CliContext
 from gateway.daemon import Daemon, tune_collector
 from gateway.logs import configure_logging
+from gateway.run_lock import run_lock
 
 
 @click.command("run")
@@ -17,6 +18,11 @@ from gateway.logs import configure_logging
 def run(ctx: CliContext, once: bool) -> None:
     """Watch the mailboxes (IDLE, polling as fallback) and send the outbox until SIGINT/SIGTERM."""
     configure_logging(ctx.settings.logging)
+    with run_lock(ctx.settings.database.url):  # one run per SQLite database; refused with one line
+        _run(ctx, once)
+
+
+def _run(ctx: CliContext, once: bool) -> None:
 
     async def work(app: App) -> str:
         daemon = Daemon(app)

@@ -41,6 +41,8 @@ async def _record(
 ) -> None:
     async with sessions.begin() as session:
         row = await store.load(session, row_id)
+        if row.disposition is not None:
+            return  # decided meanwhile (by another process): its record stands
         row.error = error
         for key, value in store.shown_fields(mail).items():
             if value is not None:
@@ -51,9 +53,12 @@ async def give_up(
     sessions: async_sessionmaker[AsyncSession], deps: Deps, row_id: int, mailbox: MailboxSettings,
     attempts: int,
 ) -> str:
-    """Quarantine the message after ``attempts`` failures; returns its IMAP folder."""
+    """Quarantine the message after ``attempts`` failures, unless another process decided it
+    meanwhile; returns its IMAP folder."""
     async with sessions.begin() as session:
         row = await store.load(session, row_id)
+        if row.disposition is not None:
+            return row.target_folder or mailbox.processed_folder
         trail = [{"stage": "pipeline", "outcome": "quarantine",
                   "detail": f"failed {attempts} times; last error: {row.error or 'unknown'}"}]
         finish(row, Disposition.QUARANTINED, trail, mailbox, deps, error=row.error or GENERIC_ERROR)

@@ -106,6 +106,9 @@ class MailboxRunner:
         self.client: Mailbox | None = None
         self.stopping = asyncio.Event()
         self.lock = MailboxLock(processor.engine, settings.name)
+        self.reconciled = False
+        """Whether the decided messages moved by an earlier process, or before a failure, but
+        not marked moved were looked for (at the start of the next round)."""
 
     async def connect(self) -> Mailbox:
         if self.client is not None and not self.client.broken:
@@ -125,6 +128,8 @@ class MailboxRunner:
         return self.client
 
     async def drop(self) -> None:
+        """Close the client (after a failure too: a move may have happened unrecorded)."""
+        self.reconciled = False
         client, self.client = self.client, None
         if client is not None:
             await client.close()
@@ -142,6 +147,12 @@ class MailboxRunner:
             log.warning("imap.uidvalidity_changed", mailbox=self.settings.name, old=previous,
                         new=state.uidvalidity)
         uids = await client.search_uids(1)
+        if not self.reconciled:  # the first round, and the first after a failed one
+            gone = await store.reconcile_moved(self.processor.engine, self.settings.name,
+                                               state.uidvalidity, set(uids))
+            if gone:
+                log.info("imap.moves_reconciled", mailbox=self.settings.name, messages=gone)
+            self.reconciled = True
         stats = RoundStats(seen=len(uids))
         if uids:
             self.processor.expect_mail()  # the parse workers start while the first batch is fetched

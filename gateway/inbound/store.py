@@ -237,6 +237,22 @@ async def mark_moved(engine: AsyncEngine, mailbox: str, uidvalidity: int, uids: 
             await conn.execute(moved_insert(mailbox, uidvalidity, chunk, engine.dialect.name))
 
 
+async def reconcile_moved(engine: AsyncEngine, mailbox: str, uidvalidity: int, in_inbox: set[int]) -> int:
+    """Mark moved the decided messages that are no longer in the inbox folder but not marked
+    moved (the process ended between a MOVE and its record); returns how many. Those still in
+    the inbox are moved by the round, as every decided message there is."""
+    unmarked = select(InboundMessage.uid).where(
+        InboundMessage.mailbox == mailbox, InboundMessage.uidvalidity == uidvalidity,
+        InboundMessage.disposition.is_not(None),
+        ~select(InboundMoved.inbound_message_id)
+        .where(InboundMoved.inbound_message_id == InboundMessage.id).exists(),
+    )
+    async with engine.connect() as conn:
+        gone = [uid for uid in (await conn.scalars(unmarked)).all() if uid not in in_inbox]
+    await mark_moved(engine, mailbox, uidvalidity, gone)
+    return len(gone)
+
+
 def moved_insert(mailbox: str, uidvalidity: int, uids: Sequence[int], dialect: str) -> Any:
     """Mark these UIDs' rows moved (rows marked before stay as they are)."""
     rows = select(InboundMessage.id).where(
