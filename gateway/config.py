@@ -170,6 +170,17 @@ class InboundSettings(_Section):
         return self
 
 
+class RunSettings(_Section):
+    """How ``run`` and ``run --once`` end."""
+
+    drain_seconds: float = Field(10.0, gt=0)
+    """After SIGTERM/SIGINT, how long the work in hand may take to finish before it is
+    cancelled (outages included: every wait for a server is cut short by the stop)."""
+    give_up_seconds: float = Field(60.0, gt=0)
+    """How long ``run --once`` keeps trying to reach an IMAP server before it gives up on that
+    mailbox and exits non-zero (the daemon tries for ever)."""
+
+
 class LoggingSettings(_Section):
     level: Literal["debug", "info", "warning", "error"] = "info"
     json_format: bool = Field(False, alias="json")
@@ -192,6 +203,7 @@ class Settings(_Section):
     limits: LimitSettings = LimitSettings()
     outbox: OutboxSettings = OutboxSettings()
     inbound: InboundSettings = InboundSettings()
+    run: RunSettings = RunSettings()
     logging: LoggingSettings = LoggingSettings()
     metrics: MetricsSettings = MetricsSettings()
 
