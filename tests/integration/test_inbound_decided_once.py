@@ -134,3 +134,30 @@ async def test_a_second_run_on_one_sqlite_database_is_refused(
     after = await gateway_process(config, "run", "--once")  # the lock went with the daemon
     await asyncio.wait_for(after.communicate(), 60)
     assert after.returncode == 0
+
+
+async def test_run_once_beside_a_running_daemon_says_so(
+    db_url: str, imap_account, smtp_server_thread: RecordingSmtpServer, clock: FrozenClock, tmp_path: Path,
+) -> None:
+    """SQLite: refused (one run per database). PostgreSQL: the mailbox is left to the daemon
+    that reads it, and the summary line says so."""
+    settings = settings_for(db_url, mailboxes=[imap_account.mailbox_settings()],
+                            smtp=smtp_settings(smtp_server_thread))
+    config = write_config(tmp_path / "gateway.toml", settings)
+    async with open_world(settings, clock) as app:
+        await add_customer(app)
+    imap_account.append(new_mail(sender="someone@example.org", subject="Hello", text="Open a case"))
+    daemon = await gateway_process(config, "run")
+    try:
+        await read_until(daemon.stderr, b"inbound.decided")  # it holds the mailbox now
+        beside = await gateway_process(config, "run", "--once")
+        out, err = await asyncio.wait_for(beside.communicate(), 60)
+    finally:
+        daemon.send_signal(signal.SIGTERM)
+        await asyncio.wait_for(daemon.communicate(), 60)
+    if db_url.startswith("sqlite"):
+        assert beside.returncode == 1
+        assert err.decode().strip().startswith("error: another case-gateway run (pid")
+    else:
+        assert beside.returncode == 0, err
+        assert "left to the process that is reading them: mailbox test" in out.decode()
