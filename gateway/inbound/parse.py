@@ -25,6 +25,7 @@ import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from datetime import datetime
+from email.errors import MissingHeaderBodySeparatorDefect
 from email.message import Message
 from typing import Any, Protocol, TypeVar
 
@@ -179,12 +180,40 @@ def _parse(raw: bytes, limits: Limits) -> ParsedMail:
     else:
         data = raw
     message = _guarded(lambda: email.message_from_bytes(data), None, defects, "stdlib parser")
+    if message is not None and any(isinstance(d, MissingHeaderBodySeparatorDefect) for d in message.defects):
+        # A line in the header block that is no header: the stdlib takes it, and everything
+        # after it (the other headers, the raw MIME parts), for the body. Read without it.
+        repaired = _without_bad_header_lines(data, defects)
+        if repaired is not None:
+            data = repaired
+            message = _guarded(lambda: email.message_from_bytes(data), None, defects, "stdlib parser")
     mail = _minimal(data, defects) if message is None else _from_message(message, limits, defects)
     mail = cleaned(mail)  # every text of the mail made safe here, once
     report = _guarded(lambda: parse_bounce(mail, data, message=message), None, defects, "bounce analysis")
     sender_hash = _guarded(lambda: fingerprint(mail), "", defects, "fingerprint")
     return replace(mail, bounce=cleaned(report), defects=cleaned(tuple(defects[:_MAX_DEFECTS])),
                    fingerprint=sender_hash)
+
+
+_HEADER_OR_CONTINUATION = re.compile(rb"From |[!-9;-~]+:|[ \t]")
+"""What the stdlib's parser takes for a header line (or a folded one's continuation)."""
+
+
+def _without_bad_header_lines(data: bytes, defects: list[str]) -> bytes | None:
+    """``data`` without the lines of its header block (up to the first blank line) that are
+    no header line; None when there is no blank line or no such line."""
+    ends = [i for i in (data.find(b"\r\n\r\n"), data.find(b"\n\n")) if i >= 0]
+    if not ends:
+        return None
+    end = min(ends)
+    lines = data[:end].splitlines(keepends=True)
+    kept = [line for line in lines if _HEADER_OR_CONTINUATION.match(line)]
+    if len(kept) == len(lines):
+        return None
+    for line in lines:
+        if not _HEADER_OR_CONTINUATION.match(line):
+            defects.append(f"header line that is no header dropped: {line[:80]!r}")
+    return b"".join(kept).rstrip(b"\r\n") + data[end:]
 
 
 def fingerprint(mail: ParsedMail) -> str:

@@ -124,3 +124,23 @@ async def test_a_failure_whose_record_fails_is_still_counted_and_quarantined(app
         assert row.error == GENERIC_ERROR
         assert decided == ({} if attempt < limit else {1: mailbox.quarantine_folder})
     assert row.disposition == "quarantined"
+
+
+@pytest.mark.parametrize("line", [b"X Bad Name: hello", b"no colon at all", b"X-\xff\xfe: eight-bit name",
+                                  b"X-\x00: nul in the name", b"\x00"],
+                         ids=["space-in-name", "no-colon", "eight-bit-name", "nul-in-name", "nul-line"])
+async def test_a_header_line_the_parser_cannot_read_puts_no_raw_mime_on_the_timeline(
+    app: App, imap_account, line: bytes
+) -> None:
+    case = await open_case(app)
+    token = token_of(await sent_mail(app, case.id))
+    body = (b"--B\r\nContent-Type: text/plain\r\n\r\nThe real text.\r\n"
+            b"--B\r\nContent-Type: text/html\r\n\r\n<p>The real text.</p>\r\n--B--\r\n")
+    mail = raw_mail(sender=ANA, subject=f"RE: [{token}] logs", body=body, headers="X-Marker: one\r\n",
+                    content_type='multipart/alternative; boundary="B"')
+    imap_account.append(mail.replace(b"X-Marker: one\r\n", line + b"\r\n"))
+    await run(app)
+    (row,) = await inbound_rows(app)
+    assert row.disposition == "applied", row.trail
+    _, events = await case_state(app, case.number)
+    assert events[-1].body == "The real text."
