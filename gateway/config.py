@@ -20,7 +20,15 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from gateway.errors import ConfigError
 
@@ -33,9 +41,30 @@ class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+DRIVERS = ("sqlite+aiosqlite", "postgresql+asyncpg")
+"""The database drivers the gateway runs on."""
+MIN_SECRET_CHARS = 16
+
+
 class DatabaseSettings(_Section):
     url: str = DEFAULT_DATABASE_URL
     echo: bool = False
+    """Log every statement (never its parameters: they hold mail and keys)."""
+
+    @field_validator("url")
+    @classmethod
+    def _known_driver(cls, url: str) -> str:
+        from sqlalchemy.engine import make_url
+        from sqlalchemy.exc import ArgumentError
+
+        try:
+            driver = make_url(url).drivername
+        except (ArgumentError, ValueError):
+            raise ValueError("not a database URL (e.g. sqlite+aiosqlite:///gateway.db or "
+                             "postgresql+asyncpg://user@host/db)") from None
+        if driver not in DRIVERS:
+            raise ValueError(f"unknown driver {driver!r}: use {' or '.join(DRIVERS)}")
+        return url
 
 
 class SmtpSettings(_Section):
@@ -100,7 +129,23 @@ class MailSettings(_Section):
 
 class ReferenceSettings(_Section):
     secret: SecretStr = SecretStr("")
+    """Empty: a key is made and stored in the database on first use."""
     old_secrets: list[SecretStr] = []
+
+    @field_validator("secret")
+    @classmethod
+    def _long_enough(cls, key: SecretStr) -> SecretStr:
+        if 0 < len(key.get_secret_value()) < MIN_SECRET_CHARS:
+            raise ValueError(f"must be at least {MIN_SECRET_CHARS} characters (or empty: a key is made "
+                             "and stored)")
+        return key
+
+    @field_validator("old_secrets")
+    @classmethod
+    def _old_long_enough(cls, keys: list[SecretStr]) -> list[SecretStr]:
+        if any(len(key.get_secret_value()) < MIN_SECRET_CHARS for key in keys):
+            raise ValueError(f"every old key must be at least {MIN_SECRET_CHARS} characters")
+        return keys
 
 
 class PhoneNumber(_Section):
@@ -221,7 +266,7 @@ class Settings(_Section):
 
     def require_reference_secret(self) -> None:
         """Commands that make or check reference tokens call this first."""
-        if len(self.reference.secret.get_secret_value()) < 16:
+        if len(self.reference.secret.get_secret_value()) < MIN_SECRET_CHARS:
             raise ConfigError("reference.secret", "must be set (at least 16 characters)")
 
 
