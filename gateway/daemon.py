@@ -166,13 +166,18 @@ class Daemon:
             await self._close()
 
     async def _send_loop(self, sender: Sender) -> None:
+        failing = False
         while not self.stopping.is_set():
             try:
                 stats = await sender.run_until_empty()
                 if stats.handled:
                     log.info("outbox.round", sent=stats.sent, retrying=stats.retrying,
                              failed=stats.failed, expired=stats.expired)
+                if failing:
+                    log.info("outbox.recovered")
+                failing = False
             except Exception:  # the sender must outlive a database hiccup
+                failing = True
                 log.exception("outbox.round_failed",
                               retry_in_seconds=self.app.settings.outbox.poll_seconds)
             await self._wait_for_mail()
