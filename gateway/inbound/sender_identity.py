@@ -18,6 +18,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from email import errors, policy
 
+from gateway.inbound.mime_text import decode_words
+
 ASCII_LOWER = str.maketrans("ABCDEFGHIJKLMNOPQRSTUVWXYZ", "abcdefghijklmnopqrstuvwxyz")
 
 _ATOM = r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+"
@@ -35,7 +37,17 @@ MAX_FROM_CHARS = 2000
 (a second at 20,000 characters), and two lines' worth is far above any real one."""
 _REFUSED_DEFECTS = (errors.InvalidHeaderDefect, errors.ObsoleteHeaderDefect)
 """Defects that make a From header ambiguous (the non-ASCII local part of an SMTPUTF8
-address is a defect of another kind, and allowed)."""
+address, or an unknown charset in the name, is a defect of another kind, and allowed)..."""
+_HARMLESS = frozenset({
+    "period in 'phrase'",  # Joe Q. Public <joe@example.com>
+    "comment found without atom",
+    "encoded word inside quoted string",  # "=?utf-8?q?J=C3=B6rg?=" <j@example.com>
+    "missing trailing whitespace after encoded-word",
+    "address-list entry with no content",  # a trailing comma
+    "empty element in address-list",
+})
+"""...but for these, which only concern the display name or an empty list entry (the texts
+of the standard library's defects)."""
 
 
 @dataclass(frozen=True)
@@ -84,10 +96,11 @@ def _strict(value: str) -> Sender:
     if len(mailboxes) > 1:
         return Sender("", "", f"{len(mailboxes)} addresses in From")
     mailbox = mailboxes[0]
-    name, address = " ".join(str(mailbox.display_name).split()), ascii_lower(mailbox.addr_spec)
+    name = " ".join(decode_words(str(mailbox.display_name)).split())  # encoded words in quotes too
+    address = ascii_lower(mailbox.addr_spec)
     if not mailbox.username or not mailbox.domain or "@" not in address:
         return Sender(name, "", "From holds no complete address")
-    if any(isinstance(d, _REFUSED_DEFECTS) for d in defects):
+    if any(isinstance(d, _REFUSED_DEFECTS) and str(d) not in _HARMLESS for d in defects):
         return Sender(name, "", "From is malformed (route syntax, stray text or an unquoted address)")
     if groups[0].display_name is not None:
         return Sender(name, address, "From uses group syntax")

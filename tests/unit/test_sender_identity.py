@@ -21,6 +21,10 @@ def test_only_ascii_letters_are_folded() -> None:
     (["=?utf-8?q?J=C3=B6rg?= <j@x.example>"], "j@x.example"),
     (["ana@acme.example <ana@acme.example>"], "ana@acme.example"),
     (["ana@acme.example (Ana)"], "ana@acme.example"),
+    (["Joe Q. Public <joe@acme.example>"], "joe@acme.example"),
+    (['"=?windows-1251?B?wPLo6u7iYQ==?=" <y@acme.example>'], "y@acme.example"),
+    (["=?X-Unknown?B?bXlHb3Y=?=<info@acme.example>"], "info@acme.example"),
+    (["ana@acme.example, "], "ana@acme.example"),
 ])
 def test_one_clean_mailbox_is_a_sender(values: list[str], address: str) -> None:
     sender = sender_of(values)
@@ -38,6 +42,9 @@ def test_one_clean_mailbox_is_a_sender(values: list[str], address: str) -> None:
     ["@evil.example"],
     ["undisclosed"],
     ["Ana <ana@acme.example"],
+    ['"=?utf-8?q?ana=40acme.example?=" <mallory@evil.example>'],
+    ["Ana <ana@acme.example> mallory@evil.example"],
+    ["Big Bug bb@bug.example"],
 ])
 def test_anything_else_has_a_problem(values: list[str]) -> None:
     assert sender_of(values).problem
