@@ -21,7 +21,7 @@ from gateway.inbound.failures import GENERIC_ERROR
 from gateway.inbound.parse import ParsedMail
 from gateway.inbound.parsing import Parsed
 from gateway.inbound.processor import Fetched, Processor
-from gateway.models import Attachment, CaseEvent
+from gateway.models import Attachment
 from tests.integration.test_inbound_policy import case_state, folders, run, world
 from tests.mails import inbound_rows, raw_mail, reply, sent_mail, token_of
 from tests.servers.smtp import RecordingSmtpServer
@@ -56,6 +56,17 @@ def _hostile(token: str, where: str) -> bytes:
         headers = "In-Reply-To: <a\x00b@x.example>\r\nReferences: <c\x01d@x.example> <e\x7ff@x>\r\n"
     elif where == "body":
         body = b"Here are\x00 the\x1b[2J logs\x85.\r\n\xff\xfe\r\n"
+    elif where == "message-id":
+        headers = "X-Placeholder: 1\r\n"
+    elif where == "list-id":
+        headers = "List-Id: <\x00\x1b[2Jlist\u202e.example>\r\n"
+    elif where == "auto-submitted":
+        headers = "Auto-Submitted: auto\x00-replied\x85\r\n"
+    elif where == "content-type":
+        content_type = 'multipart/mixed; boundary="B"'
+        body = (b"--B\r\nContent-Type: text/plain\r\n\r\nHere are the logs.\r\n"
+                b"--B\r\nContent-Type: application/x-\x01\x7f=?utf-8?q?=00?=; name=\"a.log\"\r\n"
+                b"Content-Disposition: attachment\r\n\r\nAAAA\r\n--B--\r\n")
     elif where == "filename":
         content_type = 'multipart/mixed; boundary="B"'
         body = (b"--B\r\nContent-Type: text/plain\r\n\r\nHere are the logs.\r\n"
@@ -66,11 +77,15 @@ def _hostile(token: str, where: str) -> bytes:
                    content_type=content_type, headers=headers)
     if where == "subject-raw-bytes":
         raw = raw.replace(b"caf ", b"caf\xff\xfe ")
+    if where == "message-id":
+        raw = re.sub(rb"Message-ID: <[^>]*>", b"Message-ID: <a\x00\x1bb\xc2\x85@x.example>", raw)
     return raw
 
 
 HOSTILE = ["subject-nul", "subject-c1-bidi", "subject-raw-bytes", "from-name", "threading-headers",
-           "body", "filename"]
+           "message-id", "list-id", "auto-submitted", "body", "filename", "content-type"]
+NEVER_APPLIED = {"list-id", "auto-submitted"}
+"""Hostile mails that are list traffic or an automatic reply: recorded, never applied."""
 
 
 @pytest.mark.parametrize("where", HOSTILE)
@@ -85,22 +100,23 @@ async def test_one_hostile_mail_among_ten_stops_nothing(app: App, imap_account, 
 
     assert summary.inbound.decided == 10
     rows = await inbound_rows(app)
-    assert [r.disposition for r in rows] == ["applied"] * 10, [(r.disposition, r.error) for r in rows]
+    hostile = "auto_reply_ignored" if where in NEVER_APPLIED else "applied"
+    expected = ["applied"] * 4 + [hostile] + ["applied"] * 5
+    assert [r.disposition for r in rows] == expected, [(r.disposition, r.error) for r in rows]
     assert folders(imap_account) == {"INBOX": 0, "Processed": 10, "Refused": 0, "Quarantine": 0}
     for row in rows:
-        for value in (row.subject, row.from_address, row.message_id, row.new_text, row.error,
-                      str(row.trail)):
+        shown = [value for step in row.trail for value in step.values()]
+        for value in (row.subject, row.from_address, row.message_id, row.new_text, row.error, *shown):
             assert not UNSAFE.search(value or ""), (where, value)
     _, events = await case_state(app, case.number)
-    assert len(events) == 11
+    assert len(events) == 1 + expected.count("applied")
     for event in events:
         assert not UNSAFE.search(event.body or ""), event.body
     async with app.sessions() as session:
-        names = list(await session.scalars(select(Attachment.filename)))
-        assert all(not UNSAFE.search(n) for n in names), names
+        attachments = (await session.execute(select(Attachment.filename, Attachment.content_type))).all()
+        assert all(not UNSAFE.search(n + t) for n, t in attachments), attachments
         if where == "filename":
-            assert names == ["ab.log"]
-        assert len(list(await session.scalars(select(CaseEvent.id)))) == 11
+            assert [n for n, _ in attachments] == ["ab.log"]
 
 
 async def test_a_failure_whose_record_fails_is_still_counted_and_quarantined(app: App) -> None:
