@@ -9,7 +9,7 @@ import asyncio
 import signal
 import socket
 import time
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +20,8 @@ from structlog.testing import capture_logs
 from gateway.app import App
 from gateway.clock import FrozenClock
 from gateway.errors import TemporaryTransportError
+from gateway.outbound.sender import Sender
+from gateway.outbound.transport import MemoryTransport
 from tests.integration.test_daemon_process import gateway_process, read_until
 from tests.integration.test_inbound_reconnect import Server, fail_once, forever_until_decided, runner
 from tests.integration.test_inbound_reconnect import app as app  # the memory mailbox's world
@@ -138,3 +140,22 @@ async def test_a_stop_ends_the_wait_for_a_connection(app: App) -> None:
             run.stop()
             await asyncio.wait_for(task, 5)
     assert server.opens == 1
+
+
+async def test_an_unreachable_relay_is_logged_per_message_with_its_retry_and_then_the_recovery(
+    app: App, clock: FrozenClock
+) -> None:
+    await open_case(app)  # its acknowledgement is due
+    transport = MemoryTransport()
+    transport.fail(TemporaryTransportError("cannot connect to smtp.example:587: refused"))
+    sender = Sender(app.engine, transport, app.settings.outbox, clock)
+    failed_at = clock.now()
+    with capture_logs() as logs:
+        assert (await sender.run_until_empty()).retrying == 1
+        assert sender.relay_failure == "SMTP relay: cannot connect to smtp.example:587: refused"
+        clock.advance(timedelta(hours=2))
+        assert (await sender.run_until_empty()).sent == 1
+    events = [e["event"] for e in logs]
+    assert events == ["outbox.send_failed", "outbox.retry_scheduled", "smtp.relay_recovered"]
+    assert logs[1]["next_attempt_at"] > failed_at.isoformat()
+    assert sender.relay_failure is None
