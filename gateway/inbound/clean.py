@@ -10,6 +10,7 @@ a parsed mail, so that whatever is stored, shown or logged from it can be, on bo
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import re
 from typing import Any, TypeVar
 
@@ -62,20 +63,40 @@ def short_name(name: str, limit: int = 64) -> str:
     return text if len(text) <= limit else text[: limit - 1].rstrip() + "…"
 
 
+def _clean_already(value: Any, field: str) -> bool:
+    """Whether a container of texts (a dict of header values, a tuple of Message-IDs) holds
+    nothing to clean: one search over all of it, rather than one call per text."""
+    if field in MULTI_LINE or not isinstance(value, (tuple, list, dict)):
+        return False
+    try:
+        joined = "".join(itertools.chain(value, *value.values()) if isinstance(value, dict) else value)
+    except TypeError:  # not texts only
+        return False
+    return not _LINE_UNSAFE.search(joined)
+
+
 def cleaned(value: _T, field: str = "") -> _T:
     """``value`` with every text in it cleaned: a str, or the strs inside tuples, lists, dicts
     and frozen dataclasses (a parsed mail, its attachments, its bounce report), whatever the
-    depth; other values as they are. ``field`` names the dataclass field ``value`` is in."""
+    depth; other values as they are. ``field`` names the dataclass field ``value`` is in. What
+    needs no cleaning is returned as it is (the same object): nearly every mail."""
     result: Any = value
     if isinstance(value, str):
         result = clean_text(value) if field in MULTI_LINE else clean_line(value)
-    elif isinstance(value, tuple):
-        result = tuple(cleaned(item, field) for item in value)
-    elif isinstance(value, list):
-        result = [cleaned(item, field) for item in value]
+    elif _clean_already(value, field):
+        pass
+    elif isinstance(value, (tuple, list)):
+        items = [cleaned(item, field) for item in value]
+        if any(new is not old for new, old in zip(items, value, strict=True)):
+            result = type(value)(items)
     elif isinstance(value, dict):
-        result = {cleaned(key, field): cleaned(item, field) for key, item in value.items()}
+        pairs = [(cleaned(key, field), cleaned(item, field)) for key, item in value.items()]
+        if any(new_key is not key or new is not old
+               for (new_key, new), (key, old) in zip(pairs, value.items(), strict=True)):
+            result = dict(pairs)
     elif dataclasses.is_dataclass(value) and not isinstance(value, type):
-        changes = {f.name: cleaned(getattr(value, f.name), f.name) for f in dataclasses.fields(value)}
-        result = dataclasses.replace(value, **changes)
+        changes = {f.name: new for f in dataclasses.fields(value)
+                   if (new := cleaned(old := getattr(value, f.name), f.name)) is not old}
+        if changes:
+            result = dataclasses.replace(value, **changes)
     return result  # type: ignore[no-any-return]
