@@ -210,7 +210,8 @@ def gateway_settings(url: str, server: DovecotServer, user: str, workers: int) -
     box = {"name": "care", "host": server.host, "port": server.port, "tls": "none",
            "username": user, "password": "secret", "timeout_seconds": 120.0}
     return settings_for(url, mailboxes=[box], inbound={"parse_workers": workers},
-                        limits={"auto_replies_per_sender_per_day": 1_000_000},
+                        limits={"auto_replies_per_sender_per_day": 1_000_000,
+                                "auto_replies_per_hour": 1_000_000},
                         logging={"level": "info", "json": True})
 
 

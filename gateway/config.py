@@ -20,7 +20,15 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from gateway.errors import ConfigError
 
@@ -33,9 +41,30 @@ class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+DRIVERS = ("sqlite+aiosqlite", "postgresql+asyncpg")
+"""The database drivers the gateway runs on."""
+MIN_SECRET_CHARS = 16
+
+
 class DatabaseSettings(_Section):
     url: str = DEFAULT_DATABASE_URL
     echo: bool = False
+    """Log every statement (never its parameters: they hold mail and keys)."""
+
+    @field_validator("url")
+    @classmethod
+    def _known_driver(cls, url: str) -> str:
+        from sqlalchemy.engine import make_url
+        from sqlalchemy.exc import ArgumentError
+
+        try:
+            driver = make_url(url).drivername
+        except (ArgumentError, ValueError):
+            raise ValueError("not a database URL (e.g. sqlite+aiosqlite:///gateway.db or "
+                             "postgresql+asyncpg://user@host/db)") from None
+        if driver not in DRIVERS:
+            raise ValueError(f"unknown driver {driver!r}: use {' or '.join(DRIVERS)}")
+        return url
 
 
 class SmtpSettings(_Section):
@@ -100,7 +129,23 @@ class MailSettings(_Section):
 
 class ReferenceSettings(_Section):
     secret: SecretStr = SecretStr("")
+    """Empty: a key is made and stored in the database on first use."""
     old_secrets: list[SecretStr] = []
+
+    @field_validator("secret")
+    @classmethod
+    def _long_enough(cls, key: SecretStr) -> SecretStr:
+        if 0 < len(key.get_secret_value()) < MIN_SECRET_CHARS:
+            raise ValueError(f"must be at least {MIN_SECRET_CHARS} characters (or empty: a key is made "
+                             "and stored)")
+        return key
+
+    @field_validator("old_secrets")
+    @classmethod
+    def _old_long_enough(cls, keys: list[SecretStr]) -> list[SecretStr]:
+        if any(len(key.get_secret_value()) < MIN_SECRET_CHARS for key in keys):
+            raise ValueError(f"every old key must be at least {MIN_SECRET_CHARS} characters")
+        return keys
 
 
 class PhoneNumber(_Section):
@@ -130,6 +175,9 @@ class LimitSettings(_Section):
     max_mime_depth: int = Field(10, ge=1)
     max_new_text_chars: int = Field(20_000, ge=100)
     auto_replies_per_sender_per_day: int = Field(5, ge=0)
+    auto_replies_per_hour: int = Field(200, ge=0)
+    """Automatic answers to inbound mail, to all addresses together, in any 60 minutes; past
+    it refusals are recorded but not sent, and care management is told (once an hour)."""
     pipeline_attempts: int = Field(3, ge=1)
 
 
@@ -155,6 +203,9 @@ class SchedulerSettings(_Section):
 
 class InboundSettings(_Section):
     trusted_authserv_ids: list[str] = []
+    """Authserv-ids of the receiving servers whose Authentication-Results headers count."""
+    require_dmarc_pass: bool = False
+    """Refuse updates to a case from mail without a DMARC pass from a trusted authserv-id."""
     parse_workers: int = Field(2, ge=0, le=32)
     """Worker processes that parse mail (0: a thread of the daemon's own process)."""
     parse_worker_nice: int = Field(10, ge=0, le=19)
@@ -164,6 +215,23 @@ class InboundSettings(_Section):
     """A call to the parse workers (ten messages, or one alone; waiting for a free worker
     included) taking longer is stopped: the workers are killed and replaced; a message that
     takes that long alone is quarantined. (Without workers nothing can stop a parse.)"""
+
+    @model_validator(mode="after")
+    def _dmarc_needs_a_trusted_server(self) -> InboundSettings:
+        if self.require_dmarc_pass and not self.trusted_authserv_ids:
+            raise ValueError("require_dmarc_pass needs inbound.trusted_authserv_ids")
+        return self
+
+
+class RunSettings(_Section):
+    """How ``run`` and ``run --once`` end."""
+
+    drain_seconds: float = Field(10.0, gt=0)
+    """After SIGTERM/SIGINT, how long the work in hand may take to finish before it is
+    cancelled (outages included: every wait for a server is cut short by the stop)."""
+    give_up_seconds: float = Field(60.0, gt=0)
+    """How long ``run --once`` keeps trying to reach an IMAP server before it gives up on that
+    mailbox and exits non-zero (the daemon tries for ever)."""
 
 
 class NoticeSettings(_Section):
@@ -207,6 +275,7 @@ class Settings(_Section):
     scheduler: SchedulerSettings = SchedulerSettings()
     inbound: InboundSettings = InboundSettings()
     notices: NoticeSettings = NoticeSettings()
+    run: RunSettings = RunSettings()
     logging: LoggingSettings = LoggingSettings()
     metrics: MetricsSettings = MetricsSettings()
 
@@ -224,7 +293,7 @@ class Settings(_Section):
 
     def require_reference_secret(self) -> None:
         """Commands that make or check reference tokens call this first."""
-        if len(self.reference.secret.get_secret_value()) < 16:
+        if len(self.reference.secret.get_secret_value()) < MIN_SECRET_CHARS:
             raise ConfigError("reference.secret", "must be set (at least 16 characters)")
 
 

@@ -9,8 +9,8 @@ from __future__ import annotations
 import asyncio
 import gc
 import signal
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
 
 import structlog
 
@@ -60,6 +60,10 @@ class RunSummary:
     """Due items the scheduler pass handled (follow-up steps, notices)."""
     stopped: bool = False
     """SIGINT/SIGTERM came: the batch in hand was finished, the rest left for the next run."""
+    failures: list[str] = field(default_factory=list)
+    """What could not be reached (a mailbox's server, the SMTP relay), one line each."""
+    held_elsewhere: list[str] = field(default_factory=list)
+    """Mailboxes another process reads (PostgreSQL): left to it."""
 
 
 class Daemon:
@@ -107,22 +111,54 @@ class Daemon:
                       concurrency=settings.smtp.pool_size)
 
     async def run_once(self) -> RunSummary:
+        """Every mailbox until empty, then the due mail; after a stop, what is in hand gets
+        ``run.drain_seconds`` to finish, then it is cancelled."""
         sender = await self._build()
-        inbound = RoundStats()
+        summary = RunSummary(RoundStats(), SendStats())
+        work = asyncio.ensure_future(self._once(sender, summary))
+        stopper = asyncio.ensure_future(self.stopping.wait())
         try:
-            for runner in self.runners:
-                if self.stopping.is_set():
-                    break
-                stats = await runner.run_until_empty()
-                inbound.seen += stats.seen
-                inbound.decided += stats.decided
-                inbound.moved += stats.moved
-            if self.stopping.is_set():  # stopped: what is queued goes out with the next run
-                return RunSummary(inbound, SendStats(), stopped=True)
-            scheduled = await self.scheduler.run_pass()
-            return RunSummary(inbound, await sender.run_until_empty(), scheduled)
+            await asyncio.wait({work, stopper}, return_when=asyncio.FIRST_COMPLETED)
+            if not work.done():
+                await self._drain([work])
+                summary.stopped = True
+            if not work.cancelled():
+                work.result()  # its error, if it failed
+            return summary
         finally:
+            stopper.cancel()
             await self._close()
+
+    async def _once(self, sender: Sender, summary: RunSummary) -> None:
+        for runner in self.runners:
+            if self.stopping.is_set():
+                break
+            runner.give_up_seconds = self.app.settings.run.give_up_seconds
+            stats = await runner.run_until_empty()
+            summary.inbound.seen += stats.seen
+            summary.inbound.decided += stats.decided
+            summary.inbound.moved += stats.moved
+            if stats.held_elsewhere:
+                summary.held_elsewhere.append(runner.settings.name)
+            if runner.failure is not None:
+                summary.failures.append(runner.failure)
+        if self.stopping.is_set():  # stopped: what is queued goes out with the next run
+            summary.stopped = True
+            return
+        summary.scheduled = await self.scheduler.run_pass()
+        summary.outbound = await sender.run_until_empty()
+        if sender.relay_failure is not None:
+            summary.failures.append(sender.relay_failure)
+
+    async def _drain(self, tasks: Sequence[asyncio.Future[None]]) -> None:
+        """Give ``tasks`` ``run.drain_seconds`` to finish after a stop, then cancel them."""
+        seconds = self.app.settings.run.drain_seconds
+        _, pending = await asyncio.wait(tasks, timeout=seconds)
+        if pending:
+            log.warning("daemon.drain_timeout", seconds=seconds, cancelled=len(pending))
+        for task in pending:
+            task.cancel()
+        await asyncio.gather(*pending, return_exceptions=True)
 
     async def run_forever(self) -> None:
         sender = await self._build()
@@ -135,24 +171,27 @@ class Daemon:
         finally:
             for runner in self.runners:
                 runner.stop()
-            done, pending = await asyncio.wait(tasks, timeout=30)
-            for task in pending:
-                task.cancel()
-            await asyncio.gather(*pending, return_exceptions=True)
-            for task in done:
+            await self._drain(tasks)
+            for task in tasks:
                 if not task.cancelled() and task.exception() is not None:
                     log.error("daemon.task_failed", task=task.get_name(), error=str(task.exception()))
             await self._close()
 
     async def _send_loop(self, sender: Sender) -> None:
+        failing = False
         while not self.stopping.is_set():
             try:
                 stats = await sender.run_until_empty()
                 if stats.handled:
                     log.info("outbox.round", sent=stats.sent, retrying=stats.retrying,
                              failed=stats.failed, expired=stats.expired)
+                if failing:
+                    log.info("outbox.recovered")
+                failing = False
             except Exception:  # the sender must outlive a database hiccup
-                log.exception("outbox.round_failed")
+                failing = True
+                log.exception("outbox.round_failed",
+                              retry_in_seconds=self.app.settings.outbox.poll_seconds)
             await self._wait_for_mail()
 
     async def _wait_for_mail(self) -> None:

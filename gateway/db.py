@@ -59,8 +59,9 @@ def is_sqlite(url: str) -> bool:
 
 
 def create_engine(url: str, *, echo: bool = False) -> AsyncEngine:
-    """An async engine for ``url``; remember to ``await engine.dispose()`` at the end."""
-    kwargs: dict[str, Any] = {"echo": echo}
+    """An async engine for ``url``; remember to ``await engine.dispose()`` at the end. Its
+    errors and logs never show statement parameters: they hold mail text and keys."""
+    kwargs: dict[str, Any] = {"echo": echo, "hide_parameters": True}
     if is_sqlite(url):
         kwargs["connect_args"] = {"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000}
     else:

@@ -13,16 +13,21 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from gateway.clock import Clock
 from gateway.errors import AlreadyExists, InvalidValue, NotFound
+from gateway.inbound.sender_identity import ascii_lower
 from gateway.models import Contact, Organisation
+from gateway.outbound.compose import check_address
 from gateway.schedule.calendar import format_hours, parse_hours
 
+_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+"""What a contact's name must not hold: it goes into the To header of mail to the contact."""
 _SPACE = re.compile(r"\s")
 """Whitespace as ``str.isspace`` sees it (``\\s`` of a str pattern is the same test)."""
 
 
 def normalise_email(address: str) -> str:
-    """Senders are compared case-insensitively; display names never count."""
-    address = address.strip().lower()
+    """Senders are compared by ASCII case-folding (Unicode's would fold the Kelvin sign into a
+    ``k``); display names never count."""
+    address = ascii_lower(address.strip())
     local, at, domain = address.rpartition("@")
     if not at or not local or not domain or _SPACE.search(address):
         raise InvalidValue(f"not an email address: {address!r}")
@@ -129,7 +134,9 @@ async def add_contact(
     designated: bool = True,
 ) -> Contact:
     org = await get_organisation(session, organisation)
-    address = normalise_email(email)
+    address = check_address(normalise_email(email))  # the rule mail to it must pass: one plain address
+    if name is not None and _CONTROL.search(name):
+        raise InvalidValue(f"a contact's name must be one line without control characters: {name!r}")
     existing = await session.execute(
         select(Contact.id).where(Contact.organisation_id == org.id, Contact.email == address)
     )

@@ -213,7 +213,10 @@ class Outbox(Base):
     """One email to send, written in the transaction of the change that causes it."""
 
     __tablename__ = "outbox"
-    __table_args__ = (Index("ix_outbox_due", "status", "next_attempt_at"),)
+    __table_args__ = (
+        Index("ix_outbox_due", "status", "next_attempt_at"),
+        Index("ix_outbox_kind_created", "kind", "created_at"),  # the hourly cap on answers
+    )
     id: Mapped[int] = mapped_column(Id, primary_key=True)
     dedupe_key: Mapped[str] = mapped_column(String(300), unique=True)
     kind: Mapped[str] = mapped_column(String(40), index=True)

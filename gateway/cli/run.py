@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import sys
 from datetime import datetime
 
 import click
@@ -10,8 +11,9 @@ import click
 from gateway.app import App
 from gateway.cli.context import CliContext
 from gateway.clock import FrozenClock
-from gateway.daemon import Daemon, tune_collector
+from gateway.daemon import Daemon, RunSummary, tune_collector
 from gateway.logs import configure_logging
+from gateway.run_lock import run_lock
 
 
 @click.command("run")
@@ -30,22 +32,40 @@ def run(ctx: CliContext, once: bool, now_text: str | None) -> None:
             raise click.UsageError("--now needs --once: only a single pass can run as another instant")
         ctx = dataclasses.replace(ctx, clock=FrozenClock(parse_instant(now_text, "--now")))
     configure_logging(ctx.settings.logging)
+    with run_lock(ctx.settings.database.url):  # one run per SQLite database; refused with one line
+        _run(ctx, once)
 
-    async def work(app: App) -> str:
+
+def _run(ctx: CliContext, once: bool) -> None:
+
+    async def work(app: App) -> RunSummary | None:
         daemon = Daemon(app)
         daemon.install_signal_handlers()
         tune_collector()
         if once:
-            summary = await daemon.run_once()
-            return (f"inbound: {summary.inbound.decided} decided, {summary.inbound.moved} moved; "
-                    f"scheduler: {summary.scheduled} due items; "
-                    f"outbox: {summary.outbound.sent} sent, {summary.outbound.retrying} retrying, "
-                    f"{summary.outbound.failed} failed, {summary.outbound.expired} expired"
-                    + ("; stopped before the end" if summary.stopped else ""))
+            return await daemon.run_once()
         await daemon.run_forever()
-        return "stopped"
+        return None
 
-    click.echo(ctx.with_app(work))
+    summary = ctx.with_app(work)
+    if summary is None:
+        click.echo("stopped")
+        return
+    click.echo(_line(summary))
+    if summary.failures:  # one line on stderr, and a status cron notices
+        click.echo("error: " + "; ".join(summary.failures), err=True)
+        sys.exit(1)
+
+
+def _line(summary: RunSummary) -> str:
+    """What ``run --once`` did, in one line."""
+    line = (f"inbound: {summary.inbound.decided} decided, {summary.inbound.moved} moved; "
+            f"scheduler: {summary.scheduled} due items; "
+            f"outbox: {summary.outbound.sent} sent, {summary.outbound.retrying} retrying, "
+            f"{summary.outbound.failed} failed, {summary.outbound.expired} expired")
+    if summary.held_elsewhere:
+        line += f"; left to the process that is reading them: mailbox {', '.join(summary.held_elsewhere)}"
+    return line + ("; stopped before the end" if summary.stopped else "")
 
 
 def parse_instant(text: str, option: str) -> datetime:

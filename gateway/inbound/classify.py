@@ -147,7 +147,7 @@ def _list_reason(headers: Mapping[str, Sequence[str]]) -> str:
 def _null_sender_reason(mail: ParsedMail) -> str:
     if mail.return_path == "":
         return "null envelope sender (Return-Path: <>)"
-    if not mail.from_address:
+    if not mail.from_address and not mail.sender_problem:
         return "no usable From address"
     if is_daemon_sender(mail):
         return f"mail-system sender {mail.from_address}"

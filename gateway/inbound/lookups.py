@@ -37,6 +37,7 @@ from gateway.threading.matcher import TokenScan, referenced_ids
 AUTOMATIC_KINDS = [k.value for k in MailKind if k.spec.group is MailGroup.REPLY]
 """Kinds that count against a sender's daily limit of automatic answers."""
 RATE_WINDOW = timedelta(hours=24)
+HOURLY_WINDOW = timedelta(hours=1)
 
 
 def bounced_ids(report: BounceReport | None) -> list[str]:
@@ -50,7 +51,7 @@ def _normalised(address: str) -> str | None:
     try:
         return normalise_email(address) if address else None
     except InvalidValue:
-        return None  # asked (and refused) when its message is decided
+        return None  # no contact has it
 
 
 @dataclass(frozen=True)
@@ -66,7 +67,10 @@ class Lookups:
     def __init__(self, session: AsyncSession, now: datetime) -> None:
         self.session = session
         self.dialect = session.get_bind().dialect.name
+        self.now = now
         self.since = now - RATE_WINDOW
+        self._this_hour: int | None = None
+        self._outbox_keys: dict[str, bool] = {}
         self._originals: dict[tuple[str, str], int] = {}
         self._originals_known: set[str] = set()
         self._numbers: dict[str, set[str]] = {}
@@ -163,7 +167,12 @@ class Lookups:
     # --- authorise ---------------------------------------------------------------------
 
     async def contact(self, organisation_id: int, email: str) -> Contact | None:
-        key = (organisation_id, normalise_email(email))
+        """The contact with this address in this organisation (None for no such contact, and
+        for a sender address that no contact could have)."""
+        address = _normalised(email)
+        if address is None:
+            return None
+        key = (organisation_id, address)
         if key not in self._contacts:
             await self._load_contacts([organisation_id], [key[1]])
         return self._contacts[key]
@@ -192,6 +201,28 @@ class Lookups:
     def count_answer(self, kind: MailKind, address: str) -> None:
         if kind.value in AUTOMATIC_KINDS:
             self._answers[address] = self._answers.get(address, 0) + 1
+            if self._this_hour is not None:
+                self._this_hour += 1
+
+    async def answers_this_hour(self) -> int:
+        """Automatic answers queued to anybody in the last hour, this group's included (one
+        range of the index on kind and creation time per kind)."""
+        if self._this_hour is None:
+            self._this_hour = int(await self.session.scalar(
+                select(func.count()).select_from(Outbox)
+                .where(Outbox.kind.in_(AUTOMATIC_KINDS), Outbox.created_at > self.now - HOURLY_WINDOW)
+            ) or 0)
+        return self._this_hour
+
+    async def queued(self, dedupe_key: str) -> bool:
+        """Whether a mail with this dedupe key is in the outbox (or queued by this group)."""
+        if dedupe_key not in self._outbox_keys:
+            found = await self.session.scalar(select(Outbox.id).where(Outbox.dedupe_key == dedupe_key))
+            self._outbox_keys[dedupe_key] = found is not None
+        return self._outbox_keys[dedupe_key]
+
+    def remember_queued(self, dedupe_key: str) -> None:
+        self._outbox_keys[dedupe_key] = True
 
     async def _load_answer_counts(self, addresses: Iterable[str]) -> None:
         wanted = [a for a in dict.fromkeys(addresses) if a and a not in self._answers]

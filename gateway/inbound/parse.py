@@ -25,6 +25,7 @@ import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from datetime import datetime
+from email.errors import MissingHeaderBodySeparatorDefect
 from email.message import Message
 from typing import Any, Protocol, TypeVar
 
@@ -32,6 +33,7 @@ import mailparser
 
 from gateway.errors import MessageRejected
 from gateway.inbound.bounce import BounceReport, parse_bounce
+from gateway.inbound.clean import cleaned
 from gateway.inbound.mime_text import (
     addresses,
     as_str,
@@ -44,6 +46,7 @@ from gateway.inbound.mime_text import (
     return_path_of,
     safe,
 )
+from gateway.inbound.sender_identity import sender_of
 
 # mail-parser logs each part it does not render and each header it cannot decode; we record
 # defects ourselves.
@@ -127,13 +130,17 @@ class ParseLimits:
 class ParsedMail:
     """Everything the pipeline reads from a message; plain data that pickles, without the raw
     bytes (the caller keeps those). ``headers`` maps lower-case names to every value in order,
-    unfolded but not RFC 2047-decoded. Addresses are lower-cased addr-specs (with an ``@``)."""
+    unfolded but not RFC 2047-decoded. Addresses are lower-cased addr-specs (with an ``@``;
+    the sender's ASCII lower-cased only)."""
 
     message_id: str | None = None
     in_reply_to: tuple[str, ...] = ()
     references: tuple[str, ...] = ()
     from_address: str = ""
     from_name: str = ""
+    sender_problem: str = ""
+    """Why the From header names no one sender to trust (:mod:`gateway.inbound.sender_identity`);
+    '' when it does."""
     return_path: str | None = None
     """The envelope sender hint: None without a Return-Path header, '' for ``<>``."""
     to_addresses: tuple[str, ...] = ()
@@ -173,10 +180,40 @@ def _parse(raw: bytes, limits: Limits) -> ParsedMail:
     else:
         data = raw
     message = _guarded(lambda: email.message_from_bytes(data), None, defects, "stdlib parser")
+    if message is not None and any(isinstance(d, MissingHeaderBodySeparatorDefect) for d in message.defects):
+        # A line in the header block that is no header: the stdlib takes it, and everything
+        # after it (the other headers, the raw MIME parts), for the body. Read without it.
+        repaired = _without_bad_header_lines(data, defects)
+        if repaired is not None:
+            data = repaired
+            message = _guarded(lambda: email.message_from_bytes(data), None, defects, "stdlib parser")
     mail = _minimal(data, defects) if message is None else _from_message(message, limits, defects)
+    mail = cleaned(mail)  # every text of the mail made safe here, once
     report = _guarded(lambda: parse_bounce(mail, data, message=message), None, defects, "bounce analysis")
     sender_hash = _guarded(lambda: fingerprint(mail), "", defects, "fingerprint")
-    return replace(mail, bounce=report, defects=tuple(defects[:_MAX_DEFECTS]), fingerprint=sender_hash)
+    return replace(mail, bounce=cleaned(report), defects=cleaned(tuple(defects[:_MAX_DEFECTS])),
+                   fingerprint=sender_hash)
+
+
+_HEADER_OR_CONTINUATION = re.compile(rb"From |[!-9;-~]+:|[ \t]")
+"""What the stdlib's parser takes for a header line (or a folded one's continuation)."""
+
+
+def _without_bad_header_lines(data: bytes, defects: list[str]) -> bytes | None:
+    """``data`` without the lines of its header block (up to the first blank line) that are
+    no header line; None when there is no blank line or no such line."""
+    ends = [i for i in (data.find(b"\r\n\r\n"), data.find(b"\n\n")) if i >= 0]
+    if not ends:
+        return None
+    end = min(ends)
+    lines = data[:end].splitlines(keepends=True)
+    kept = [line for line in lines if _HEADER_OR_CONTINUATION.match(line)]
+    if len(kept) == len(lines):
+        return None
+    for line in lines:
+        if not _HEADER_OR_CONTINUATION.match(line):
+            defects.append(f"header line that is no header dropped: {line[:80]!r}")
+    return b"".join(kept).rstrip(b"\r\n") + data[end:]
 
 
 def fingerprint(mail: ParsedMail) -> str:
@@ -309,15 +346,16 @@ def _header_fields(pairs: list[tuple[str, str]]) -> dict[str, Any]:
 
     ids = _ID.findall(first("message-id"))
     bare = first("message-id").strip()
-    senders = addresses([first("from")])
+    sender = sender_of(headers.get("from", []))
     return_path = headers.get("return-path")
     raw_subject = first("subject")
     return dict(
         message_id=ids[0] if ids else (f"<{bare[:500]}>" if bare and " " not in bare else None),
         in_reply_to=tuple(_ID.findall(first("in-reply-to"))[:_MAX_IDS]),
         references=tuple(_ID.findall(" ".join(headers.get("references", [])))[-_MAX_IDS:]),
-        from_name=senders[0][0] if senders else "",
-        from_address=senders[0][1] if senders else "",
+        from_name=sender.name,
+        from_address=sender.address,
+        sender_problem=sender.problem,
         return_path=None if return_path is None else return_path_of(return_path[0]),
         to_addresses=tuple(a for _, a in addresses(headers.get("to", []))),
         cc_addresses=tuple(a for _, a in addresses(headers.get("cc", []))),

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 from gateway.errors import MessageRejected
 from gateway.inbound.classify import never_applied
+from gateway.inbound.clean import clean_line
 from gateway.inbound.parse import Limits, ParsedMail, parse_message
 from gateway.inbound.reply_text import new_text_now
 from gateway.threading.matcher import TokenScan, scan_tokens
@@ -41,7 +42,7 @@ def parse_safely(raw: bytes, limits: Limits, keys: Sequence[bytes] = ()) -> Pars
     except MessageRejected as exc:
         return Parsed(None, str(exc))
     except Exception as exc:  # the parser promises not to raise; a bug still must not stall us
-        return Parsed(None, f"parser failed: {type(exc).__name__}: {exc}")
+        return Parsed(None, clean_line(f"parser failed: {type(exc).__name__}: {exc}")[:1000])
     tokens = text = None
     with contextlib.suppress(Exception):
         tokens = scan_tokens(mail.subject, mail.text_body, mail.html_body, keys)

@@ -2,7 +2,7 @@
 the disposition, and the answers through the outbox.
 
 ``store raw`` happened before (the row exists); ``parse`` ran in a worker process; here:
-check -> dedupe -> classify -> match -> authorise -> apply, then respond. The caller commits,
+check -> dedupe -> classify -> identify -> match -> authorise -> apply, then respond. The caller commits,
 then moves the IMAP copy to :func:`folder_for` the disposition.
 """
 
@@ -29,6 +29,7 @@ STAGES: list[tuple[str, Stage]] = [
     ("parse", stages.check_parsed),
     ("dedupe", stages.dedupe),
     ("classify", stages.classify),
+    ("identify", stages.identify),
     ("match", stages.match),
     ("authorise", stages.authorise),
     ("apply", apply_update),

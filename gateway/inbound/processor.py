@@ -21,14 +21,14 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from gateway.config import MailboxSettings
 from gateway.db import PlannerStatistics, insert_queued
-from gateway.domain import Disposition
 from gateway.inbound import store
 from gateway.inbound.context import Deps
+from gateway.inbound.failures import give_up, record_failure
 from gateway.inbound.lookups import Expected, Lookups
-from gateway.inbound.parse import ParsedMail, ParseLimits
+from gateway.inbound.parse import ParseLimits
 from gateway.inbound.parsing import Parsed, parse_chunk
-from gateway.inbound.pipeline import finish, run_pipeline
-from gateway.inbound.store import GroupRow, KnownUid
+from gateway.inbound.pipeline import run_pipeline
+from gateway.inbound.store import DecidedElsewhere, GroupRow, KnownUid, claim_undecided
 from gateway.inbound.workers import BrokenProcessPool, WorkerPool, WorkerTimeout
 from gateway.models import InboundMessage
 from gateway.outbound.outbox import insert_queued_in_bulk
@@ -104,7 +104,9 @@ DECIDED = ("message_id", "from_address", "subject", "content_hash", "case_id", "
 
 
 async def write_group(session: AsyncSession, rows: Sequence[GroupRow]) -> None:
-    """What a group of messages changed, in a few statements: the cases through the unit of
+    """What a group of messages changed, in a few statements: the rows still undecided
+    claimed (:func:`~gateway.inbound.store.claim_undecided`: another process may have decided
+    one meanwhile, and then this transaction must not commit), the cases through the unit of
     work (row by row; SQLite would take a statement per message and table), the decided rows
     (:func:`undecided_rows`, not in the session) in one executemany, then the timeline,
     attachments, security events and answers (outbox rows and recipients) in one bulk INSERT
@@ -114,6 +116,7 @@ async def write_group(session: AsyncSession, rows: Sequence[GroupRow]) -> None:
     key check locks the row it points to (``FOR KEY SHARE``), which is cheap on a row the
     transaction has updated already, and costs a write of its own on one it has not."""
     values = [{"row_id": row.id, **{key: getattr(row, key) for key in DECIDED}} for row in rows]
+    await claim_undecided(session, [row.id for row in rows])  # first: a message is decided once
     await session.flush()
     await session.execute(_DECIDED_UPDATE, values)  # Core executemany: no ORM bookkeeping per row
     await insert_queued_in_bulk(session)
@@ -137,6 +140,9 @@ _DECIDED_UPDATE = (
     })
 )
 
+
+Decision = tuple[Item, str | None, str | None]
+"""A message, its disposition and its folder."""
 
 PARSE_CHUNK = 25
 """Messages per call to a parse worker: six calls for a batch of 150, three for each of two
@@ -274,77 +280,79 @@ class Processor:
 
         A message whose pipeline raises is taken out (its error recorded, quarantined at the
         attempt limit) and the others run again: nothing of theirs was committed, so nothing
-        happens twice. When the flush or the commit fails, no message can be blamed: each is
-        then decided alone, which pins the failure on the one that causes it."""
+        happens twice. When the prefetch, the flush or the commit fails, no message can be
+        blamed: each is then decided alone, which pins the failure on the one that causes it.
+        A message another process decided meanwhile is left to it (its effects here roll back)."""
         remaining = list(items)
         decided: dict[int, str] = {}
         while remaining:
             current: Item | None = None
-            phase = "load"
+            problem: Exception
             try:
-                outcome: list[tuple[Item, str | None, str | None]] = []
-                async with self.sessions.begin() as session:
-                    rows = undecided_rows([i.row_id for i in remaining])
-                    lookups = await Lookups.prefetch(session, self.deps.clock.now(), [
-                        Expected(i.row_id, i.parsed.mail, i.parsed.tokens) for i in remaining
-                    ])
-                    phase = "message"
-                    with session.no_autoflush:  # one flush for the group
-                        for current in remaining:
-                            row = rows[current.row_id]
-                            await run_pipeline(
-                                session, self.deps, row, mailbox, current.parsed.mail,
-                                current.parsed.problem, new_text=current.parsed.new_text,
-                                tokens=current.parsed.tokens, lookups=lookups,
-                            )
-                            lookups.remember(row)
-                            outcome.append((current, row.disposition, row.target_folder))
-                    current, phase = None, "commit"
-                    await write_group(session, [rows[i.row_id] for i in remaining])
-            except Exception as exc:  # one bad message must not stop the mailbox
-                if phase == "load":
-                    log.exception("inbound.group_failed", mailbox=mailbox.name)
-                    return decided  # undecided: found again next round
-                if current is None and len(remaining) > 1:
-                    log.warning("inbound.group_commit_failed", mailbox=mailbox.name, size=len(remaining),
-                                error=f"{type(exc).__name__}: {exc}")
-                    for item in remaining:
-                        decided.update(await self._decide(mailbox, [item]))
-                    return decided
-                culprit = current or remaining[0]
-                log.exception("inbound.pipeline_failed", inbound_id=culprit.row_id, attempt=culprit.attempt)
-                await self._record_error(culprit.row_id, f"{type(exc).__name__}: {exc}", culprit.parsed.mail)
-                if culprit.attempt >= self.deps.settings.limits.pipeline_attempts:
-                    decided[culprit.uid] = await self._give_up(culprit.row_id, mailbox, culprit.attempt)
-                remaining.remove(culprit)
+                outcome = await self._run_group(mailbox, remaining)
+            except DecidedElsewhere as elsewhere:
+                log.info("inbound.decided_elsewhere", mailbox=mailbox.name,
+                         inbound_ids=sorted(elsewhere.row_ids))
+                remaining = [i for i in remaining if i.row_id not in elsewhere.row_ids]
                 continue
-            for item, disposition, folder in outcome:  # committed
-                log.info(
-                    "inbound.decided", inbound_id=item.row_id, disposition=disposition, mailbox=mailbox.name
-                )
-                decided[item.uid] = folder or mailbox.processed_folder
-            return decided
+            except _ItemFailed as failure:
+                current, problem = failure.item, failure.error
+            except Exception as error:  # one bad message must not stop the mailbox
+                problem = error
+            else:
+                for item, disposition, folder in outcome:  # committed
+                    log.info("inbound.decided", inbound_id=item.row_id, disposition=disposition,
+                             mailbox=mailbox.name)
+                    decided[item.uid] = folder or mailbox.processed_folder
+                return decided
+            if current is None and len(remaining) > 1:
+                log.warning("inbound.group_failed", mailbox=mailbox.name, size=len(remaining),
+                            error=f"{type(problem).__name__}: {problem}"[:500])
+                for item in remaining:
+                    decided.update(await self._decide(mailbox, [item]))
+                return decided
+            culprit = current or remaining[0]
+            log.error("inbound.pipeline_failed", inbound_id=culprit.row_id, attempt=culprit.attempt,
+                      error=f"{type(problem).__name__}: {problem}"[:500], exc_info=problem)
+            await record_failure(self.sessions, culprit.row_id, f"{type(problem).__name__}: {problem}",
+                                 culprit.parsed.mail)
+            if culprit.attempt >= self.deps.settings.limits.pipeline_attempts:
+                decided[culprit.uid] = await self._give_up(culprit.row_id, mailbox, culprit.attempt)
+            remaining.remove(culprit)
         return decided
 
-    async def _record_error(self, row_id: int, error: str, mail: ParsedMail | None) -> None:
-        """The failure, and what the row shows of the message (the pipeline did not get to
-        write it), so that it can be recognised."""
+    async def _run_group(self, mailbox: MailboxSettings, items: list[Item]) -> list[Decision]:
+        """The group's pipelines and their writes, in one transaction; a message's pipeline
+        that raises is named by :class:`_ItemFailed`."""
+        outcome: list[Decision] = []
         async with self.sessions.begin() as session:
-            row = await store.load(session, row_id)
-            row.error = error[:4000]
-            for key, value in store.shown_fields(mail).items():
-                if value is not None:
-                    setattr(row, key, value)
+            rows = undecided_rows([i.row_id for i in items])
+            lookups = await Lookups.prefetch(session, self.deps.clock.now(), [
+                Expected(i.row_id, i.parsed.mail, i.parsed.tokens) for i in items
+            ])
+            with session.no_autoflush:  # one flush for the group
+                for item in items:
+                    row = rows[item.row_id]
+                    try:
+                        await run_pipeline(
+                            session, self.deps, row, mailbox, item.parsed.mail, item.parsed.problem,
+                            new_text=item.parsed.new_text, tokens=item.parsed.tokens, lookups=lookups,
+                        )
+                    except Exception as exc:
+                        raise _ItemFailed(item, exc) from exc
+                    lookups.remember(row)
+                    outcome.append((item, row.disposition, row.target_folder))
+            await write_group(session, [rows[i.row_id] for i in items])
+        return outcome
 
     async def _give_up(self, row_id: int, mailbox: MailboxSettings, attempts: int) -> str:
-        async with self.sessions.begin() as session:
-            row = await store.load(session, row_id)
-            trail = [
-                {
-                    "stage": "pipeline",
-                    "outcome": "quarantine",
-                    "detail": f"failed {attempts} times; last error: {row.error or 'unknown'}",
-                }
-            ]
-            finish(row, Disposition.QUARANTINED, trail, mailbox, self.deps, error=row.error)
-            return row.target_folder or mailbox.quarantine_folder
+        return await give_up(self.sessions, self.deps, row_id, mailbox, attempts)
+
+
+class _ItemFailed(Exception):
+    """The pipeline of ``item`` raised ``error``."""
+
+    def __init__(self, item: Item, error: Exception) -> None:
+        super().__init__(str(error))
+        self.item = item
+        self.error = error

@@ -1,21 +1,30 @@
 """Answers decided by the stages go through the outbox, in the message's transaction.
 
-Automatic answers to a sender are capped per address and 24 hours
-(``limits.auto_replies_per_sender_per_day``) so that a loop with another robot, or a flood of
-forged mail, cannot make us a spam cannon. We never answer an empty sender or ourselves.
+Automatic answers are capped per address and 24 hours
+(``limits.auto_replies_per_sender_per_day``) and for all addresses together per hour
+(``limits.auto_replies_per_hour``; care management is told once an hour when that cap holds
+answers back), so that a loop with another robot, or a flood of forged mail to ever new
+addresses, cannot make us a spam cannon. They repeat nothing of the sender's but a short
+cleaned display name. We never answer an empty sender or ourselves.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from gateway.errors import InvalidValue
+from gateway.inbound.clean import short_name
 from gateway.inbound.context import Ctx, Deps
+from gateway.inbound.sender_identity import ascii_lower
 from gateway.outbound import dedupe
 from gateway.outbound.compose import check_address, check_message_id
 from gateway.outbound.kinds import MailKind
 from gateway.outbound.outbox import Mail
 
+REFERENCES_KEPT = 5
+"""Message-IDs of the thread repeated in an answer's References (besides the message's own)."""
 ANONYMOUS = frozenset({MailKind.UNAUTHORIZED_SENDER, MailKind.NEW_CASE_REFUSED})
 """Answers tied to no case, so that nothing, not even a reply to them, leads back to one."""
 
@@ -24,8 +33,8 @@ async def respond(ctx: Ctx, session: AsyncSession, deps: Deps) -> list[str]:
     """Enqueue the context's replies; returns what happened to each, for the trail."""
     notes: list[str] = []
     for reply in ctx.replies:
-        name, address = reply.to or (ctx.mail.from_name, ctx.sender)
-        address = address.lower()
+        name, address = reply.to or (short_name(ctx.mail.from_name), ctx.sender)
+        address = ascii_lower(address)
         if not address or address in deps.our_addresses:
             notes.append(f"{reply.kind.value}: not sent (no sender to answer)")
             continue
@@ -35,6 +44,11 @@ async def respond(ctx: Ctx, session: AsyncSession, deps: Deps) -> list[str]:
         limit = deps.settings.limits.auto_replies_per_sender_per_day
         if reply.automatic and await ctx.lookups.answers_today(address) >= limit:
             notes.append(f"{reply.kind.value}: not sent (rate limit for {address})")
+            continue
+        hourly = deps.settings.limits.auto_replies_per_hour
+        if reply.automatic and await ctx.lookups.answers_this_hour() >= hourly:
+            notes.append(f"{reply.kind.value}: not sent (limits.auto_replies_per_hour, {hourly}, reached)")
+            await _tell_care_once(ctx, session, deps, hourly)
             continue
         key = dedupe.inbound_answer(ctx.row.id, reply.kind.value)
         if await ctx.lookups.answered(ctx.row.id, key):
@@ -47,11 +61,31 @@ async def respond(ctx: Ctx, session: AsyncSession, deps: Deps) -> list[str]:
             case_id=ctx.case.id if ctx.case is not None and reply.kind not in ANONYMOUS else None,
             inbound_message_id=ctx.row.id,
             in_reply_to=message_id or None,
-            references=[*ctx.mail.references, message_id] if message_id else list(ctx.mail.references),
+            references=_references(ctx.mail.references, message_id),
         ))
         ctx.lookups.count_answer(reply.kind, address)
         notes.append(f"{reply.kind.value}: queued to {address}")
     return notes
+
+
+async def _tell_care_once(ctx: Ctx, session: AsyncSession, deps: Deps, limit: int) -> None:
+    """Mail care management that automatic answers are held back, once per clock hour."""
+    now = deps.clock.now()
+    key = dedupe.auto_replies_paused(now)
+    if await ctx.lookups.queued(key):
+        return
+    await deps.mailer.enqueue_new(session, Mail(
+        kind=MailKind.AUTO_REPLIES_PAUSED, to=[("Care management", deps.settings.mail.escalation_address)],
+        context={"limit": limit, "paused_at": now}, dedupe_key=key,
+    ))
+    ctx.lookups.remember_queued(key)
+
+
+def _references(theirs: Sequence[str], message_id: str | None) -> list[str]:
+    """Our answer's References: the message's own and the last few of its thread, not the
+    hundred a stranger may list (each echoed to whatever address the From names)."""
+    kept = [i for i in theirs[-REFERENCES_KEPT:] if _valid_message_id(i)]
+    return [*kept, message_id] if message_id else kept
 
 
 def _deliverable(address: str) -> bool:

@@ -15,6 +15,7 @@ import asyncio
 from collections import defaultdict, deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 
 import structlog
 from sqlalchemy.exc import SQLAlchemyError
@@ -27,6 +28,7 @@ from gateway.inbound import store
 from gateway.inbound.imap_types import Mailbox
 from gateway.inbound.mailbox_lock import MailboxLock
 from gateway.inbound.processor import Fetched, Parsing, Processor
+from gateway.inbound.reconnect import Stopped, Unreachable, describe, open_with_retries
 from gateway.inbound.store import KnownUid
 
 log = structlog.get_logger(__name__)
@@ -106,25 +108,31 @@ class MailboxRunner:
         self.client: Mailbox | None = None
         self.stopping = asyncio.Event()
         self.lock = MailboxLock(processor.engine, settings.name)
+        self.give_up_seconds: float | None = None
+        """How long ``run --once`` keeps trying to reach the server (None: for ever)."""
+        self.failure: str | None = None
+        """What ended the last of :meth:`run_until_empty`'s rounds early (a temporary error)."""
+        self.failing_since: datetime | None = None
+        """When the daemon loop's rounds began to fail (None: the last one worked)."""
+        self.reconciled = False
+        """Whether the decided messages moved by an earlier process, or before a failure, but
+        not marked moved were looked for (at the start of the next round)."""
 
     async def connect(self) -> Mailbox:
         if self.client is not None and not self.client.broken:
             return self.client
         await self.drop()
-        async for attempt in AsyncRetrying(
-            wait=wait_random_exponential(multiplier=0.5, max=RETRY_SECONDS),
-            retry=retry_if_exception_type(TemporaryTransportError),
-            sleep=self.sleep, reraise=True,
-        ):
-            with attempt:
-                self.client = await self.open_mailbox(self.settings)
-        assert self.client is not None
+        self.client = await open_with_retries(
+            self.open_mailbox, self.settings, pause=self._pause, stopping=self.stopping, clock=self.clock,
+            give_up_seconds=self.give_up_seconds)
         folders = [self.settings.processed_folder, self.settings.refused_folder,
                    self.settings.quarantine_folder]
         await self.client.ensure_folders(folders)
         return self.client
 
     async def drop(self) -> None:
+        """Close the client (after a failure too: a move may have happened unrecorded)."""
+        self.reconciled = False
         client, self.client = self.client, None
         if client is not None:
             await client.close()
@@ -142,6 +150,12 @@ class MailboxRunner:
             log.warning("imap.uidvalidity_changed", mailbox=self.settings.name, old=previous,
                         new=state.uidvalidity)
         uids = await client.search_uids(1)
+        if not self.reconciled:  # the first round, and the first after a failed one
+            gone = await store.reconcile_moved(self.processor.engine, self.settings.name,
+                                               state.uidvalidity, set(uids))
+            if gone:
+                log.info("imap.moves_reconciled", mailbox=self.settings.name, messages=gone)
+            self.reconciled = True
         stats = RoundStats(seen=len(uids))
         if uids:
             self.processor.expect_mail()  # the parse workers start while the first batch is fetched
@@ -271,6 +285,7 @@ class MailboxRunner:
         """
         retrying = AsyncRetrying(
             wait=_backoff, retry=retry_if_exception_type(Exception), sleep=self._pause, reraise=True,
+            before_sleep=self._retry_scheduled,
         )
         while not self.stopping.is_set():
             await retrying(self._rounds_then_wait)
@@ -285,6 +300,7 @@ class MailboxRunner:
             # the responses to its MOVE commands, which the IMAP library drops, so IDLE would
             # not hear of it. An empty round sends nothing but the search before IDLE.
             stats = await self._until_empty(self.run_once)
+            self._recovered()
             if self.stopping.is_set():
                 return
             if stats.held_elsewhere:  # a standby replica: no connection, look again later
@@ -298,6 +314,8 @@ class MailboxRunner:
                 task.cancel()
             if waiter.done() and not waiter.cancelled() and waiter.exception() is not None:
                 raise waiter.exception()  # type: ignore[misc]
+        except Stopped:
+            return
         except TransportError as exc:
             if exc.temporary:
                 log.warning("imap.round_failed", mailbox=self.settings.name, error=str(exc), temporary=True)
@@ -316,6 +334,20 @@ class MailboxRunner:
                           retry_within_seconds=RETRY_PERMANENT_SECONDS)
             await self.drop()
             raise
+
+    def _retry_scheduled(self, state: RetryCallState) -> None:
+        """Log when the failed round (logged by :meth:`_rounds_then_wait`) is tried again."""
+        delay = state.next_action.sleep if state.next_action is not None else 0.0
+        self.failing_since = self.failing_since or self.clock.now()
+        log.warning("inbound.retry_scheduled", mailbox=self.settings.name, attempt=state.attempt_number,
+                    retry_in_seconds=round(delay, 1),
+                    next_attempt_at=(self.clock.now() + timedelta(seconds=delay)).isoformat())
+
+    def _recovered(self) -> None:
+        if self.failing_since is not None:
+            log.info("inbound.recovered", mailbox=self.settings.name,
+                     failing_since=self.failing_since.isoformat())
+            self.failing_since = None
 
     async def _until_empty(self, round_: Callable[[], Awaitable[RoundStats]]) -> RoundStats:
         total = RoundStats()
@@ -339,14 +371,19 @@ class MailboxRunner:
                 task.cancel()
 
     async def _guarded_round(self) -> RoundStats:
+        """A round of ``run --once``: a temporary error ends it (and is kept in
+        :attr:`failure`), a permanent one is raised."""
         try:
             return await self.run_once()
+        except Stopped:
+            return RoundStats()
         except TransportError as exc:
             log.warning("imap.round_failed", mailbox=self.settings.name, error=str(exc),
                         temporary=exc.temporary)
             await self.drop()
             if not exc.temporary:
                 raise
+            self.failure = str(exc) if isinstance(exc, Unreachable) else f"{describe(self.settings)}: {exc}"
             return RoundStats()
 
     def stop(self) -> None:

@@ -8,9 +8,10 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from gateway.db import queue_insert
 from gateway.domain import Disposition
-from gateway.inbound.authenticate import dmarc_failed
+from gateway.inbound.authenticate import dmarc_failed, dmarc_passed
 from gateway.inbound.bounces import record_bounce
 from gateway.inbound.classify import classify as classify_mail
+from gateway.inbound.clean import short_name
 from gateway.inbound.context import Ctx, Deps, Finish, Next, Outcome, Quarantine, Reply
 from gateway.inbound.parse import ParsedMail, fingerprint
 from gateway.inbound.store import shown_fields
@@ -57,6 +58,17 @@ async def classify(ctx: Ctx, session: AsyncSession, deps: Deps) -> Outcome:
     return Next(found.reason or "a person's mail")
 
 
+async def identify(ctx: Ctx, session: AsyncSession, deps: Deps) -> Outcome:
+    """The sender is the one mailbox of the one From header, parsed strictly; mail whose From
+    names no single sender (several, none, group or route syntax, a display name that is
+    another address) is never applied, and not answered: whom it came from is unknown."""
+    problem = ctx.mail.sender_problem
+    if not problem:
+        return Next()
+    await security_event(session, deps, ctx, "ambiguous_sender", problem)
+    return Finish(Disposition.REFUSED_UNAUTHORIZED, f"no single sender to trust: {problem}")
+
+
 async def match(ctx: Ctx, session: AsyncSession, deps: Deps) -> Outcome:
     mail = ctx.mail
     tokens = ctx.tokens or scan_tokens(mail.subject, mail.text_body, mail.html_body, deps.keys)
@@ -87,8 +99,12 @@ async def authorise(ctx: Ctx, session: AsyncSession, deps: Deps) -> Outcome:
     mail = ctx.mail
     refuse = Finish(Disposition.REFUSED_UNAUTHORIZED, "")
     reason = ""
-    if dmarc_failed(mail.headers, deps.settings.inbound.trusted_authserv_ids):
+    inbound = deps.settings.inbound
+    if dmarc_failed(mail.headers, inbound.trusted_authserv_ids):
         reason = "DMARC failed at a trusted authserv-id"
+    elif inbound.require_dmarc_pass and not dmarc_passed(mail.headers, inbound.trusted_authserv_ids,
+                                                          mail.from_address):
+        reason = "no DMARC pass from a trusted authserv-id (inbound.require_dmarc_pass)"
     else:
         contact = await ctx.lookups.contact(ctx.case.organisation_id, mail.from_address) \
             if mail.from_address else None
@@ -104,7 +120,8 @@ async def authorise(ctx: Ctx, session: AsyncSession, deps: Deps) -> Outcome:
 
 
 def sender_context(mail: ParsedMail) -> dict[str, str]:
-    return {"email": mail.from_address, "name": mail.from_name}
+    """All an automatic answer repeats of the sender's: the address, and a short cleaned name."""
+    return {"email": mail.from_address, "name": short_name(mail.from_name)}
 
 
 async def security_event(session: AsyncSession, deps: Deps, ctx: Ctx, kind: str, detail: str) -> None:

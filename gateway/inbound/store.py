@@ -155,6 +155,17 @@ async def begin_attempts(engine: AsyncEngine, items: Sequence[tuple[int, int, Pa
     first = [row_id for row_id, attempt, _ in items if attempt <= 1]
     again = [{"rid": row_id, **{f"shown_{k}": v for k, v in shown_fields(mail).items()}}
              for row_id, attempt, mail in items if attempt > 1]
+    try:
+        await _count_attempts(engine, first, again)
+    except Exception:  # a value the driver or the database refuses, whatever it raises
+        if not again:
+            raise
+        # What the message shows was refused: the attempt counts all the same, or the message
+        # would be tried for ever and never quarantined.
+        await _count_attempts(engine, [row_id for row_id, _, _ in items], [])
+
+
+async def _count_attempts(engine: AsyncEngine, first: Sequence[int], again: Sequence[dict[str, Any]]) -> None:
     async with engine.begin() as conn:
         for chunk in chunks(first):
             await conn.execute(
@@ -188,6 +199,35 @@ def shown_fields(mail: ParsedMail | None) -> dict[str, str | None]:
             "message_id": (mail.message_id or "")[:998] or None}
 
 
+class DecidedElsewhere(Exception):
+    """Another process decided these rows first: this transaction must roll back."""
+
+    def __init__(self, row_ids: set[int]) -> None:
+        super().__init__(f"inbound rows {sorted(row_ids)[:20]} were decided by another process")
+        self.row_ids = row_ids
+
+
+async def claim_undecided(session: AsyncSession, row_ids: Sequence[int]) -> None:
+    """Lock the rows a transaction is about to decide, or raise :class:`DecidedElsewhere` for
+    those decided already. A write, and the transaction's first: on PostgreSQL it waits for a
+    concurrent decider's commit and then sees its decision; on SQLite it takes the database's
+    write lock, after which nobody else can decide anything until this transaction ends."""
+    dialect = session.get_bind().dialect.name
+    claimed: set[int] = set()
+    for chunk in chunks(row_ids):
+        found = await session.execute(
+            update(InboundMessage)
+            .where(among(InboundMessage.id, chunk, dialect), InboundMessage.disposition.is_(None))
+            .values(attempts=InboundMessage.attempts)
+            .returning(InboundMessage.id)
+            .execution_options(synchronize_session=False)
+        )
+        claimed.update(found.scalars())
+    lost = set(row_ids) - claimed
+    if lost:
+        raise DecidedElsewhere(lost)
+
+
 async def mark_moved(engine: AsyncEngine, mailbox: str, uidvalidity: int, uids: Sequence[int]) -> None:
     """The IMAP copies of these messages reached their folders."""
     if not uids:
@@ -195,6 +235,22 @@ async def mark_moved(engine: AsyncEngine, mailbox: str, uidvalidity: int, uids: 
     async with engine.begin() as conn:
         for chunk in chunks(uids):
             await conn.execute(moved_insert(mailbox, uidvalidity, chunk, engine.dialect.name))
+
+
+async def reconcile_moved(engine: AsyncEngine, mailbox: str, uidvalidity: int, in_inbox: set[int]) -> int:
+    """Mark moved the decided messages that are no longer in the inbox folder but not marked
+    moved (the process ended between a MOVE and its record); returns how many. Those still in
+    the inbox are moved by the round, as every decided message there is."""
+    unmarked = select(InboundMessage.uid).where(
+        InboundMessage.mailbox == mailbox, InboundMessage.uidvalidity == uidvalidity,
+        InboundMessage.disposition.is_not(None),
+        ~select(InboundMoved.inbound_message_id)
+        .where(InboundMoved.inbound_message_id == InboundMessage.id).exists(),
+    )
+    async with engine.connect() as conn:
+        gone = [uid for uid in (await conn.scalars(unmarked)).all() if uid not in in_inbox]
+    await mark_moved(engine, mailbox, uidvalidity, gone)
+    return len(gone)
 
 
 def moved_insert(mailbox: str, uidvalidity: int, uids: Sequence[int], dialect: str) -> Any:

@@ -26,6 +26,9 @@ import contextlib
 import fcntl
 import multiprocessing
 import os
+import select
+import threading
+import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
@@ -96,7 +99,7 @@ class WorkerPool:
 
     def _new(self, workers: int) -> ProcessPoolExecutor:
         executor = ProcessPoolExecutor(max_workers=workers, mp_context=self._context,
-                                       initializer=_lower_priority, initargs=(self.nice,))
+                                       initializer=_start_worker, initargs=(self.nice, os.getpid()))
         _widen_pipes(executor)
         return executor
 
@@ -153,10 +156,47 @@ class WorkerPool:
                 executor.shutdown(wait=True, cancel_futures=True)
 
 
-def _lower_priority(increment: int) -> None:
-    """A worker's first step: its priority lowered by ``increment`` (the kernel caps it at 19)."""
+def _start_worker(increment: int, daemon: int) -> None:
+    """A worker's first step: its priority lowered by ``increment`` (the kernel caps it at 19),
+    and its end tied to the daemon's (:func:`_exit_with`)."""
+    _exit_with(daemon)
     if increment > 0:
         os.nice(increment)
+
+
+def _exit_with(daemon: int) -> None:
+    """End this worker when process ``daemon`` ends, however it ends (SIGKILL included).
+
+    Nothing else would: a worker waits on a pipe whose other end it holds itself, and it is
+    the fork server's child, not the daemon's (so a parent-death signal would watch the wrong
+    process); the fork server and the resource tracker end once the workers have. A thread
+    waits on a pidfd of the daemon (readable when it ends), or polls where there is none."""
+    try:
+        handle = os.pidfd_open(daemon)
+    except ProcessLookupError:
+        os._exit(0)
+    except (AttributeError, OSError):  # no pidfd here (an old kernel, another system)
+        handle = None
+
+    def watch() -> None:
+        if handle is not None:
+            select.select([handle], [], [])
+        else:
+            while _alive(daemon):
+                time.sleep(1)
+        os._exit(0)
+
+    threading.Thread(target=watch, name="daemon-watch", daemon=True).start()
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def _widen_pipes(executor: ProcessPoolExecutor) -> None:

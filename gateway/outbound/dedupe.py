@@ -48,3 +48,8 @@ def list_suspended(list_id: int, suspended_at: datetime) -> str:
 def incident_warning(reference: str, update_due: datetime) -> str:
     """Ops warned that the incident update due at ``update_due`` will carry no news."""
     return f"incident:{reference}:warning:{update_due.isoformat()}"
+
+
+def auto_replies_paused(hour: datetime) -> str:
+    """Care management told that automatic answers are paused: once per clock hour (UTC)."""
+    return f"auto-replies-paused:{hour.strftime('%Y-%m-%dT%H')}"

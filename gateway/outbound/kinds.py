@@ -11,7 +11,8 @@ Auto-Submitted policy (RFC 3834 section 5):
   case, not re-openable, unauthorised sender). Their subjects never ask for an answer.
 * ``auto-generated`` on everything the system sends on its own: the acknowledgement of a
   new case, the follow-up reminders and the auto-closure, notices to distribution lists,
-  and the escalation forwarded to care management.
+  and the escalation forwarded to care management (and its note that automatic answers
+  are paused).
 * no header on mail a care analyst writes or causes by hand (reply, information request,
   proposed solution, closure, re-open). It is a person talking to a person; marking it
   automatic would invite mail filters to sort it away from the customer's inbox.
@@ -44,6 +45,7 @@ class MailKind(StrEnum):
     NOT_REOPENABLE = "not_reopenable"
     UNAUTHORIZED_SENDER = "unauthorized_sender"
     ESCALATION_TO_MANAGEMENT = "escalation_to_management"
+    AUTO_REPLIES_PAUSED = "auto_replies_paused"
     MAINTENANCE_PLANNED = "maintenance_planned"
     MAINTENANCE_EMERGENCY = "maintenance_emergency"
     MAINTENANCE_CHANGED = "maintenance_changed"
@@ -130,6 +132,7 @@ SPECS: MappingProxyType[MailKind, KindSpec] = MappingProxyType(
         _K.NOT_REOPENABLE: _reply(_K.NOT_REOPENABLE),
         _K.UNAUTHORIZED_SENDER: _reply(_K.UNAUTHORIZED_SENDER),
         _K.ESCALATION_TO_MANAGEMENT: _internal(_K.ESCALATION_TO_MANAGEMENT),
+        _K.AUTO_REPLIES_PAUSED: _internal(_K.AUTO_REPLIES_PAUSED),
         _K.MAINTENANCE_PLANNED: _notice(_K.MAINTENANCE_PLANNED),
         _K.MAINTENANCE_EMERGENCY: _notice(_K.MAINTENANCE_EMERGENCY),
         _K.MAINTENANCE_CHANGED: _notice(_K.MAINTENANCE_CHANGED),

@@ -31,6 +31,8 @@ Case mails (``case_received``, ``care_reply``, ``info_requested``, ``solution_pr
 ``escalation_to_management``:
     ``case``, ``contact`` (who asked), ``message`` (their escalation text),
     ``organisation`` = {name}.
+``auto_replies_paused``:
+    ``limit`` (automatic answers per hour), ``paused_at`` (aware datetime).
 Notices (``maintenance_*``, ``incident_*``, ``advisory_*``):
     ``notice`` = {reference ("MNT-2026-00042"), kind, title, summary, impact, starts_at,
     ends_at (aware datetimes), status_text, next_steps, instructions, link, severity,

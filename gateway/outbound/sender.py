@@ -85,6 +85,8 @@ class Sender:
         self.worker_id = worker_id or f"{os.getpid()}-{uuid.uuid4().hex[:8]}"
         self.rng = rng or random.Random()
         self._pg = engine.dialect.name == "postgresql"
+        self.relay_failure: str | None = None
+        """Why the relay could not be reached (no SMTP reply at all), until a send works again."""
 
     async def run_until_empty(self) -> SendStats:
         """Send everything due now; return when nothing due is left (the burst mode tests use).
@@ -175,7 +177,7 @@ class Sender:
         if not row.recipients:
             return {}
         try:
-            return await self.transport.send(row.envelope_from, list(row.recipients), row.data)
+            replies = await self.transport.send(row.envelope_from, list(row.recipients), row.data)
         except (TemporaryTransportError, PermanentTransportError) as exc:
             log.warning(
                 "outbox.send_failed",
@@ -183,7 +185,13 @@ class Sender:
                 error=str(exc),
                 temporary=isinstance(exc, TemporaryTransportError),
             )
+            if isinstance(exc, TemporaryTransportError) and exc.code is None:
+                self.relay_failure = f"SMTP relay: {exc}"
             return exc
+        if self.relay_failure is not None:
+            log.info("smtp.relay_recovered", was=self.relay_failure)
+            self.relay_failure = None
+        return replies
 
     async def _record(
         self, results: Sequence[tuple[Claimed, dict[str, Reply] | Exception | None]]
@@ -197,6 +205,9 @@ class Sender:
             row_updates.append(row_update)
             rcpt_updates.extend(rcpts)
             status = row_update["status"]
+            if status == OutboxStatus.PENDING and row_update["error"]:
+                log.warning("outbox.retry_scheduled", outbox_id=row.id, attempts=row_update["attempts"],
+                            next_attempt_at=row_update["next_at"].isoformat())
             if status == OutboxStatus.SENT:
                 stats.sent += 1
             elif status == OutboxStatus.PENDING:

@@ -63,7 +63,7 @@ def settings(db_url: str, imap_account, smtp_server_thread: RecordingSmtpServer)
         mailboxes=[imap_account.mailbox_settings(batch_size=50)],
         smtp=smtp_settings(smtp_server_thread),
         inbound={"parse_workers": 2},
-        limits={"auto_replies_per_sender_per_day": 1000},
+        limits={"auto_replies_per_sender_per_day": 1000, "auto_replies_per_hour": 1000},
     )
 
 

@@ -112,6 +112,8 @@ def sample_context(kind: MailKind) -> dict[str, Any]:
         return {"list": {"address": "ops-list@customer.test", "failures": 3,
                          "last_failure": "550 5.1.1 no such user"},
                 "organisation": {"name": "Customer Corp"}}
+    if kind is MailKind.AUTO_REPLIES_PAUSED:
+        return {"limit": 200, "paused_at": datetime(2026, 3, 27, 16, 45, tzinfo=UTC)}
     if kind.spec.group is MailGroup.NOTICE:
         return {
             "notice": notice(kind),

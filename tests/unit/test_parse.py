@@ -130,7 +130,8 @@ def test_mail_parser_does_not_parse_the_address_headers_a_second_time() -> None:
     assert [d for d in theirs.defects if "address-headers" not in d] == ours.defects
     assert (ours.text_plain, ours.attachments) == (theirs.text_plain, theirs.attachments)
     mail = parse(raw)
-    assert (mail.from_address, mail.to_addresses) == ("ana@x.example", ("bob@y.example",))
+    assert (mail.from_address, mail.to_addresses) == ("", ("bob@y.example",))
+    assert mail.sender_problem  # two entries in From: no single sender
 
 
 def test_mail_parser_failure_falls_back_to_the_stdlib(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -262,3 +263,32 @@ def test_the_fingerprint_is_what_the_sender_wrote_not_the_delivery() -> None:
     other = parse_message(base.replace(b"Here.", b"There."), LimitSettings())
     assert first.fingerprint == second.fingerprint == fingerprint(first)
     assert other.fingerprint != first.fingerprint
+
+
+def test_a_header_line_that_is_no_header_is_dropped_not_taken_for_the_body() -> None:
+    raw = (b"From: ana@x.example\r\nX Bad: 1\r\nSubject: hi\r\nContent-Type: multipart/mixed; boundary=B\r\n"
+           b"\r\n--B\r\nContent-Type: text/plain\r\n\r\nThe text.\r\n--B--\r\n")
+    mail = parse(raw)
+    assert (mail.subject, mail.text_body.strip()) == ("hi", "The text.")
+    assert any("no header dropped" in d for d in mail.defects)
+
+
+_UNSAFE = "".join(chr(c) for c in [*range(0x00, 0x09), *range(0x0b, 0x20), *range(0x7f, 0xa0), 0x202e])
+_UNSAFE += "\udcff"
+
+
+@settings(max_examples=150, suppress_health_check=[HealthCheck.too_slow], deadline=None)
+@given(st.binary(max_size=80), st.text(max_size=40), st.binary(max_size=40))
+def test_no_text_of_any_mail_holds_a_control_character(subject: bytes, name: str, filename: bytes) -> None:
+    quoted = name.encode("utf-8", "surrogatepass").replace(b"\\", b"").replace(b'"', b"")
+    raw = (b'From: "' + quoted + b'" <a@x.example>\r\nSubject: ' + subject.replace(b"\n", b" ") +
+           b"\r\nContent-Type: multipart/mixed; boundary=B\r\n\r\n--B\r\nContent-Type: text/plain\r\n\r\n"
+           b"text\x00\x1b\r\n--B\r\nContent-Disposition: attachment; filename=\"" +
+           filename.replace(b'"', b"").replace(b"\n", b"") + b"\"\r\n\r\nAAAA\r\n--B--\r\n")
+    mail = parse(raw)
+    texts = [mail.subject, mail.raw_subject, mail.from_name, mail.from_address, mail.sender_problem,
+             *(v for values in mail.headers.values() for v in values), *mail.headers,
+             *(a.filename for a in mail.attachments), *mail.defects]
+    for text in texts:
+        assert not any(c in _UNSAFE for c in text), repr(text)
+    assert not any(c in _UNSAFE for c in mail.text_body.replace("\n", "").replace("\t", ""))

@@ -1,0 +1,86 @@
+"""Opening a mailbox's IMAP connection through an outage: every failed attempt is logged with
+the time of the next, the recovery is logged, a stop (SIGTERM/SIGINT) ends the wait at once,
+and ``run --once`` gives up after a bounded time.
+
+The time spent is counted as the backoff waits plus the attempts themselves (each bounded by
+the mailbox's ``timeout_seconds``), so that it does not depend on the wall clock in tests.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import time
+from collections.abc import Awaitable, Callable
+from datetime import timedelta
+
+import structlog
+
+from gateway.clock import Clock
+from gateway.config import MailboxSettings
+from gateway.errors import TemporaryTransportError
+from gateway.inbound.imap_types import Mailbox
+
+log = structlog.get_logger(__name__)
+
+RETRY_SECONDS = 60
+"""Longest wait between two attempts."""
+
+
+class Stopped(Exception):
+    """The daemon is stopping: the wait for a connection ended."""
+
+
+class Unreachable(TemporaryTransportError):
+    """``run --once`` gave up on a mailbox's server."""
+
+
+def describe(settings: MailboxSettings) -> str:
+    """How a mailbox is named in a message people read: its name and server."""
+    return f"mailbox {settings.name} ({settings.host}:{settings.port})"
+
+
+async def open_with_retries(
+    open_mailbox: Callable[[MailboxSettings], Awaitable[Mailbox]],
+    settings: MailboxSettings,
+    *,
+    pause: Callable[[float], Awaitable[None]],
+    stopping: asyncio.Event,
+    clock: Clock,
+    give_up_seconds: float | None = None,
+) -> Mailbox:
+    """A new connection, tried again after a randomised exponential backoff while the server
+    cannot be reached. Raises :class:`Stopped` once ``stopping`` is set, :class:`Unreachable`
+    when the next attempt would start more than ``give_up_seconds`` after the first (None:
+    never), and a permanent error at once."""
+    spent, attempt = 0.0, 0
+    while True:
+        if stopping.is_set():
+            raise Stopped()
+        attempt += 1
+        started = time.monotonic()
+        try:
+            client = await open_mailbox(settings)
+        except TemporaryTransportError as exc:
+            spent += time.monotonic() - started
+            delay = _delay(attempt)
+            if give_up_seconds is not None and spent + delay > give_up_seconds:
+                raise Unreachable(f"{describe(settings)}: unreachable for {spent:.0f} s "
+                                  f"({attempt} attempts): {exc}") from exc
+            log.warning("imap.connect_failed", mailbox=settings.name,
+                        server=f"{settings.host}:{settings.port}", error=str(exc), attempt=attempt,
+                        retry_in_seconds=round(delay, 1),
+                        next_attempt_at=(clock.now() + timedelta(seconds=delay)).isoformat())
+            await pause(delay)
+            spent += delay
+            continue
+        if attempt > 1:
+            log.info("imap.connected_again", mailbox=settings.name, attempts=attempt,
+                     after_seconds=round(spent, 1))
+        return client
+
+
+def _delay(attempt: int) -> float:
+    """The randomised exponential backoff after failed attempt ``attempt`` (as tenacity's
+    ``wait_random_exponential(multiplier=0.5, max=60)``: several replicas do not retry in step)."""
+    return random.uniform(0, min(RETRY_SECONDS, 0.5 * 2 ** min(attempt, 16)))
