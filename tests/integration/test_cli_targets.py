@@ -10,14 +10,18 @@ import pytest
 
 from gateway.clock import FrozenClock
 from tests.cli_helpers import Gateway
+from tests.plugins.smtp import smtp_settings
+from tests.servers.smtp import RecordingSmtpServer
 from tests.world import SECRET
 
 FRIDAY_EVENING = datetime(2026, 11, 6, 15, 30, tzinfo=UTC)  # 16:30 in Berlin
 
 
 @pytest.fixture
-def gw(db_url: str) -> Gateway:
-    gw = Gateway(db_url, FrozenClock(FRIDAY_EVENING), GATEWAY_REFERENCE__SECRET=SECRET)
+def gw(db_url: str, smtp_server_thread: RecordingSmtpServer) -> Gateway:
+    smtp = smtp_settings(smtp_server_thread)  # run --once sends what is due (and fails without a relay)
+    gw = Gateway(db_url, FrozenClock(FRIDAY_EVENING), GATEWAY_REFERENCE__SECRET=SECRET,
+                 GATEWAY_SMTP__HOST=smtp.host, GATEWAY_SMTP__PORT=str(smtp.port), GATEWAY_SMTP__TLS="none")
     gw.ok("org", "add", "Acme Corp", "--tz", "Europe/Berlin", "--country", "DE", "--subdivision", "BE")
     gw.ok("org", "add", "Globex", "--tz", "America/New_York", "--country", "US", "--hours", "08:00-18:00")
     gw.ok("contact", "add", "ana@acme.example", "--org", "Acme Corp")
