@@ -17,7 +17,7 @@ import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
-from functools import cache
+from functools import cache, lru_cache
 from zoneinfo import ZoneInfo
 
 import holidays
@@ -32,6 +32,12 @@ MAX_DAYS_WITHOUT_BUSINESS = 400
 @cache
 def _country_holidays(country: str, subdivision: str | None) -> holidays.HolidayBase:
     return holidays.country_holidays(country, subdiv=subdivision)
+
+
+@lru_cache(maxsize=100_000)
+def _is_working_day(country: str, subdivision: str | None, day: date) -> bool:
+    """The ``holidays`` package's answer, remembered: a pass asks it a few dozen times per case."""
+    return bool(_country_holidays(country, subdivision).is_working_day(day))
 
 
 @dataclass(frozen=True)
@@ -50,7 +56,7 @@ class Calendar:
         object.__setattr__(self, "zone", ZoneInfo(self.timezone))
 
     def is_business_day(self, day: date) -> bool:
-        return bool(_country_holidays(self.country, self.subdivision).is_working_day(day))
+        return _is_working_day(self.country, self.subdivision, day)
 
     def next_business_day(self, day: date) -> date:
         """The first business day strictly after ``day``."""

@@ -9,6 +9,7 @@ cycle's start. A daemon that was down takes only the most advanced step that is 
 from __future__ import annotations
 
 from datetime import datetime
+from functools import lru_cache
 
 from gateway.models import Case, Organisation
 from gateway.outbound.kinds import MailKind
@@ -22,8 +23,13 @@ STEP_NAMES = {1: "reminder 1", 2: "reminder 2", 3: "auto-close"}
 
 
 def calendar_of(org: Organisation) -> Calendar:
-    return Calendar(org.timezone, org.holiday_country, org.holiday_subdivision,
-                    parse_hours(org.business_hours or "09:00-17:00"))
+    return _calendar(org.timezone, org.holiday_country, org.holiday_subdivision,
+                     org.business_hours or "09:00-17:00")
+
+
+@lru_cache(maxsize=1024)
+def _calendar(timezone: str, country: str, subdivision: str | None, hours: str) -> Calendar:
+    return Calendar(timezone, country, subdivision, parse_hours(hours))
 
 
 def step_due(calendar: Calendar, started_at: datetime, step: int) -> datetime:
