@@ -29,6 +29,7 @@ from gateway.directory import normalise_email
 from gateway.errors import InvalidValue
 from gateway.inbound.bounce import BounceReport
 from gateway.inbound.parse import ParsedMail
+from gateway.inbound.replies.sent import SentText, combined, known_sent_text, sent_text_of
 from gateway.inbound.store import InboundRow
 from gateway.models import Case, Contact, InboundMessage, Outbox, OutboxRecipient
 from gateway.outbound.kinds import MailGroup, MailKind
@@ -37,6 +38,8 @@ from gateway.threading.matcher import TokenScan, referenced_ids
 AUTOMATIC_KINDS = [k.value for k in MailKind if k.spec.group is MailGroup.REPLY]
 """Kinds that count against a sender's daily limit of automatic answers."""
 RATE_WINDOW = timedelta(hours=24)
+RECENT_SENT = 10
+"""Our latest mails on a case that a reply naming none of them is compared with."""
 
 
 def bounced_ids(report: BounceReport | None) -> list[str]:
@@ -246,3 +249,20 @@ class Lookups:
             cases = select(Case).where(among(Case.id, ids, self.dialect))
             (await self.session.execute(cases)).unique().scalars().all()
 
+    # --- apply -------------------------------------------------------------------------
+
+    async def sent_text(self, case_id: int, message_ids: Sequence[str]) -> SentText | None:
+        """The words of what we sent on the case that a reply may quote: the mails its
+        In-Reply-To/References name, or else our latest ones (None: we sent nothing)."""
+        ids = referenced_ids(message_ids)
+        on_case = select(Outbox.id).where(Outbox.case_id == case_id)
+        rows = list(await self.session.scalars(on_case.where(among(Outbox.message_id, ids, self.dialect)))) \
+            if ids else []
+        if not rows:
+            rows = list(await self.session.scalars(on_case.order_by(Outbox.id.desc()).limit(RECENT_SENT)))
+        texts = {i: t for i in rows if (t := known_sent_text(i)) is not None}
+        missing = [i for i in rows if i not in texts]
+        if missing:
+            found = await self.session.execute(select(Outbox.id, Outbox.data).where(Outbox.id.in_(missing)))
+            texts.update({i: sent_text_of(i, data) for i, data in found.all()})
+        return combined(texts.values()) if texts else None

@@ -19,6 +19,7 @@ from gateway.inbound.apply import apply_update
 from gateway.inbound.context import Ctx, Deps, Finish, Next, Outcome, Quarantine
 from gateway.inbound.lookups import Lookups
 from gateway.inbound.parse import ParsedMail
+from gateway.inbound.reply_text import NewText
 from gateway.inbound.respond import respond
 from gateway.inbound.store import InboundRow
 from gateway.threading.matcher import TokenScan
@@ -56,7 +57,7 @@ async def run_pipeline(
     parsed: ParsedMail | None,
     parse_error: str | None = None,
     *,
-    new_text: str | None = None,
+    new_text: NewText | None = None,
     tokens: TokenScan | None = None,
     lookups: Lookups | None = None,
 ) -> Ctx:
