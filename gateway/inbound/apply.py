@@ -18,14 +18,12 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from gateway import cases
 from gateway.case_mail import case_context, closed_context, contact_context
 from gateway.db import queue_insert
-from gateway.domain import CaseStatus, Disposition, EventKind
+from gateway.domain import WHOLE_TEXT_KEPT, CaseStatus, Disposition, EventKind
 from gateway.inbound.context import Ctx, Deps, Finish, Outcome, Reply
 from gateway.inbound.reply_text import NewText, first_line, new_text
 from gateway.models import Attachment, Case, CaseEvent
 from gateway.outbound.kinds import MailKind
 
-KEPT_WHOLE = "whole_text_kept"
-"""The timeline event's flag: extraction was in doubt, the reply's whole text is on it."""
 ESCALATION = re.compile(r"^\W*escalation\s+request\b", re.IGNORECASE)
 
 
@@ -40,7 +38,7 @@ async def apply_update(ctx: Ctx, session: AsyncSession, deps: Deps) -> Outcome:
         return await _closed(ctx, session, deps, case, text, _case_ctx(ctx, deps))
     data: dict[str, Any] = {"attachments": len(mail.attachments)} if mail.attachments else {}
     if extracted.kept_whole:
-        data[KEPT_WHOLE] = True
+        data[WHOLE_TEXT_KEPT] = True
     queue_insert(session, CaseEvent, **cases.event(
         case, deps.clock, EventKind.CUSTOMER_REPLY, ctx.contact.email, text, inbound_message_id=ctx.row.id,
         data=data or None))
