@@ -118,7 +118,8 @@ def _write_raw(ctx: CliContext, inbound_id: int, out: Path | None) -> None:
 
     data, size = ctx.with_app(work)
     if len(data) < size:
-        click.echo(f"warning: only the first {len(data)} of {size} bytes were kept", err=True)
+        click.echo(f"warning: only {len(data)} of its {size} bytes were kept (the header); "
+                   "the whole message is in the quarantine folder", err=True)
     if out is None:
         sys.stdout.flush()
         sys.stdout.buffer.write(data)
