@@ -31,11 +31,13 @@ FORWARD = "F"
 """The line naming a forwarded mail (an attached one): kept."""
 CANDIDATES = QUOTED + REGION + BELOW_MARKER
 
+MOBILE_SIGNATURE_MAX = 80
 SIGNATURE_MAX_LINES = 10
 """Lines below a ``-- `` delimiter that still make a signature (RFC 3676 suggests four)."""
 HEADER_BLOCK_MAX_LINES = 15
 _QUOTE_PREFIX = re.compile(r"^(?:[ \t]*>)+[ \t]?")
-_MARKER_CORE = " ".join(re.findall(r"\w+", REPLY_MARKER.lower()))
+_MARKER = re.compile(r"\W+".join(re.findall(r"\w+", REPLY_MARKER)), re.IGNORECASE)
+"""Our reply marker's words, however a mail program spaced or styled them."""
 
 
 @dataclass(frozen=True)
@@ -73,10 +75,9 @@ def words_of(text: str) -> list[str]:
 
 def analyse(text: str) -> Reply:
     """The roles of ``text``'s lines, as far as they can be told without our sent mail."""
-    raw = text.split("\n")
     lines, depths = [], []
-    for line in raw:
-        prefix = _QUOTE_PREFIX.match(line)
+    for line in text.split("\n"):
+        prefix = _QUOTE_PREFIX.match(line) if line.lstrip(" \t")[:1] == ">" else None
         depths.append(line[: prefix.end()].count(">") if prefix else 0)
         lines.append((line[prefix.end():] if prefix else line).rstrip())
     reply = Reply(lines, depths, [NEW if d == 0 else QUOTED for d in depths], [])
@@ -123,7 +124,7 @@ def _ended(reply: Reply, header: Header) -> Header:
 def _header_at(reply: Reply, i: int) -> tuple[int, int, str, bool] | None:
     """(first line, last line, naming, forward) of a quote header starting or ending at ``i``."""
     line = reply.lines[i]
-    if not line.strip() or reply.roles[i] == HEADER:
+    if reply.roles[i] == HEADER or not _may_head(line):
         return None
     kind = separator(line)
     if kind is not None:
@@ -140,6 +141,12 @@ def _header_at(reply: Reply, i: int) -> tuple[int, int, str, bool] | None:
     if line.rstrip().endswith((":", "：")):
         return _attribution(reply, i)
     return None
+
+
+def _may_head(line: str) -> bool:
+    """What every quote header's first line has: a colon, or a separator's dash, underscore
+    or equals sign at its start (string tests: this runs on every line)."""
+    return ":" in line or "：" in line or line.lstrip(" \t")[:1] in ("-", "_", "=")
 
 
 def _header_block(reply: Reply, start: int, depth: int) -> tuple[int, str] | None:
@@ -230,8 +237,10 @@ def _scope(reply: Reply, last: int) -> int:
 def _find_marker(reply: Reply) -> None:
     """Our marker is ours wherever it is; where it is not quoted, the lines below it are the
     mail it heads (quoted without prefixes); where it is quoted, so is the rest of its block."""
-    for i, line in enumerate(reply.lines):
-        if _MARKER_CORE not in " ".join(words_of(line)) or reply.roles[i] == OURS:
+    text = "\n".join(reply.lines)
+    for found in _MARKER.finditer(text):
+        i = text.count("\n", 0, found.start())
+        if reply.roles[i] == OURS or "\n" in found.group():
             continue
         reply.roles[i] = OURS
         depth = reply.depths[i]
@@ -251,7 +260,7 @@ def _find_signatures(reply: Reply) -> None:
     for i, line in enumerate(reply.lines):
         if reply.roles[i] != NEW:
             continue
-        if MOBILE_SIGNATURE.match(line):
+        if len(line) <= MOBILE_SIGNATURE_MAX and MOBILE_SIGNATURE.match(line):
             reply.roles[i] = SIGNATURE
         elif line == "--":
             end = i + 1

@@ -24,6 +24,7 @@ CONTEXT_LINES = 3
 """Lines of our quoted text kept above an interleaved answer, at most."""
 _MARKER_WORDS = "please reply above this line"
 _BLANK_RUNS = re.compile(r"\n{3,}")
+_WORD = re.compile(r"\w")
 
 
 def render(reply: Reply) -> str:
@@ -102,10 +103,12 @@ def _context(reply: Reply) -> dict[int, list[str]]:
     both above and below some answer), the sentence of ours above it (its last lines up to a
     line that ends a sentence or greets), unless that is the long tail of our mail below
     the last answer (its footer, not a question)."""
-    answers = [i for i, r in enumerate(reply.roles)
-               if r in (NEW, REGION, BELOW_MARKER) and words_of(reply.lines[i])]
     ours = [i for i, r in enumerate(reply.roles) if r == OURS and reply.lines[i].strip()]
-    if not answers or not ours or not any(ours[0] < i < ours[-1] for i in answers):
+    if not ours:
+        return {}
+    answers = [i for i, r in enumerate(reply.roles)
+               if r in (NEW, REGION, BELOW_MARKER) and _WORD.search(reply.lines[i])]
+    if not any(ours[0] < i < ours[-1] for i in answers):
         return {}
     found: dict[int, list[str]] = {}
     for i in answers:
