@@ -32,6 +32,11 @@ class Parsed:
     tokens: TokenScan | None = None
     """The reference tokens of its subject and body."""
 
+    @property
+    def quotes_maybe_ours(self) -> bool:
+        """Its new text waits for a comparison with the mail we sent."""
+        return self.new_text is not None and self.new_text.pending is not None
+
 
 def parse_safely(raw: bytes, limits: Limits, keys: Sequence[bytes] = ()) -> Parsed:
     """Runs in a worker process: the parsed mail, its tokens and new text, or why it cannot be

@@ -162,6 +162,12 @@ def test_a_signature_below_the_delimiter_is_cut() -> None:
     assert new_text(body) == "The trunk is back, thanks."
 
 
+def test_prose_below_a_dashed_line_is_no_signature() -> None:
+    body = ("Steps we took:\n--\nWe restarted the session border controller on both sites and the calls "
+            "still drop after thirty seconds, every single one of them.")
+    assert new_text(body) == body
+
+
 def test_sign_offs_and_what_follows_them_are_kept() -> None:
     body = "Hi team,\nThanks, I tried the fix.\nCalls still drop after 30 s.\nBest regards,\nAna"
     assert new_text(body) == body

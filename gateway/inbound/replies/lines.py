@@ -33,6 +33,7 @@ CANDIDATES = QUOTED + REGION + BELOW_MARKER
 
 MOBILE_SIGNATURE_MAX = 80
 SIGNATURE_MAX_LINES = 10
+SIGNATURE_LINE_MAX = 100
 """Lines below a ``-- `` delimiter that still make a signature (RFC 3676 suggests four)."""
 HEADER_BLOCK_MAX_LINES = 15
 _QUOTE_PREFIX = re.compile(r"^(?:[ \t]*>)+[ \t]?")
@@ -255,8 +256,8 @@ def _find_marker(reply: Reply) -> None:
 
 
 def _find_signatures(reply: Reply) -> None:
-    """The customer's ``-- `` signature (a short block up to the next quote) and the
-    one-line signatures of mobile mail apps."""
+    """The customer's ``-- `` signature (a short block of short lines up to the next quote;
+    prose below a ``--`` line stays) and the one-line signatures of mobile mail apps."""
     for i, line in enumerate(reply.lines):
         if reply.roles[i] != NEW:
             continue
@@ -266,6 +267,7 @@ def _find_signatures(reply: Reply) -> None:
             end = i + 1
             while end < len(reply.lines) and reply.roles[end] == NEW:
                 end += 1
-            if sum(1 for k in range(i + 1, end) if reply.lines[k].strip()) <= SIGNATURE_MAX_LINES:
+            block = [reply.lines[k] for k in range(i + 1, end) if reply.lines[k].strip()]
+            if len(block) <= SIGNATURE_MAX_LINES and all(len(x) <= SIGNATURE_LINE_MAX for x in block):
                 for k in range(i, end):
                     reply.roles[k] = SIGNATURE

@@ -48,6 +48,11 @@ class SentText:
 _cache: OrderedDict[int, SentText] = OrderedDict()
 
 
+def forget_sent_texts() -> None:
+    """Empty the cache of sent mail's words (tests)."""
+    _cache.clear()
+
+
 def known_sent_text(outbox_id: int) -> SentText | None:
     """The cached words of an outbox message, if it was read before."""
     return _cache.get(outbox_id)
