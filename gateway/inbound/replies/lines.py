@@ -6,7 +6,7 @@ pipeline to compare with what we sent (:mod:`gateway.inbound.replies.sent`)."""
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 
 from gateway.identity import REPLY_MARKER
 from gateway.inbound.replies.headers import MOBILE_SIGNATURE, header_field, is_attribution, separator
@@ -63,6 +63,14 @@ class Reply:
     depths: list[int]
     roles: list[str]
     headers: list[Header]
+    following: list[int] = field(default_factory=list)
+    """For each line, the first line from it on that is not blank (the count of lines if none)."""
+
+    def next_content(self, start: int) -> int | None:
+        if len(self.following) != len(self.lines) + 1:
+            self.following = _following(self.lines)
+        found = self.following[min(start, len(self.lines))]
+        return found if found < len(self.lines) else None
 
     @property
     def pending(self) -> bool:
@@ -88,14 +96,15 @@ def analyse(text: str) -> Reply:
     return reply
 
 
-def _next_content(reply: Reply, start: int) -> int | None:
-    for i in range(start, len(reply.lines)):
-        if reply.lines[i].strip():
-            return i
-    return None
+def _following(lines: list[str]) -> list[int]:
+    found = [len(lines)] * (len(lines) + 1)
+    for i in range(len(lines) - 1, -1, -1):
+        found[i] = i if lines[i].strip() else found[i + 1]
+    return found
 
 
 def _find_headers(reply: Reply) -> None:
+    regions: set[int] = set()  # depths whose lines are candidates down to the end already
     i = 0
     while i < len(reply.lines):
         found = _header_at(reply, i)
@@ -105,21 +114,24 @@ def _find_headers(reply: Reply) -> None:
         first, last, named, forward = found
         for k in range(first, last + 1):
             reply.roles[k] = HEADER
-        end = _scope(reply, last)
+        end = _scope(reply, last, regions)
         opener = reply.lines[first]
         attribution = not forward and header_field(opener) is None and separator(opener) is None
         reply.headers.append(Header(first, last, end, named, forward, attribution))
         i = last + 1
-    reply.headers = [_ended(reply, h) for h in reply.headers]
+    _end_scopes(reply)
 
 
-def _ended(reply: Reply, header: Header) -> Header:
+def _end_scopes(reply: Reply) -> None:
     """A header whose scope runs to the end ends where the next header at its depth begins."""
-    depth = reply.depths[header.first]
-    for other in reply.headers:
-        if header.last < other.first < header.scope_end and reply.depths[other.first] == depth:
-            return replace(header, scope_end=other.first)
-    return header
+    next_at: dict[int, int] = {}
+    for n in range(len(reply.headers) - 1, -1, -1):
+        header = reply.headers[n]
+        depth = reply.depths[header.first]
+        following = next_at.get(depth)
+        if following is not None and header.last < following < header.scope_end:
+            reply.headers[n] = replace(header, scope_end=following)
+        next_at[depth] = header.first
 
 
 def _header_at(reply: Reply, i: int) -> tuple[int, int, str, bool] | None:
@@ -129,7 +141,7 @@ def _header_at(reply: Reply, i: int) -> tuple[int, int, str, bool] | None:
         return None
     kind = separator(line)
     if kind is not None:
-        following = _next_content(reply, i + 1)
+        following = reply.next_content(i + 1)
         block = None if following is None else _header_block(reply, following, reply.depths[following])
         if block is not None:
             return i, block[0], block[1], kind == "forward"
@@ -190,7 +202,7 @@ def _attribution(reply: Reply, end: int) -> tuple[int, int, str, bool] | None:
     while start > 0 and end - start < 2 and reply.depths[start - 1] == depth \
             and reply.roles[start - 1] in (NEW, QUOTED, REGION) and _unfinished(reply.lines[start - 1]):
         start -= 1
-    following = _next_content(reply, end + 1)
+    following = reply.next_content(end + 1)
     quote_follows = following is not None and reply.depths[following] > depth
     for first in range(start, end + 1):
         joined = " ".join(x.strip() for x in reply.lines[first:end + 1])
@@ -214,24 +226,26 @@ _ATTRIBUTION_START = re.compile(
 )
 
 
-def _scope(reply: Reply, last: int) -> int:
+def _scope(reply: Reply, last: int, regions: set[int]) -> int:
     """One past the end of what the header on lines up to ``last`` introduces: the deeper
     quoted block right below it, or else (mail quoted without prefixes) every following line
     at its depth, which become candidates."""
     depth = reply.depths[last]
-    following = _next_content(reply, last + 1)
+    following = reply.next_content(last + 1)
     if following is None:
         return len(reply.lines)
     if reply.depths[following] > depth:
         end = following
         while end < len(reply.lines) and (reply.depths[end] > depth or (
-                not reply.lines[end].strip() and (n := _next_content(reply, end)) is not None
+                not reply.lines[end].strip() and (n := reply.next_content(end)) is not None
                 and reply.depths[n] > depth)):
             end += 1
         return end
-    for k in range(last + 1, len(reply.lines)):
-        if reply.depths[k] == depth and reply.roles[k] == NEW:
-            reply.roles[k] = REGION
+    if depth not in regions:
+        regions.add(depth)
+        for k in range(last + 1, len(reply.lines)):
+            if reply.depths[k] == depth and reply.roles[k] == NEW:
+                reply.roles[k] = REGION
     return len(reply.lines)
 
 
