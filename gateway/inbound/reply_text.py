@@ -17,6 +17,7 @@ import re
 import textwrap
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
+from email.message import Message
 
 from gateway.inbound.mime_text import decoded_text, header_text, quietly
 from gateway.inbound.parse import Attachment
@@ -105,7 +106,7 @@ def forwarded_mail(attachments: Sequence[Attachment], max_chars: int) -> list[Fo
     for attachment in attachments:
         if attachment.content_type != "message/rfc822" or len(found) >= MAX_FORWARDS:
             continue
-        message = quietly(lambda a=attachment: email.message_from_bytes(a.payload))  # type: ignore[misc]
+        message = _message(attachment.payload)
         sender, date = (header_text(message.get(n, "")) for n in ("From", "Date"))
         plain = html = ""
         for part in message.walk():
@@ -118,6 +119,10 @@ def forwarded_mail(attachments: Sequence[Attachment], max_chars: int) -> list[Fo
         naming = " ".join(filter(None, [sender[:200] or "unknown sender", f"({date[:100]})" if date else ""]))
         found.append(Forwarded(f"---------- Forwarded message from {naming} ----------", text))
     return found
+
+
+def _message(data: bytes) -> Message:
+    return quietly(lambda: email.message_from_bytes(data))
 
 
 def cap(text: str, max_chars: int) -> str:

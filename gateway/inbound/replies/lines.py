@@ -78,6 +78,11 @@ class Reply:
         return any(r in CANDIDATES and self.lines[i].strip() for i, r in enumerate(self.roles))
 
 
+def is_marker(line: str) -> bool:
+    """Whether ``line`` carries our reply marker."""
+    return _MARKER.search(line) is not None
+
+
 def words_of(text: str) -> list[str]:
     return re.findall(r"\w+", text.lower())
 

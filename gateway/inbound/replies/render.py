@@ -16,13 +16,13 @@ from gateway.inbound.replies.lines import (
     REGION,
     Header,
     Reply,
+    is_marker,
     naming,
     words_of,
 )
 
 CONTEXT_LINES = 3
 """Lines of our quoted text kept above an interleaved answer, at most."""
-_MARKER_WORDS = "please reply above this line"
 _BLANK_RUNS = re.compile(r"\n{3,}")
 _WORD = re.compile(r"\w")
 
@@ -124,7 +124,7 @@ def _context(reply: Reply) -> dict[int, list[str]]:
                 and len(paragraph) < CONTEXT_LINES:
             if paragraph and _ends_sentence(reply.lines[above]):
                 break
-            if _MARKER_WORDS not in " ".join(words_of(reply.lines[above])):
+            if not is_marker(reply.lines[above]):
                 paragraph.insert(0, "> " + reply.lines[above].strip())
             above -= 1
         if paragraph:
