@@ -24,7 +24,7 @@ from gateway.inbound.parse import Attachment
 from gateway.inbound.replies.html import html_to_quoted_text
 from gateway.inbound.replies.lines import FORWARD, Reply, analyse
 from gateway.inbound.replies.render import render
-from gateway.inbound.replies.sent import SentText, below_marker_is_ours, mark_ours
+from gateway.inbound.replies.sent import SentText, mark_ours, marked_is_ours
 
 MAX_LINE = 500
 STRIP_TIMEOUT_SECONDS = 5.0
@@ -51,7 +51,7 @@ class NewText:
         if sent is not None:
             mark_ours(self.pending, sent)
         else:
-            below_marker_is_ours(self.pending)
+            marked_is_ours(self.pending)
         return _checked(render(self.pending), self.whole)
 
 

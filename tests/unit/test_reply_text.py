@@ -134,6 +134,15 @@ def test_answers_between_our_questions_keep_their_questions_as_context() -> None
                               "> How many agents are affected, and since when?\n\n30 agents since Monday.")
 
 
+def test_an_answer_typed_into_our_quote_is_kept() -> None:
+    # HTML mail programs let the customer type inside the quoted block, under our question
+    html = ("<div>Hi,</div><blockquote type=cite>"
+            + "".join(f"<p>{line}</p>" for line in OURS.split("\n") if line).replace(
+                "run?</p>", "run?</p><p>Release 4.2.1</p>") + "</blockquote>")
+    assert new_text("", html) == "Hi,\n> Which software version does your contact center run?\nRelease 4.2.1"
+    assert new_text("", html, compare=False) == "Hi,"  # without what we sent: the marker's block is ours
+
+
 def test_a_rewrapped_quote_is_still_ours() -> None:
     rewrapped = ("> Please reply to this email with the information\n"
                  "> requested. If we do not hear from you within two\n"

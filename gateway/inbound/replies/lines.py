@@ -1,6 +1,6 @@
 """A reply's lines and the role of each: the customer's new text, a quoted line, our own
 text, a quote header or a signature. Worked out in the parse workers, without the database;
-lines that may be quoted mail of ours are left as candidates (``QUOTED``, ``REGION``) for the
+lines that may be quoted mail of ours are left as candidates (:data:`CANDIDATES`) for the
 pipeline to compare with what we sent (:mod:`gateway.inbound.replies.sent`)."""
 
 from __future__ import annotations
@@ -21,15 +21,19 @@ quote the original so): kept unless it reproduces our mail."""
 BELOW_MARKER = "b"
 """An unprefixed line below our unquoted marker: the mail it heads, as far as the reply alone
 tells (removed without our sent text to compare with; kept if it does not reproduce it)."""
+MARKED = "m"
+"""A ``>``-quoted line of the block our quoted marker heads: our mail, as far as the reply
+alone tells (removed without our sent text to compare with). A line that does not reproduce
+it is the customer's, typed into the quote (HTML mail programs let them), and is kept."""
 OURS = "o"
-"""Our own mail (our marker, or below it in a quoted block): removed."""
+"""Our own mail: removed."""
 HEADER = "h"
 """A quote header line: removed (or, above mail that is kept, named in one line)."""
 SIGNATURE = "s"
 """The customer's signature: removed."""
 FORWARD = "F"
 """The line naming a forwarded mail (an attached one): kept."""
-CANDIDATES = QUOTED + REGION + BELOW_MARKER
+CANDIDATES = QUOTED + REGION + BELOW_MARKER + MARKED
 
 MOBILE_SIGNATURE_MAX = 80
 SIGNATURE_MAX_LINES = 10
@@ -271,7 +275,7 @@ def _find_marker(reply: Reply) -> None:
                 if reply.depths[k] < depth and (reply.lines[k].strip() or reply.depths[k] == 0):
                     break
                 if reply.roles[k] == QUOTED:
-                    reply.roles[k] = OURS
+                    reply.roles[k] = MARKED
 
 
 def _find_signatures(reply: Reply) -> None:

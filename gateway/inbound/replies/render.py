@@ -10,6 +10,7 @@ import re
 from gateway.inbound.replies.lines import (
     BELOW_MARKER,
     FORWARD,
+    MARKED,
     NEW,
     OURS,
     QUOTED,
@@ -87,7 +88,7 @@ def _content_lines(reply: Reply, header: Header) -> list[int]:
 
 def _shown(reply: Reply, i: int) -> str | None:
     role = reply.roles[i]
-    if role in (NEW, REGION, BELOW_MARKER, FORWARD):
+    if role in (NEW, REGION, BELOW_MARKER, MARKED, FORWARD):
         return reply.lines[i]
     if role == QUOTED:
         return _quoted(reply.depths[i], reply.lines[i]) if reply.lines[i].strip() else ">" * reply.depths[i]
@@ -107,7 +108,7 @@ def _context(reply: Reply) -> dict[int, list[str]]:
     if not ours:
         return {}
     answers = [i for i, r in enumerate(reply.roles)
-               if r in (NEW, REGION, BELOW_MARKER) and _WORD.search(reply.lines[i])]
+               if r in (NEW, REGION, BELOW_MARKER, MARKED) and _WORD.search(reply.lines[i])]
     if not any(ours[0] < i < ours[-1] for i in answers):
         return {}
     found: dict[int, list[str]] = {}

@@ -10,10 +10,11 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from gateway.inbound.mime_text import decoded_text, quietly
-from gateway.inbound.replies.lines import BELOW_MARKER, CANDIDATES, OURS, Reply, words_of
+from gateway.inbound.replies.lines import BELOW_MARKER, CANDIDATES, MARKED, OURS, QUOTED, Reply, words_of
 from gateway.threading.text import html_to_text
 
 _MAX_CHARS = 100_000
+LOOSE_SHARE = 0.6
 _CACHE_SIZE = 512
 
 
@@ -38,11 +39,17 @@ class SentText:
         self.lines |= other.lines
         self.triples |= other.triples
 
-    def reproduces(self, words: list[str]) -> bool:
+    def reproduces(self, words: list[str], loosely: bool = False) -> bool:
+        """Whether a line of these words is ours: a line of ours, or made of our triples
+        (``loosely``: most of them, for quoted lines, in which mail programs render our HTML's
+        links as "text <url>")."""
         if " ".join(words) in self.lines:
             return True
-        triples = zip(words, words[1:], words[2:], strict=False)
-        return len(words) >= 3 and all(t in self.triples for t in triples)
+        if len(words) < 3:
+            return False
+        triples = list(zip(words, words[1:], words[2:], strict=False))
+        found = sum(1 for t in triples if t in self.triples)
+        return found == len(triples) or (loosely and found >= LOOSE_SHARE * len(triples))
 
 
 _cache: OrderedDict[int, SentText] = OrderedDict()
@@ -95,7 +102,7 @@ def mark_ours(reply: Reply, sent: SentText) -> None:
         if reply.roles[i] not in CANDIDATES or not words:
             previous, previous_ours = [], False
             continue
-        ours = sent.reproduces(words)
+        ours = sent.reproduces(words, loosely=reply.roles[i] in (QUOTED, MARKED))
         if not ours and len(words) < 3 and previous_ours:
             ours = sent.reproduces(previous[-2:] + words)
         if ours:
@@ -114,9 +121,9 @@ def _mark_wordless(reply: Reply) -> None:
                 reply.roles[i] = OURS
 
 
-def below_marker_is_ours(reply: Reply) -> None:
-    """Without our sent text, what follows our unquoted marker is taken for our mail (the
-    marker asks the customer to write above it)."""
+def marked_is_ours(reply: Reply) -> None:
+    """Without our sent text, what our marker heads is taken for our mail (the marker asks
+    the customer to write above it)."""
     for i, role in enumerate(reply.roles):
-        if role == BELOW_MARKER:
+        if role in (BELOW_MARKER, MARKED):
             reply.roles[i] = OURS
