@@ -22,7 +22,7 @@ from email.message import Message
 from gateway.inbound.mime_text import decoded_text, header_text, quietly
 from gateway.inbound.parse import Attachment
 from gateway.inbound.replies.html import html_to_quoted_text
-from gateway.inbound.replies.lines import FORWARD, Reply, analyse
+from gateway.inbound.replies.lines import FORWARD, Reply, analyse, compacted
 from gateway.inbound.replies.render import render
 from gateway.inbound.replies.sent import SentText, mark_ours, marked_is_ours
 
@@ -36,6 +36,7 @@ class NewText:
     """A reply's new text, and what it takes to finish it."""
 
     text: str
+    """The new text ("" until :meth:`settle` when ``pending``)."""
     whole: str
     """The reply's whole text (capped), for care when the extraction is in doubt."""
     pending: Reply | None = None
@@ -83,7 +84,7 @@ def extract(text_body: str, html_body: str, max_chars: int,
                                   scope_end=h.scope_end + offset) for h in part.headers]
         whole += f"\n\n{forward.naming}\n{forward.text}"
     if reply.pending:
-        return NewText(render(reply), whole, reply)
+        return NewText("", whole, compacted(reply))
     return _checked(render(reply), whole)
 
 

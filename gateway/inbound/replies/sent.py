@@ -5,6 +5,7 @@ them, whatever the quoting, wrapping, whitespace or HTML rendering did to it."""
 from __future__ import annotations
 
 import email
+import re
 from collections import OrderedDict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -14,6 +15,7 @@ from gateway.inbound.replies.lines import BELOW_MARKER, CANDIDATES, MARKED, OURS
 from gateway.threading.text import html_to_text
 
 _MAX_CHARS = 100_000
+_WORD = re.compile(r"\w")
 LOOSE_SHARE = 0.6
 _CACHE_SIZE = 512
 
@@ -98,8 +100,8 @@ def mark_ours(reply: Reply, sent: SentText) -> None:
     previous: list[str] = []
     previous_ours = False
     for i, line in enumerate(reply.lines):
-        words = words_of(line)
-        if reply.roles[i] not in CANDIDATES or not words:
+        words = words_of(line) if reply.roles[i] in CANDIDATES else []
+        if not words:
             previous, previous_ours = [], False
             continue
         ours = sent.reproduces(words, loosely=reply.roles[i] in (QUOTED, MARKED))
@@ -115,7 +117,7 @@ def _mark_wordless(reply: Reply) -> None:
     """A candidate line without a word ("--", a rule) beside our text is ours too."""
     content = [i for i, line in enumerate(reply.lines) if line.strip()]
     for n, i in enumerate(content):
-        if reply.roles[i] in CANDIDATES and not words_of(reply.lines[i]):
+        if reply.roles[i] in CANDIDATES and not _WORD.search(reply.lines[i]):
             beside = [content[m] for m in (n - 1, n + 1) if 0 <= m < len(content)]
             if any(reply.roles[k] == OURS for k in beside):
                 reply.roles[i] = OURS
