@@ -49,7 +49,7 @@ async def apply_update(ctx: Ctx, session: AsyncSession, deps: Deps) -> Outcome:
             content_type=part.content_type[:200], size=len(part.payload),
             sha256=part.sha256, content=part.payload,
         )
-    detail = "update added"
+    detail = "update added" + ("; whole text kept, extraction in doubt" if extracted.kept_whole else "")
     if CaseStatus(case.status).waits_for_customer:
         cases.set_status(case, CaseStatus.IN_PROGRESS, now)
         detail += "; back to in progress, follow-up timer stopped"

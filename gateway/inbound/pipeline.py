@@ -65,7 +65,7 @@ async def run_pipeline(
     stages queued (answers: :func:`~gateway.outbound.outbox.insert_queued_in_bulk`; timeline
     events, attachments, security events: :func:`~gateway.db.insert_queued`), flushes and
     commits.
-    ``new_text`` (the reply's text with quotes stripped) and ``tokens`` (its reference tokens)
+    ``new_text`` (the reply's reading, which the apply stage finishes) and ``tokens`` (its reference tokens)
     are passed when a worker worked them out already; ``lookups`` when the caller prefetched
     for a group of messages."""
     if lookups is None:

@@ -102,6 +102,8 @@ async def test_care_sees_where_each_entry_came_from_and_the_original_mail(
         await Daemon(app).run_once()
         answered, empty = await inbound_rows(app)
         assert await stored_raw(app, answered) == mails[0]
+        assert "whole text kept, extraction in doubt" in empty.trail[-1]["detail"]
+        assert "whole text kept" not in answered.trail[-1]["detail"]
     gw = Gateway(db_url)
 
     def cli(*args: str) -> Any:  # the command line runs its own event loop: off this one
