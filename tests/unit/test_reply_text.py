@@ -249,6 +249,25 @@ def test_every_customer_line_is_kept_in_order_wherever_it_is(
     assert [line for line in found.text.split("\n") if line and not line.startswith(">")] == mine
 
 
+OUTLOOK_HEADER = ("From: Customer Care <care@vendor.example>\nSent: Monday, 2 November 2026 10:00\n"
+                  "To: Ana Alves <ana@acme.example>\nSubject: Case 00012345\n\n")
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.tuples(st.integers(0, len(OURS.split("\n"))), CUSTOMER), max_size=6),
+       st.sampled_from(["", "\t", "  "]))
+def test_every_customer_line_in_an_unprefixed_quote_is_kept_in_order(
+        answers: list[tuple[int, str]], indent: str) -> None:
+    # Outlook, Notes, mailx's tab: our mail below a header block or indented, answers between its lines
+    lines = [("", indent + line if line else "") for line in OURS.split("\n")]
+    for position, answer in sorted(answers, key=lambda a: -a[0]):
+        lines.insert(position, (answer, answer))
+    body = "Top answer.\n\n" + OUTLOOK_HEADER + "\n".join(text for _, text in lines)
+    found = extract(body, "", 20_000).settle(sent())
+    mine = ["Top answer.", *(answer for answer, _ in lines if answer)]
+    assert [line for line in found.text.split("\n") if line and not line.startswith(">")] == mine
+
+
 LINE_CHARACTERS = st.sampled_from(
     [*"ab \t\n\r\v\f\x1c\x1d\x1e\x1f\x85\u2028\u2029\xa0", "Escalation Request"]
 )

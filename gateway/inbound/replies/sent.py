@@ -114,13 +114,11 @@ def mark_ours(reply: Reply, sent: SentText) -> None:
 
 
 def _mark_wordless(reply: Reply) -> None:
-    """A candidate line without a word ("--", a rule) beside our text is ours too."""
-    content = [i for i, line in enumerate(reply.lines) if line.strip()]
-    for n, i in enumerate(content):
-        if reply.roles[i] in CANDIDATES and not _WORD.search(reply.lines[i]):
-            beside = [content[m] for m in (n - 1, n + 1) if 0 <= m < len(content)]
-            if any(reply.roles[k] == OURS for k in beside):
-                reply.roles[i] = OURS
+    """A quoted line without a word ("--", a rule: our footer has one) says nothing: it goes
+    with our text."""
+    for i, line in enumerate(reply.lines):
+        if reply.roles[i] in CANDIDATES and line.strip() and not _WORD.search(line):
+            reply.roles[i] = OURS
 
 
 def marked_is_ours(reply: Reply) -> None:
