@@ -46,7 +46,8 @@ class NewText:
 
     def settle(self, sent: SentText | None) -> NewText:
         """The final text: candidate lines that reproduce ``sent`` (what we sent on the
-        case) removed; without it, kept."""
+        case) removed; without it, what our marker heads counts as ours and other quoted mail
+        is kept."""
         if self.pending is None:
             return self
         if sent is not None:
