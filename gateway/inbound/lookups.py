@@ -75,7 +75,7 @@ class Lookups:
         self._originals: dict[tuple[str, str], int] = {}
         self._originals_known: set[str] = set()
         self._numbers: dict[str, set[str]] = {}
-        self._sent: dict[str, tuple[int, int | None]] = {}  # Message-ID -> (outbox id, case id)
+        self._sent: dict[str, int | None] = {}  # our Message-ID -> its case id
         self._cases: dict[str, Case | None] = {}
         self._contacts: dict[tuple[int, str], Contact | None] = {}
         self._answers: dict[str, int] = {}
@@ -101,7 +101,7 @@ class Lookups:
         await lookups._load_answered([e.row_id for e in group])
         await lookups._load_outbox(i for m in mails for i in bounced_ids(m.bounce))
         quoting = [e.mail for e in group if e.quotes_maybe_ours and e.mail is not None]
-        await lookups._load_sent_texts(i for m in quoting for i in lookups._named_outbox_ids(m))
+        await lookups._load_sent_texts(i for m in quoting for i in lookups._named_sent_mail(m))
         return lookups
 
     # --- dedupe ------------------------------------------------------------------------
@@ -143,14 +143,14 @@ class Lookups:
         ids = [i for i in dict.fromkeys(message_ids) if i not in self._numbers]
         for chunk in chunks(ids):
             rows = await self.session.execute(
-                select(Outbox.message_id, Case.number, Outbox.id, Outbox.case_id)
+                select(Outbox.message_id, Case.number, Outbox.case_id)
                 .join(Case, Outbox.case_id == Case.id)
                 .where(among(Outbox.message_id, chunk, self.dialect))
             )
             for i in chunk:
                 self._numbers[i] = set()
-            for message_id, number, outbox_id, case_id in rows.all():
-                self._sent[message_id] = (outbox_id, case_id)
+            for message_id, number, case_id in rows.all():
+                self._sent[message_id] = case_id
                 if number is not None:
                     self._numbers[message_id].add(number)
 
@@ -262,24 +262,23 @@ class Lookups:
         In-Reply-To/References name, or else our latest ones (None: we sent nothing)."""
         ids = referenced_ids(message_ids)
         await self._load_numbers(ids)
-        rows = [found[0] for i in ids if (found := self._sent.get(i)) is not None and found[1] == case_id]
-        if not rows:
-            latest = select(Outbox.id).where(Outbox.case_id == case_id).order_by(Outbox.id.desc())
-            rows = list(await self.session.scalars(latest.limit(RECENT_SENT)))
-        await self._load_sent_texts(rows)
-        texts = [t for i in dict.fromkeys(rows) if (t := known_sent_text(i)) is not None]
+        named = [i for i in ids if i in self._sent and self._sent[i] == case_id]
+        if not named:
+            latest = select(Outbox.message_id).where(Outbox.case_id == case_id).order_by(Outbox.id.desc())
+            named = list(await self.session.scalars(latest.limit(RECENT_SENT)))
+        await self._load_sent_texts(named)
+        texts = [t for i in dict.fromkeys(named) if (t := known_sent_text(i)) is not None]
         return combined(texts) if texts else None
 
-    def _named_outbox_ids(self, mail: ParsedMail) -> list[int]:
-        """Our outbox mails (of a case) that a message's In-Reply-To/References name, as known."""
-        ids = referenced_ids([*mail.in_reply_to, *mail.references])
-        return [sent[0] for i in ids if (sent := self._sent.get(i)) is not None]
+    def _named_sent_mail(self, mail: ParsedMail) -> list[str]:
+        """The Message-IDs of our case mail that a message's In-Reply-To/References name."""
+        return [i for i in referenced_ids([*mail.in_reply_to, *mail.references]) if i in self._sent]
 
-    async def _load_sent_texts(self, outbox_ids: Iterable[int]) -> None:
+    async def _load_sent_texts(self, message_ids: Iterable[str]) -> None:
         """Read (once per process: sent mail never changes) the words of these outbox mails."""
-        wanted = [i for i in dict.fromkeys(outbox_ids) if known_sent_text(i) is None]
+        wanted = [i for i in dict.fromkeys(message_ids) if known_sent_text(i) is None]
         for chunk in chunks(wanted):
             found = await self.session.execute(
-                select(Outbox.id, Outbox.data).where(among(Outbox.id, chunk, self.dialect)))
-            for outbox_id, data in found.all():
-                sent_text_of(outbox_id, data)
+                select(Outbox.message_id, Outbox.data).where(among(Outbox.message_id, chunk, self.dialect)))
+            for message_id, data in found.all():
+                sent_text_of(message_id, data)

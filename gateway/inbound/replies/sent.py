@@ -54,7 +54,7 @@ class SentText:
         return found == len(triples) or (loosely and found >= LOOSE_SHARE * len(triples))
 
 
-_cache: OrderedDict[int, SentText] = OrderedDict()
+_cache: OrderedDict[str, SentText] = OrderedDict()
 
 
 def forget_sent_texts() -> None:
@@ -62,16 +62,17 @@ def forget_sent_texts() -> None:
     _cache.clear()
 
 
-def known_sent_text(outbox_id: int) -> SentText | None:
-    """The cached words of an outbox message, if it was read before."""
-    return _cache.get(outbox_id)
+def known_sent_text(message_id: str) -> SentText | None:
+    """The cached words of one of our sent mails, if it was read before."""
+    return _cache.get(message_id)
 
 
-def sent_text_of(outbox_id: int, data: bytes) -> SentText:
-    """The words of one outbox message (cached by its id: sent mail never changes)."""
-    found = _cache.get(outbox_id)
+def sent_text_of(message_id: str, data: bytes) -> SentText:
+    """The words of one of our sent mails (its bytes in the outbox), cached by its
+    Message-ID: ours carry 128 random bits, and sent mail never changes."""
+    found = _cache.get(message_id)
     if found is not None:
-        _cache.move_to_end(outbox_id)
+        _cache.move_to_end(message_id)
         return found
     found = SentText()
     message = quietly(lambda: email.message_from_bytes(data))
@@ -81,7 +82,7 @@ def sent_text_of(outbox_id: int, data: bytes) -> SentText:
             found.add_text(decoded_text(part)[:_MAX_CHARS])
         elif kind == "text/html":
             found.add_text(html_to_text(decoded_text(part), _MAX_CHARS))
-    _cache[outbox_id] = found
+    _cache[message_id] = found
     if len(_cache) > _CACHE_SIZE:
         _cache.popitem(last=False)
     return found
