@@ -107,7 +107,7 @@ async def test_prefetched_answers_are_the_answers_asked_one_by_one(
         assert expected[6:9] == [case.number, other.number, None]
         assert expected[9][1] == ANA and expected[10][1] == BOB and expected[11] is None
         assert expected[12:14] == [1, 0] and expected[14:16] == [True, False]
-        assert "please reply above this line" in expected[17]  # the acknowledgement's words
+        assert hash("please reply above this line") in expected[17]  # the acknowledgement's words
 
 
 async def test_answers_queued_in_the_group_count_against_the_limit(db_url: str, clock: FrozenClock) -> None:

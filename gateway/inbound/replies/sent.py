@@ -17,25 +17,27 @@ from gateway.threading.text import html_to_text
 _MAX_CHARS = 100_000
 _WORD = re.compile(r"\w")
 LOOSE_SHARE = 0.6
-_CACHE_SIZE = 512
+_CACHE_SIZE = 256
+"""Sent mails whose words are kept (about 17 KB each)."""
 
 
 @dataclass
 class SentText:
     """The words of the mails we sent, as whole lines and as word triples (a line that a
-    mail program rewrapped is still made of our triples)."""
+    mail program rewrapped is still made of our triples); kept as hashes, which is all the
+    membership tests need (this lives in one process; a cache holds many)."""
 
-    lines: set[str] = field(default_factory=set)
-    triples: set[tuple[str, str, str]] = field(default_factory=set)
+    lines: set[int] = field(default_factory=set)
+    triples: set[int] = field(default_factory=set)
 
     def add_text(self, text: str) -> None:
         words: list[str] = []
         for line in text.splitlines():
             found = words_of(line)
             if found:
-                self.lines.add(" ".join(found))
+                self.lines.add(hash(" ".join(found)))
                 words.extend(found)
-        self.triples.update(zip(words, words[1:], words[2:], strict=False))
+        self.triples.update(map(hash, zip(words, words[1:], words[2:], strict=False)))
 
     def update(self, other: SentText) -> None:
         self.lines |= other.lines
@@ -45,12 +47,12 @@ class SentText:
         """Whether a line of these words is ours: a line of ours, or made of our triples
         (``loosely``: most of them, for quoted lines, in which mail programs render our HTML's
         links as "text <url>")."""
-        if " ".join(words) in self.lines:
+        if hash(" ".join(words)) in self.lines:
             return True
         if len(words) < 3:
             return False
         triples = list(zip(words, words[1:], words[2:], strict=False))
-        found = sum(1 for t in triples if t in self.triples)
+        found = sum(1 for t in triples if hash(t) in self.triples)
         return found == len(triples) or (loosely and found >= LOOSE_SHARE * len(triples))
 
 
