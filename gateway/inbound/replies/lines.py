@@ -295,33 +295,3 @@ def _find_signatures(reply: Reply) -> None:
                 for k in range(i, end):
                     reply.roles[k] = SIGNATURE
 
-
-def compacted(reply: Reply) -> Reply:
-    """``reply`` with each run of the customer's own lines (blank lines inside it included)
-    as one line: they are kept as they are whatever the comparison finds, so the pipeline
-    need not go through them one by one."""
-    lines: list[str] = []
-    depths: list[int] = []
-    roles: list[str] = []
-    index: list[int] = []  # old line -> new line
-    for i, line in enumerate(reply.lines):
-        joins = reply.roles[i] == NEW and roles[-1:] == [NEW] and (line.strip() or _new_follows(reply, i))
-        if joins and lines[-1].strip():
-            lines[-1] += "\n" + line
-        else:
-            lines.append(line)
-            depths.append(reply.depths[i])
-            roles.append(reply.roles[i])
-        index.append(len(lines) - 1)
-    index.append(len(lines))
-
-    def moved(header: Header) -> Header:
-        return replace(header, first=index[header.first], last=index[header.last],
-                       scope_end=index[header.scope_end])
-    return Reply(lines, depths, roles, [moved(h) for h in reply.headers])
-
-
-def _new_follows(reply: Reply, i: int) -> bool:
-    """Whether a blank line ``i`` sits inside a run of the customer's lines."""
-    following = reply.next_content(i)
-    return following is not None and reply.roles[following] == NEW
