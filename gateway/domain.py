@@ -50,6 +50,11 @@ class CloseReason(StrEnum):
     CUSTOMER = "customer"
 
 
+WHOLE_TEXT_KEPT = "whole_text_kept"
+"""A customer reply's timeline flag (in the event's ``data``): reading the reply was in doubt,
+so its whole text is on the timeline."""
+
+
 class EventKind(StrEnum):
     OPENED = "opened"
     CARE_REPLY = "care_reply"

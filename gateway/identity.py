@@ -13,7 +13,9 @@ LOOP_HEADER = "X-Case-Gateway-Loop"
 """Set on every message we send; its value is our Message-ID domain."""
 
 REPLY_MARKER = "-- Please reply above this line --"
-"""First line of every case-thread body; the inbound side drops everything below it."""
+"""First line of every case-thread body. In a reply it marks our mail: where it is not quoted,
+the inbound side takes the lines below it for our mail (and keeps those it cannot find in
+what we sent); quoted, it marks the quoted block it heads."""
 
 
 def make_message_id(domain: str) -> str:

@@ -17,6 +17,7 @@ class Result:
     code: int
     out: str
     err: str
+    out_bytes: bytes = b""
 
     def json(self) -> Any:
         return json.loads(self.out)
@@ -34,7 +35,7 @@ class Gateway:
         result = runner.invoke(
             cli, list(args), env=self.env, input=input, catch_exceptions=False, obj=self.clock
         )
-        return Result(result.exit_code, result.stdout, result.stderr)
+        return Result(result.exit_code, result.stdout, result.stderr, result.stdout_bytes)
 
     def ok(self, *args: str) -> Result:
         result = self(*args)

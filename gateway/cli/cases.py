@@ -11,7 +11,7 @@ from gateway import cases
 from gateway.app import App
 from gateway.cli.context import CliContext
 from gateway.cli.output import case_dict, echo_json, event_dict, json_option
-from gateway.domain import CASE_TYPES, Environment, Severity
+from gateway.domain import CASE_TYPES, WHOLE_TEXT_KEPT, Environment, Severity
 
 
 @click.group()
@@ -95,9 +95,24 @@ def case_show(ctx: CliContext, number: str, as_json: bool) -> None:
         click.echo(f"  {name:<12} {target['target']}: {target['state']}{by}{due}")
     click.echo("Timeline:")
     for event in data["timeline"]:
-        click.echo(f"  {event['at']}  {event['kind']:<18} {event['actor']}")
-        for line in (event["body"] or "").splitlines()[:20]:
+        click.echo(f"  {event['at']}  {event['kind']:<18} {event['actor']}{_source(event)}")
+        lines = (event["body"] or "").splitlines()
+        for line in lines[:TIMELINE_LINES]:
             click.echo(f"      {line}")
+        if len(lines) > TIMELINE_LINES:
+            click.echo(f"      ... {len(lines) - TIMELINE_LINES} more lines (--json shows them all)")
+
+
+TIMELINE_LINES = 20
+
+
+def _source(event: dict[str, Any]) -> str:
+    """Where a timeline entry came from: its inbound message (``inbound show ID --raw`` has
+    the original), flagged when the whole text was kept because extraction was in doubt."""
+    if event["inbound_message_id"] is None:
+        return ""
+    flag = "; whole text kept, extraction in doubt" if (event["data"] or {}).get(WHOLE_TEXT_KEPT) else ""
+    return f"  (inbound {event['inbound_message_id']}{flag})"
 
 
 message_file = click.option(

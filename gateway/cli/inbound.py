@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sys
+from pathlib import Path
 from typing import Any
 
 import click
@@ -11,9 +13,10 @@ from gateway.app import App
 from gateway.cli.context import CliContext
 from gateway.cli.output import echo_json, echo_table, iso, json_option
 from gateway.domain import Disposition
-from gateway.errors import NotFound
+from gateway.errors import NotFound, PolicyViolation
 from gateway.inbound.context import Deps
 from gateway.inbound.release import release
+from gateway.inbound.store import raw_of
 from gateway.models import Case, InboundMessage
 
 
@@ -63,10 +66,19 @@ def inbound_list(ctx: CliContext, disposition: str | None, limit: int, as_json: 
 
 @inbound.command("show")
 @click.argument("inbound_id", type=int)
+@click.option("--raw", is_flag=True, help="Write the message as it was received (its stored bytes).")
+@click.option("--out", type=click.Path(dir_okay=False, path_type=Path),
+              help="With --raw: write to this file instead of standard output.")
 @json_option
 @click.pass_obj
-def inbound_show(ctx: CliContext, inbound_id: int, as_json: bool) -> None:
-    """One inbound message: its disposition and the trail of stages that decided it."""
+def inbound_show(ctx: CliContext, inbound_id: int, raw: bool, out: Path | None, as_json: bool) -> None:
+    """One inbound message: its disposition and the trail of stages that decided it; with
+    --raw, the message itself as received."""
+    if out is not None and not raw:
+        raise click.UsageError("--out needs --raw")
+    if raw:
+        _write_raw(ctx, inbound_id, out)
+        return
 
     async def work(app: App) -> dict[str, Any]:
         async with app.sessions() as session:
@@ -91,6 +103,30 @@ def inbound_show(ctx: CliContext, inbound_id: int, as_json: bool) -> None:
         click.echo("new text:")
         for line in data["new_text"].splitlines()[:40]:
             click.echo(f"  {line}")
+
+
+def _write_raw(ctx: CliContext, inbound_id: int, out: Path | None) -> None:
+    async def work(app: App) -> tuple[bytes, int]:
+        async with app.sessions() as session:
+            row = await session.get(InboundMessage, inbound_id)
+            if row is None:
+                raise NotFound(f"no inbound message {inbound_id}")
+            data = await raw_of(session, inbound_id)
+            if data is None:
+                raise PolicyViolation(f"inbound message {inbound_id} has no stored raw message")
+            return data, row.size
+
+    data, size = ctx.with_app(work)
+    if len(data) < size:
+        click.echo(f"warning: only {len(data)} of its {size} bytes were kept (the header); "
+                   "the whole message is in the quarantine folder", err=True)
+    if out is None:
+        sys.stdout.flush()
+        sys.stdout.buffer.write(data)
+        sys.stdout.buffer.flush()
+    else:
+        out.write_bytes(data)
+        click.echo(f"wrote {len(data)} bytes to {out}", err=True)
 
 
 @click.group()

@@ -2,8 +2,9 @@
 
 Closed cases are not updated by mail: within 30 days the sender learns how to request a
 re-open (the attempt goes on the timeline); after that, that the case cannot be re-opened.
-On an open case the new text (quotes and signature stripped, raw kept) and the attachments go
-on the timeline; a case waiting for the customer goes back to in progress, which stops the
+On an open case the new text (our quoted mail, quote headers and signature stripped, raw kept;
+the whole text, flagged, when stripping would leave nothing) and the attachments go on the
+timeline; a case waiting for the customer goes back to in progress, which stops the
 follow-up timer; "Escalation Request" on the first line escalates to care management.
 """
 
@@ -17,9 +18,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from gateway import cases
 from gateway.case_mail import case_context, closed_context, contact_context
 from gateway.db import queue_insert
-from gateway.domain import CaseStatus, Disposition, EventKind
+from gateway.domain import WHOLE_TEXT_KEPT, CaseStatus, Disposition, EventKind
 from gateway.inbound.context import Ctx, Deps, Finish, Outcome, Reply
-from gateway.inbound.reply_text import first_line, new_text
+from gateway.inbound.reply_text import NewText, first_line, new_text
 from gateway.models import Attachment, Case, CaseEvent
 from gateway.outbound.kinds import MailKind
 
@@ -29,16 +30,18 @@ ESCALATION = re.compile(r"^\W*escalation\s+request\b", re.IGNORECASE)
 async def apply_update(ctx: Ctx, session: AsyncSession, deps: Deps) -> Outcome:
     assert ctx.case is not None and ctx.contact is not None
     case, mail = ctx.case, ctx.mail
-    text = ctx.new_text
-    if text is None:
-        text = await new_text(mail.text_body, mail.html_body, deps.settings.limits.max_new_text_chars)
+    extracted = await _new_text(ctx, deps)
+    text = extracted.text
     ctx.row.new_text = text
     now = deps.clock.now()
     if case.status == CaseStatus.CLOSED:
         return await _closed(ctx, session, deps, case, text, _case_ctx(ctx, deps))
+    data: dict[str, Any] = {"attachments": len(mail.attachments)} if mail.attachments else {}
+    if extracted.kept_whole:
+        data[WHOLE_TEXT_KEPT] = True
     queue_insert(session, CaseEvent, **cases.event(
         case, deps.clock, EventKind.CUSTOMER_REPLY, ctx.contact.email, text, inbound_message_id=ctx.row.id,
-        data={"attachments": len(mail.attachments)} if mail.attachments else None))
+        data=data or None))
     for part in mail.attachments:
         queue_insert(
             session, Attachment,
@@ -46,7 +49,7 @@ async def apply_update(ctx: Ctx, session: AsyncSession, deps: Deps) -> Outcome:
             content_type=part.content_type[:200], size=len(part.payload),
             sha256=part.sha256, content=part.payload,
         )
-    detail = "update added"
+    detail = "update added" + ("; whole text kept, extraction in doubt" if extracted.kept_whole else "")
     if CaseStatus(case.status).waits_for_customer:
         cases.set_status(case, CaseStatus.IN_PROGRESS, now)
         detail += "; back to in progress, follow-up timer stopped"
@@ -55,6 +58,19 @@ async def apply_update(ctx: Ctx, session: AsyncSession, deps: Deps) -> Outcome:
     if ESCALATION.match(first_line(text)):
         detail += "; " + await _escalate(ctx, session, deps, case, text, _case_ctx(ctx, deps))
     return Finish(Disposition.APPLIED, detail)
+
+
+async def _new_text(ctx: Ctx, deps: Deps) -> NewText:
+    """The reply's new text, our quoted mail taken out by comparing it with what we sent on
+    the case (read only when the reply quotes something that may be ours)."""
+    assert ctx.case is not None
+    mail = ctx.mail
+    extracted = ctx.new_text or await new_text(
+        mail.text_body, mail.html_body, deps.settings.limits.max_new_text_chars, mail.attachments)
+    if extracted.pending is None:
+        return extracted
+    sent = await ctx.lookups.sent_text(ctx.case.id, [*mail.in_reply_to, *mail.references])
+    return extracted.settle(sent)
 
 
 def _case_ctx(ctx: Ctx, deps: Deps) -> dict[str, Any]:

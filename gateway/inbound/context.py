@@ -13,6 +13,7 @@ from gateway.domain import Disposition
 from gateway.inbound.classify import Classification
 from gateway.inbound.lookups import Lookups
 from gateway.inbound.parse import ParsedMail
+from gateway.inbound.reply_text import NewText
 from gateway.inbound.store import InboundRow
 from gateway.models import Case, Contact
 from gateway.outbound.kinds import MailKind
@@ -72,7 +73,7 @@ class Ctx:
     parsed: ParsedMail | None
     lookups: Lookups
     parse_error: str | None = None
-    new_text: str | None = None
+    new_text: NewText | None = None
     tokens: TokenScan | None = None
     classification: Classification | None = None
     case: Case | None = None

@@ -29,6 +29,7 @@ from gateway.directory import normalise_email
 from gateway.errors import InvalidValue
 from gateway.inbound.bounce import BounceReport
 from gateway.inbound.parse import ParsedMail
+from gateway.inbound.replies.sent import SentText, combined, known_sent_text, sent_text_of
 from gateway.inbound.store import InboundRow
 from gateway.models import Case, Contact, InboundMessage, Outbox, OutboxRecipient
 from gateway.outbound.kinds import MailGroup, MailKind
@@ -38,6 +39,8 @@ AUTOMATIC_KINDS = [k.value for k in MailKind if k.spec.group is MailGroup.REPLY]
 """Kinds that count against a sender's daily limit of automatic answers."""
 RATE_WINDOW = timedelta(hours=24)
 HOURLY_WINDOW = timedelta(hours=1)
+RECENT_SENT = 10
+"""Our latest mails on a case that a reply naming none of them is compared with."""
 
 
 def bounced_ids(report: BounceReport | None) -> list[str]:
@@ -61,6 +64,8 @@ class Expected:
     row_id: int
     mail: ParsedMail | None
     tokens: TokenScan | None = None
+    quotes_maybe_ours: bool = False
+    """Its new text waits for a comparison with the mail we sent (:meth:`Lookups.sent_text`)."""
 
 
 class Lookups:
@@ -74,6 +79,7 @@ class Lookups:
         self._originals: dict[tuple[str, str], int] = {}
         self._originals_known: set[str] = set()
         self._numbers: dict[str, set[str]] = {}
+        self._sent: dict[str, int | None] = {}  # our Message-ID -> its case id
         self._cases: dict[str, Case | None] = {}
         self._contacts: dict[tuple[int, str], Contact | None] = {}
         self._answers: dict[str, int] = {}
@@ -98,6 +104,8 @@ class Lookups:
         await lookups._load_answer_counts(senders)
         await lookups._load_answered([e.row_id for e in group])
         await lookups._load_outbox(i for m in mails for i in bounced_ids(m.bounce))
+        quoting = [e.mail for e in group if e.quotes_maybe_ours and e.mail is not None]
+        await lookups._load_sent_texts(i for m in quoting for i in lookups._named_sent_mail(m))
         return lookups
 
     # --- dedupe ------------------------------------------------------------------------
@@ -139,13 +147,14 @@ class Lookups:
         ids = [i for i in dict.fromkeys(message_ids) if i not in self._numbers]
         for chunk in chunks(ids):
             rows = await self.session.execute(
-                select(Outbox.message_id, Case.number)
+                select(Outbox.message_id, Case.number, Outbox.case_id)
                 .join(Case, Outbox.case_id == Case.id)
                 .where(among(Outbox.message_id, chunk, self.dialect))
             )
             for i in chunk:
                 self._numbers[i] = set()
-            for message_id, number in rows.all():
+            for message_id, number, case_id in rows.all():
+                self._sent[message_id] = case_id
                 if number is not None:
                     self._numbers[message_id].add(number)
 
@@ -277,3 +286,30 @@ class Lookups:
             cases = select(Case).where(among(Case.id, ids, self.dialect))
             (await self.session.execute(cases)).unique().scalars().all()
 
+    # --- apply -------------------------------------------------------------------------
+
+    async def sent_text(self, case_id: int, message_ids: Sequence[str]) -> SentText | None:
+        """The words of what we sent on the case that a reply may quote: the mails its
+        In-Reply-To/References name, or else our latest ones (None: we sent nothing)."""
+        ids = referenced_ids(message_ids)
+        await self._load_numbers(ids)
+        named = [i for i in ids if i in self._sent and self._sent[i] == case_id]
+        if not named:
+            latest = select(Outbox.message_id).where(Outbox.case_id == case_id).order_by(Outbox.id.desc())
+            named = list(await self.session.scalars(latest.limit(RECENT_SENT)))
+        await self._load_sent_texts(named)
+        texts = [t for i in dict.fromkeys(named) if (t := known_sent_text(i)) is not None]
+        return combined(texts) if texts else None
+
+    def _named_sent_mail(self, mail: ParsedMail) -> list[str]:
+        """The Message-IDs of our case mail that a message's In-Reply-To/References name."""
+        return [i for i in referenced_ids([*mail.in_reply_to, *mail.references]) if i in self._sent]
+
+    async def _load_sent_texts(self, message_ids: Iterable[str]) -> None:
+        """Read (once per process: sent mail never changes) the words of these outbox mails."""
+        wanted = [i for i in dict.fromkeys(message_ids) if known_sent_text(i) is None]
+        for chunk in chunks(wanted):
+            found = await self.session.execute(
+                select(Outbox.message_id, Outbox.data).where(among(Outbox.message_id, chunk, self.dialect)))
+            for message_id, data in found.all():
+                sent_text_of(message_id, data)

@@ -16,7 +16,7 @@ from gateway.errors import MessageRejected
 from gateway.inbound.classify import never_applied
 from gateway.inbound.clean import clean_line
 from gateway.inbound.parse import Limits, ParsedMail, parse_message
-from gateway.inbound.reply_text import new_text_now
+from gateway.inbound.reply_text import NewText, extract
 from gateway.threading.matcher import TokenScan, scan_tokens
 
 
@@ -27,11 +27,16 @@ class Parsed:
     mail: ParsedMail | None
     problem: str | None = None
     """Why the message cannot be processed (it is quarantined)."""
-    new_text: str | None = None
-    """The sender's new words, quotes stripped (the CPU-heavy part of applying a reply); only
-    for a message that may be a reply to a case."""
+    new_text: NewText | None = None
+    """The sender's new words, quotes stripped as far as the message alone tells (the
+    CPU-heavy part of applying a reply); only for a message that may be a reply to a case."""
     tokens: TokenScan | None = None
     """The reference tokens of its subject and body."""
+
+    @property
+    def quotes_maybe_ours(self) -> bool:
+        """Its new text waits for a comparison with the mail we sent."""
+        return self.new_text is not None and self.new_text.pending is not None
 
 
 def parse_safely(raw: bytes, limits: Limits, keys: Sequence[bytes] = ()) -> Parsed:
@@ -48,7 +53,7 @@ def parse_safely(raw: bytes, limits: Limits, keys: Sequence[bytes] = ()) -> Pars
         tokens = scan_tokens(mail.subject, mail.text_body, mail.html_body, keys)
     if _may_be_applied(mail, tokens):
         with contextlib.suppress(Exception):
-            text = new_text_now(mail.text_body, mail.html_body, limits.max_new_text_chars)
+            text = extract(mail.text_body, mail.html_body, limits.max_new_text_chars, mail.attachments)
     return Parsed(mail, None, text, tokens)
 
 

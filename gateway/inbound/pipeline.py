@@ -19,6 +19,7 @@ from gateway.inbound.apply import apply_update
 from gateway.inbound.context import Ctx, Deps, Finish, Next, Outcome, Quarantine
 from gateway.inbound.lookups import Lookups
 from gateway.inbound.parse import ParsedMail
+from gateway.inbound.reply_text import NewText
 from gateway.inbound.respond import respond
 from gateway.inbound.store import InboundRow
 from gateway.threading.matcher import TokenScan
@@ -57,7 +58,7 @@ async def run_pipeline(
     parsed: ParsedMail | None,
     parse_error: str | None = None,
     *,
-    new_text: str | None = None,
+    new_text: NewText | None = None,
     tokens: TokenScan | None = None,
     lookups: Lookups | None = None,
 ) -> Ctx:
@@ -65,7 +66,7 @@ async def run_pipeline(
     stages queued (answers: :func:`~gateway.outbound.outbox.insert_queued_in_bulk`; timeline
     events, attachments, security events: :func:`~gateway.db.insert_queued`), flushes and
     commits.
-    ``new_text`` (the reply's text with quotes stripped) and ``tokens`` (its reference tokens)
+    ``new_text`` (the reply's reading, which the apply stage finishes) and ``tokens`` (its reference tokens)
     are passed when a worker worked them out already; ``lookups`` when the caller prefetched
     for a group of messages."""
     if lookups is None:

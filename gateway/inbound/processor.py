@@ -328,7 +328,7 @@ class Processor:
         async with self.sessions.begin() as session:
             rows = undecided_rows([i.row_id for i in items])
             lookups = await Lookups.prefetch(session, self.deps.clock.now(), [
-                Expected(i.row_id, i.parsed.mail, i.parsed.tokens) for i in items
+                Expected(i.row_id, i.parsed.mail, i.parsed.tokens, i.parsed.quotes_maybe_ours) for i in items
             ])
             with session.no_autoflush:  # one flush for the group
                 for item in items:

@@ -1,216 +1,184 @@
-"""The new text of a customer's reply: what they wrote, without the quoted mail below it.
+"""The new text of a customer's reply: everything they wrote, above, below or between the
+mail they quote, without our own quoted mail, quote headers and signatures.
 
-Our own marker goes first (every case mail we send starts with it, so the customer's text is
-everything above the line that carries it); then mail-parser-reply strips quotes and
-signatures in the languages our customers write. mail-parser-reply is very slow on long lines
-(10 k characters: seconds), so its input is capped and wrapped, and it runs in a worker thread
-with a deadline; if it is too slow, the capped text is kept as it is.
-
-Signatures: the text is cut at the RFC 3676 delimiter line ``-- `` when a short block follows
-it. mail-parser-reply's own signature search is not used: it takes a line that starts with a
-sign-off ("Thanks,", "Grüße", "regards,") for the start of the signature and drops everything
-below it, which on a case is often the customer's actual report. (Its search results serve
-only that; :class:`Segments` skips it, which also saves about half of its time.)
-
-Its quote-header pattern (an alternation over every language) is tried at every character of
-the text, about 5 ms for 6 KB; yet each of its alternatives can only begin at the start of the
-text, at a line start or at a newline, and each needs a colon (or a dashed separator) a few
-lines further. :class:`LineStartPattern` tries it at those positions only, and only near such
-a line, with the same matches (about 20 times faster; ``tests/unit/test_reply_text.py``).
+Two steps. The parse worker reads the reply line by line (:mod:`gateway.inbound.replies`):
+quote depths, quote headers, signatures, our marker, forwarded mail. Lines that may be our
+mail quoted (``>``-quoted, or quoted without prefixes below a header) are left as
+candidates; when there are some, the pipeline, which knows the case, compares them with the
+mail we sent (:meth:`NewText.settle`), and removes those that reproduce it. When in doubt,
+keep: a reply that would come out empty keeps its whole text, flagged (``kept_whole``).
 """
 
 from __future__ import annotations
 
 import asyncio
-import functools
+import email
 import re
 import textwrap
-from typing import Any
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+from email.message import Message
 
-from mailparser_reply.parser import EmailMessage
+from gateway.inbound.mime_text import decoded_text, header_text, quietly
+from gateway.inbound.parse import Attachment
+from gateway.inbound.replies.html import html_to_quoted_text
+from gateway.inbound.replies.lines import FORWARD, NEW, Header, Reply, analyse
+from gateway.inbound.replies.render import render
+from gateway.inbound.replies.sent import SentText, mark_ours, marked_is_ours
 
-from gateway.identity import REPLY_MARKER
-from gateway.threading.text import html_to_text
-
-LANGUAGES = ["en", "de", "fr", "es", "it", "nl", "ja", "da", "sv", "pl"]
 MAX_LINE = 500
 STRIP_TIMEOUT_SECONDS = 5.0
-_MARKER_CORE = REPLY_MARKER.strip("- ").lower()
+MAX_FORWARDS = 5
 
 
-class LineStartPattern:
-    """``findall`` of mail-parser-reply's quote-header pattern, tried only where one of its
-    alternatives can begin: at the start of the text or of a line, on a newline, or on a dash
-    (the Danish ``-----Oprindelig meddelelse-----``). ``match`` at a position sees the text
-    before it, so ``^`` and look-behinds behave as in a full scan; the result is the list
-    ``pattern.findall`` returns. ``tests/unit/test_reply_text.py`` checks both that and that
-    every alternative of the installed library's pattern still begins in one of these ways.
+@dataclass(frozen=True)
+class NewText:
+    """A reply's new text, and what it takes to finish it."""
 
-    Second, a position is tried only if a line with a colon or five dashes follows within
-    :data:`NEAR_LINES` non-blank lines (counting from its own line): every alternative ends its
-    first part in a colon ("wrote:", "Von:", ...) or is a dashed separator, and reaches it
-    within three lines, or across blank lines only (the Swedish ``12\n\nmaj ... skrev``). Prose
-    without colons, most of a customer's text, is then not tried at all."""
+    text: str
+    """The new text ("" until :meth:`settle` when ``pending``)."""
+    whole: str
+    """The reply's whole text (capped), for care when the extraction is in doubt."""
+    pending: Reply | None = None
+    """The reply's lines when some may be our quoted mail, to compare with what we sent."""
+    kept_whole: bool = False
+    """The extraction left nothing: ``text`` is the whole text."""
 
-    def __init__(self, pattern: re.Pattern[str]) -> None:
-        self.pattern = pattern
-
-    def findall(self, text: str) -> list[Any]:
-        found: list[Any] = []
-        pos = 0
-        for low, high in _near_spans(text):  # the text of runs of lines near a colon
-            for candidate in _CANDIDATES.finditer(text, low, high):
-                start = candidate.start()
-                if start < pos or start >= high:  # ``^`` can match at ``high``: the next line's
-                    continue
-                m = self.pattern.match(text, start)
-                if m is not None:
-                    found.append(_findall_item(m))
-                    pos = m.end() if m.end() > start else start + 1
-        return found
+    def settle(self, sent: SentText | None) -> NewText:
+        """The final text: candidate lines that reproduce ``sent`` (what we sent on the
+        case) removed; without it, what our marker heads counts as ours and other quoted mail
+        is kept."""
+        if self.pending is None:
+            return self
+        if sent is not None:
+            mark_ours(self.pending, sent)
+        else:
+            marked_is_ours(self.pending)
+        return _checked(render(self.pending), self.whole)
 
 
-NEAR_LINES = 5
-"""Non-blank lines between a position and the next line with a colon or a dashed separator
-within which the quote-header pattern is tried (the pattern needs three at most)."""
+@dataclass(frozen=True)
+class Forwarded:
+    """A mail forwarded as an attachment: who sent it, when, and its text."""
 
-_CANDIDATES = re.compile(r"^|\n|-", re.MULTILINE)
+    naming: str
+    text: str
 
 
-def _near_spans(text: str) -> list[tuple[int, int]]:
-    """(start, end) offsets of each run of lines within :data:`NEAR_LINES` non-blank lines
-    above a line with a colon or five dashes (such a line included); a line's span ends after
-    its newline. Prose without colons yields no span and is not scanned at all."""
-    lines = text.split("\n")
-    near = [False] * len(lines)
-    between = NEAR_LINES + 1  # non-blank lines since the nearest such line below
-    for i in range(len(lines) - 1, -1, -1):
-        line = lines[i]
-        if ":" in line or "\uff1a" in line or "-----" in line:
-            between = 0
-            near[i] = True
+def extract(text_body: str, html_body: str, max_chars: int,
+            attachments: Sequence[Attachment] = ()) -> NewText:
+    """The new text as far as it can be told without our sent mail (blocking, CPU-bound)."""
+    forwards = forwarded_mail(attachments, max_chars)
+    source = text_body if text_body.strip() else html_to_quoted_text(html_body, max_chars)
+    source = source.replace("\r\n", "\n").replace("\r", "\n")
+    for forward in forwards:  # the mail parser put their text in the body too
+        source = _without(source, forward.text)
+    whole = cap(source, max_chars)
+    reply = analyse(whole)
+    for forward in forwards:
+        part = analyse(cap(forward.text, max_chars))
+        offset = len(reply.lines) + 2
+        reply.lines += ["", forward.naming, *part.lines]
+        reply.depths += [0, 0, *part.depths]
+        reply.roles += ["n", FORWARD, *part.roles]
+        reply.headers += [replace(h, first=h.first + offset, last=h.last + offset,
+                                  scope_end=h.scope_end + offset) for h in part.headers]
+        whole += f"\n\n{forward.naming}\n{forward.text}"
+    if reply.pending:
+        return NewText("", whole, compacted(reply))
+    return _checked(render(reply), whole)
+
+
+def compacted(reply: Reply) -> Reply:
+    """``reply`` with each run of the customer's own lines (blank lines inside it included)
+    as one line: they are kept as they are whatever the comparison finds, so the pipeline
+    need not go through them one by one."""
+    lines: list[str] = []
+    depths: list[int] = []
+    roles: list[str] = []
+    index: list[int] = []  # old line -> new line
+    for i, line in enumerate(reply.lines):
+        joins = reply.roles[i] == NEW and roles[-1:] == [NEW] and (line.strip() or _new_follows(reply, i))
+        if joins and lines[-1].strip():
+            lines[-1] += "\n" + line
+        else:
+            lines.append(line)
+            depths.append(reply.depths[i])
+            roles.append(reply.roles[i])
+        index.append(len(lines) - 1)
+    index.append(len(lines))
+
+    def moved(header: Header) -> Header:
+        return replace(header, first=index[header.first], last=index[header.last],
+                       scope_end=index[header.scope_end])
+    return Reply(lines, depths, roles, [moved(h) for h in reply.headers])
+
+
+def _new_follows(reply: Reply, i: int) -> bool:
+    """Whether a blank line ``i`` sits inside a run of the customer's lines."""
+    following = reply.next_content(i)
+    return following is not None and reply.roles[following] == NEW
+
+
+def _checked(text: str, whole: str) -> NewText:
+    if text.strip() or not whole.strip():
+        return NewText(text, whole)
+    return NewText(whole.strip(), whole, kept_whole=True)
+
+
+def _without(text: str, part: str) -> str:
+    """``text`` without the last copy of ``part`` (compared without line-end differences)."""
+    needle = part.replace("\r\n", "\n").replace("\r", "\n").strip()
+    at = text.rfind(needle) if needle else -1
+    return text if at < 0 else text[:at] + text[at + len(needle):]
+
+
+def forwarded_mail(attachments: Sequence[Attachment], max_chars: int) -> list[Forwarded]:
+    """The mails attached as ``message/rfc822``: each one's sender, date and text."""
+    found: list[Forwarded] = []
+    for attachment in attachments:
+        if attachment.content_type != "message/rfc822" or len(found) >= MAX_FORWARDS:
             continue
-        near[i] = between <= NEAR_LINES
-        if between <= NEAR_LINES and line.strip():
-            between += 1
-    spans: list[tuple[int, int]] = []
-    offset = 0
-    for i, line in enumerate(lines):
-        end = offset + len(line) + 1  # past its newline (or one past the text's end)
-        if near[i]:
-            if spans and spans[-1][1] == offset:
-                spans[-1] = (spans[-1][0], end)
-            else:
-                spans.append((offset, end))
-        offset = end
-    return spans
+        message = _message(attachment.payload)
+        sender, date = (header_text(message.get(n, "")) for n in ("From", "Date"))
+        plain = html = ""
+        for part in message.walk():
+            kind = part.get_content_type()
+            if kind == "text/plain" and not plain:
+                plain = decoded_text(part)
+            elif kind == "text/html" and not html:
+                html = decoded_text(part)
+        text = plain if plain.strip() else html_to_quoted_text(html, max_chars)
+        naming = " ".join(filter(None, [sender[:200] or "unknown sender", f"({date[:100]})" if date else ""]))
+        found.append(Forwarded(f"---------- Forwarded message from {naming} ----------", text))
+    return found
 
 
-def _findall_item(m: re.Match[str]) -> Any:
-    groups = m.re.groups
-    if groups == 0:
-        return m.group(0)
-    if groups == 1:
-        return m.group(1) or ""
-    return tuple(g or "" for g in m.groups())
-
-
-def above_marker(text: str) -> str:
-    """Everything before the first line that carries our reply marker (quoted or not)."""
-    lines = text.splitlines()
-    for i, line in enumerate(lines):
-        if _MARKER_CORE in line.lower():
-            return "\n".join(lines[:i])
-    return text
+def _message(data: bytes) -> Message:
+    return quietly(lambda: email.message_from_bytes(data))
 
 
 def cap(text: str, max_chars: int) -> str:
     """At most ``max_chars`` characters, no line longer than :data:`MAX_LINE`."""
     text = text[:max_chars]
-    if all(len(line) <= MAX_LINE for line in text.splitlines()):
+    if all(len(line) <= MAX_LINE for line in text.split("\n")):
         return text
     return "\n".join(
         textwrap.fill(line, MAX_LINE, break_long_words=True, replace_whitespace=False) or line
-        for line in text.splitlines()
+        for line in text.split("\n")
     )
 
 
-class Segments(EmailMessage):  # type: ignore[misc]
-    """mail-parser-reply's split of a text into the replies it quotes, without the signature
-    and disclaimer search (see the module docstring), with the fast quote-header scan."""
-
-    text: str
-
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        self._header_regex = _header_pattern(tuple(self.languages))
-
-    def _process_signatures_disclaimers(self, text: str) -> tuple[list[str], str]:
-        return [], ""
-
-    def _normalize_text(self) -> None:
-        """The library's normalisation, whose last step (a substitution tried at every
-        character) is run only where it can change something: before an Outlook separator
-        line, which follows two line breaks."""
-        text = "\n".join([line.strip() for line in self.text.replace("\r\n", "\n").split("\n")])
-        if _OUTLOOK_SEPARATOR.search(text):
-            super()._normalize_text()
-        else:
-            self.text = text
-
-
-@functools.cache
-def _header_pattern(languages: tuple[str, ...]) -> LineStartPattern:
-    """The quote-header scan for these languages, built once: the library builds its pattern
-    (every language's alternatives joined) for each message, a tenth of a reply's time."""
-    return LineStartPattern(EmailMessage(text="", languages=list(languages)).HEADER_REGEX)
-
-
-_OUTLOOK_SEPARATOR = re.compile(r"\n\n ?[_-]{32}")
-"""What every match of mail-parser-reply's ``OUTLOOK_MAIL_SEPARATOR`` contains."""
-
-
-SIGNATURE_MAX_LINES = 10
-"""Lines below a ``-- `` delimiter that still make a signature (RFC 3676 suggests four)."""
-
-
-def strip_signature(text: str) -> str:
-    """``text`` without a signature below its last ``-- `` delimiter line."""
-    lines = text.split("\n")
-    for i in range(len(lines) - 1, 0, -1):
-        if lines[i].rstrip() == "--":
-            if len(lines) - i - 1 <= SIGNATURE_MAX_LINES and "\n".join(lines[:i]).strip():
-                return "\n".join(lines[:i]).rstrip()
-            break
-    return text
-
-
-def strip_quotes(text: str) -> str:
-    """mail-parser-reply's reading of the reply, signature cut (blocking; call through
-    :func:`new_text`)."""
-    reply: str | None = Segments(text=text, languages=list(LANGUAGES)).read().latest_reply
-    return strip_signature(reply or "")
-
-
-def new_text_now(text_body: str, html_body: str, max_chars: int) -> str:
-    """:func:`new_text` without the deadline, for a worker process (input capped all the same)."""
-    mine = own_part(text_body, html_body, max_chars)
-    return (strip_quotes(mine) or mine).strip()
-
-
-def own_part(text_body: str, html_body: str, max_chars: int) -> str:
-    source = text_body if text_body.strip() else html_to_text(html_body, max_chars * 4)
-    return cap(above_marker(source.replace("\r\n", "\n").replace("\r", "\n")), max_chars)
-
-
-async def new_text(text_body: str, html_body: str, max_chars: int) -> str:
-    """The customer's new words from a reply's bodies (plain text preferred)."""
-    mine = own_part(text_body, html_body, max_chars)
+async def new_text(text_body: str, html_body: str, max_chars: int,
+                   attachments: Sequence[Attachment] = ()) -> NewText:
+    """:func:`extract` off the event loop with a deadline, when no parse worker did it; if
+    it is too slow or fails, the whole text is kept (flagged)."""
     try:
-        stripped = await asyncio.wait_for(asyncio.to_thread(strip_quotes, mine), STRIP_TIMEOUT_SECONDS)
-    except Exception:  # slow or failing, the library must not lose the update
-        return mine.strip()
-    return (stripped or mine).strip()
+        return await asyncio.wait_for(
+            asyncio.to_thread(extract, text_body, html_body, max_chars, attachments), STRIP_TIMEOUT_SECONDS)
+    except Exception:  # slow or failing, the extraction must not lose the update
+        whole = cap(text_body if text_body.strip() else html_to_quoted_text(html_body, max_chars), max_chars)
+        return NewText(whole.strip(), whole, kept_whole=True)
 
 
 def first_line(text: str) -> str:

@@ -19,6 +19,7 @@ from gateway.daemon import Daemon
 from gateway.inbound.bounce import BounceReport, FailedRecipient
 from gateway.inbound.lookups import Expected, Lookups
 from gateway.inbound.parse import ParsedMail
+from gateway.inbound.replies.sent import SentText, forget_sent_texts
 from gateway.models import Case, Outbox
 from gateway.outbound import dedupe
 from gateway.outbound.kinds import MailKind
@@ -53,7 +54,7 @@ async def test_prefetched_answers_are_the_answers_asked_one_by_one(
         group = [
             Expected(applied.id, ParsedMail(message_id=applied.message_id, from_address=ANA,
                                             in_reply_to=(acknowledgement.message_id,)),
-                     TokenScan(subject=frozenset({case.number or ""}))),
+                     TokenScan(subject=frozenset({case.number or ""})), quotes_maybe_ours=True),
             Expected(refused.id, ParsedMail(message_id=refused.message_id, from_address=STRANGER)),
             Expected(999_999, ParsedMail(message_id="<new@example.org>", from_address=BOB.upper(),
                                          references=("<unknown@example.org>",), bounce=bounce),
@@ -72,6 +73,7 @@ async def test_prefetched_answers_are_the_answers_asked_one_by_one(
             ("answered", (refused.id, answer.dedupe_key)),
             ("answered", (applied.id, dedupe.inbound_answer(applied.id, "new_case_refused"))),
             ("outbound", ([acknowledgement.message_id, "<gone@nowhere.example>"],)),
+            ("sent_text", (case.id, [acknowledgement.message_id])),
         ]
 
         async def answers(lookups: Lookups) -> list[Any]:
@@ -84,11 +86,14 @@ async def test_prefetched_answers_are_the_answers_asked_one_by_one(
                     value = (value.organisation_id, value.email, value.designated)
                 elif isinstance(value, list) and value and isinstance(value[0], Outbox):
                     value = [(o.id, [r.address for r in o.recipients]) for o in value]
+                elif isinstance(value, SentText):
+                    value = sorted(value.lines)
                 found.append(value)
             return found
 
         async with app.sessions() as session:
             expected = await answers(Lookups(session, clock.now()))
+        forget_sent_texts()  # read once per process: the prefetch must read them again
         async with app.sessions() as session:
             prefetched = await Lookups.prefetch(session, clock.now(), group)
             statements: list[str] = []
@@ -102,6 +107,7 @@ async def test_prefetched_answers_are_the_answers_asked_one_by_one(
         assert expected[6:9] == [case.number, other.number, None]
         assert expected[9][1] == ANA and expected[10][1] == BOB and expected[11] is None
         assert expected[12:14] == [1, 0] and expected[14:16] == [True, False]
+        assert hash("please reply above this line") in expected[17]  # the acknowledgement's words
 
 
 async def test_answers_queued_in_the_group_count_against_the_limit(db_url: str, clock: FrozenClock) -> None:
