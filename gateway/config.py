@@ -169,6 +169,17 @@ class MetricsSettings(_Section):
     port: int = Field(9464, ge=1, le=65535)
 
 
+class StatusSettings(_Section):
+    """When ``status --check`` says a person is needed."""
+
+    max_poll_age_minutes: float = Field(10.0, gt=0)
+    """A mailbox not polled successfully for longer (by any replica)."""
+    max_outbox_age_minutes: float = Field(15.0, gt=0)
+    """Mail waiting in the outbox for longer."""
+    max_quarantined: int = Field(0, ge=0)
+    """More messages in quarantine than this."""
+
+
 class Settings(_Section):
     database: DatabaseSettings = DatabaseSettings()
     smtp: SmtpSettings = SmtpSettings()
@@ -182,6 +193,7 @@ class Settings(_Section):
     inbound: InboundSettings = InboundSettings()
     logging: LoggingSettings = LoggingSettings()
     metrics: MetricsSettings = MetricsSettings()
+    status: StatusSettings = StatusSettings()
 
     @model_validator(mode="after")
     def _unique_mailbox_names(self) -> Settings:

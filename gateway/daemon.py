@@ -21,6 +21,7 @@ from gateway.inbound.imap_types import Mailbox
 from gateway.inbound.processor import Processor
 from gateway.inbound.runner import MailboxRunner, RoundStats
 from gateway.inbound.workers import WorkerPool
+from gateway.operations.health import HealthRecorder
 from gateway.outbound.sender import Sender, SendStats
 from gateway.outbound.transport import SmtpTransport, Transport
 
@@ -90,7 +91,7 @@ class Daemon:
         self.runners = [
             MailboxRunner(box, processor, self.open_mailbox, self.app.clock,
                           max_message_bytes=settings.limits.max_message_bytes,
-                          on_decided=self.mail_due.set)
+                          on_decided=self.mail_due.set, health=HealthRecorder(self.app.engine))
             for box in settings.mailboxes
         ]
         return Sender(self.app.engine, self.transport, settings.outbox, self.app.clock,

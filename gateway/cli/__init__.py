@@ -22,6 +22,7 @@ COMMANDS = {
     "inbound": "gateway.cli.inbound:inbound",
     "quarantine": "gateway.cli.inbound:quarantine",
     "run": "gateway.cli.run:run",
+    "status": "gateway.cli.status:status",
     "demo": "gateway.demo.cli:demo",
 }
 """Command name -> ``module:attribute`` of its click command."""

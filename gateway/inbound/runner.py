@@ -28,6 +28,7 @@ from gateway.inbound.imap_types import Mailbox
 from gateway.inbound.mailbox_lock import MailboxLock
 from gateway.inbound.processor import Fetched, Parsing, Processor
 from gateway.inbound.store import KnownUid
+from gateway.operations.health import HealthRecorder
 
 log = structlog.get_logger(__name__)
 
@@ -94,6 +95,7 @@ class MailboxRunner:
         max_message_bytes: int,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
         on_decided: Callable[[], None] | None = None,
+        health: HealthRecorder | None = None,
     ) -> None:
         self.settings = settings
         self.processor = processor
@@ -103,6 +105,8 @@ class MailboxRunner:
         self.sleep = sleep
         self.on_decided = on_decided
         """Called after a batch was committed (the daemon wakes its sender: replies may be due)."""
+        self.health = health
+        """Where each round's outcome is written for ``status`` (None: nowhere)."""
         self.client: Mailbox | None = None
         self.stopping = asyncio.Event()
         self.lock = MailboxLock(processor.engine, settings.name)
@@ -142,6 +146,7 @@ class MailboxRunner:
             log.warning("imap.uidvalidity_changed", mailbox=self.settings.name, old=previous,
                         new=state.uidvalidity)
         uids = await client.search_uids(1)
+        await self._record(lambda h: h.polled(self.settings.name, self.clock.now(), len(uids)))
         stats = RoundStats(seen=len(uids))
         if uids:
             self.processor.expect_mail()  # the parse workers start while the first batch is fetched
@@ -299,6 +304,7 @@ class MailboxRunner:
             if waiter.done() and not waiter.cancelled() and waiter.exception() is not None:
                 raise waiter.exception()  # type: ignore[misc]
         except TransportError as exc:
+            await self._record_failure(exc)
             if exc.temporary:
                 log.warning("imap.round_failed", mailbox=self.settings.name, error=str(exc), temporary=True)
             else:
@@ -307,11 +313,13 @@ class MailboxRunner:
             await self.drop()
             raise
         except (SQLAlchemyError, OSError) as exc:  # the database: what was committed stays
+            await self._record_failure(exc)
             log.warning("inbound.round_failed", mailbox=self.settings.name,
                         error=f"{type(exc).__name__}: {exc}")
             await self.drop()
             raise
-        except Exception:
+        except Exception as exc:
+            await self._record_failure(exc)
             log.exception("inbound.round_failed_unexpectedly", mailbox=self.settings.name,
                           retry_within_seconds=RETRY_PERMANENT_SECONDS)
             await self.drop()
@@ -342,12 +350,25 @@ class MailboxRunner:
         try:
             return await self.run_once()
         except TransportError as exc:
+            await self._record_failure(exc)
             log.warning("imap.round_failed", mailbox=self.settings.name, error=str(exc),
                         temporary=exc.temporary)
             await self.drop()
             if not exc.temporary:
                 raise
             return RoundStats()
+
+    async def _record_failure(self, error: BaseException) -> None:
+        await self._record(lambda h: h.failed(self.settings.name, self.clock.now(), error))
+
+    async def _record(self, write: Callable[[HealthRecorder], Awaitable[None]]) -> None:
+        """Write the mailbox's health; a database that cannot take it only costs a log line."""
+        if self.health is None:
+            return
+        try:
+            await write(self.health)
+        except (SQLAlchemyError, OSError) as exc:
+            log.warning("imap.health_not_recorded", mailbox=self.settings.name, error=str(exc))
 
     def stop(self) -> None:
         self.stopping.set()

@@ -27,7 +27,8 @@ def open_case(gw: Gateway, org: str, contact: str, subject: str, severity: str =
 
 
 def contacts(gw: Gateway) -> list[tuple[str, str, bool]]:
-    return [(c["email"], c["organisation"], c["designated"]) for c in gw.ok("contact", "list", "--json").json()]
+    rows = gw.ok("contact", "list", "--json").json()
+    return [(c["email"], c["organisation"], c["designated"]) for c in rows]
 
 
 def test_case_list_filters(gw: Gateway) -> None:

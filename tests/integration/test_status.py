@@ -1,0 +1,115 @@
+"""``case-gateway status`` and ``status --check`` against a real Dovecot and SMTP server, on
+both databases: never polled, polled, quarantine, outbox backlog, a mailbox that refuses the
+login, servers that do not answer."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+
+from gateway.clock import FrozenClock
+from tests.cli_helpers import Gateway
+from tests.mails import new_mail
+from tests.plugins.smtp import smtp_settings
+from tests.servers.dovecot import free_port
+from tests.servers.smtp import RecordingSmtpServer
+from tests.world import settings_for, write_config
+
+DEEP = (
+    b"From: someone@example.org\r\nSubject: deep\r\nMIME-Version: 1.0\r\n"
+    b"Content-Type: multipart/mixed; boundary=a\r\n\r\n"
+    b"--a\r\nContent-Type: multipart/mixed; boundary=b\r\n\r\n"
+    b"--b\r\nContent-Type: multipart/mixed; boundary=c\r\n\r\n"
+    b"--c\r\nContent-Type: text/plain\r\n\r\nhi\r\n"
+    b"--c--\r\n--b--\r\n--a--\r\n"
+)
+
+
+@pytest.fixture
+def clock() -> FrozenClock:
+    return FrozenClock()
+
+
+def gateway(tmp_path: Path, db_url: str, clock: FrozenClock, mailbox, smtp) -> Gateway:
+    settings = settings_for(db_url, mailboxes=[mailbox], smtp=smtp, limits={"max_mime_depth": 2})
+    gw = Gateway(db_url, clock)
+    gw.env["GATEWAY_CONFIG"] = str(write_config(tmp_path / "gateway.toml", settings))
+    return gw
+
+
+def test_status_through_a_mailbox_life(
+    tmp_path: Path, db_url: str, clock: FrozenClock, imap_account, smtp_server_thread: RecordingSmtpServer,
+) -> None:
+    gw = gateway(tmp_path, db_url, clock, imap_account.mailbox_settings(), smtp_settings(smtp_server_thread))
+    gw.ok("org", "add", "Acme Corp", "--tz", "UTC", "--country", "US")
+    gw.ok("contact", "add", "ana@acme.example", "--org", "Acme Corp")
+
+    fresh = gw.ok("status", "--json").json()
+    assert fresh["mailboxes"] == [{"name": "test", "connected": None, "last_poll_at": None, "waiting": None,
+                                   "last_error": None, "last_error_at": None}]
+    assert fresh["quarantined"] == 0 and fresh["schema"]["up_to_date"] is True
+    assert fresh["outbox"]["oldest_waiting_seconds"] is None
+    check = gw("status", "--check")
+    assert check.code == 1
+    assert [line for line in check.out.splitlines() if line.startswith("problem:")] == [
+        "problem: mailbox test: never polled"]
+
+    imap_account.append(DEEP)
+    imap_account.append(new_mail(sender="someone@example.org", subject="Hello", text="Open a case"))
+    gw.ok("run", "--once")
+    polled = gw.ok("status", "--json").json()
+    assert polled["mailboxes"][0]["connected"] is True
+    assert polled["mailboxes"][0]["last_poll_at"] == clock.now().isoformat()
+    assert polled["mailboxes"][0]["waiting"] == 0  # the last round found the folder empty
+    assert polled["outbox"]["by_status"]["sent"] == 1 and polled["quarantined"] == 1
+    check = gw("status", "--check", "--json")
+    assert check.code == 1
+    assert check.json()["problems"] == [
+        "quarantine: 1 message(s) need review (case-gateway quarantine list)"]
+
+    gw.ok("case", "open", "--org", "Acme Corp", "--contact", "ana@acme.example", "--subject", "Drops",
+          "--severity", "low")  # its acknowledgement waits in the outbox: nothing sends it
+    clock.advance(timedelta(minutes=20))
+    problems = gw("status", "--check", "--json").json()["problems"]
+    assert problems == [
+        "mailbox test: not polled for 20 minutes",
+        "outbox: mail waiting for 20 minutes (1 pending, 0 sending)",
+        "quarantine: 1 message(s) need review (case-gateway quarantine list)",
+    ]
+    text = gw("status").out
+    assert "test             connected, last poll" in text and "quarantine: 1" in text
+    assert "oldest waiting 20 min 0 s" in text
+
+
+def test_status_of_a_mailbox_that_refuses_the_login(
+    tmp_path: Path, db_url: str, clock: FrozenClock, imap_account, smtp_server_thread: RecordingSmtpServer,
+) -> None:
+    box = imap_account.mailbox_settings(password="wrong")
+    gw = gateway(tmp_path, db_url, clock, box, smtp_settings(smtp_server_thread))
+    assert gw("run", "--once").code != 0
+    [mailbox] = gw.ok("status", "--json").json()["mailboxes"]
+    assert mailbox["connected"] is False and mailbox["last_poll_at"] is None
+    assert mailbox["last_error_at"] == clock.now().isoformat()
+    assert "authentication" in mailbox["last_error"].lower() or "login" in mailbox["last_error"].lower()
+    check = gw("status", "--check")
+    assert check.code == 1
+    lines = [line for line in check.out.splitlines() if line.startswith("problem:")]
+    assert lines[0].startswith(f"problem: mailbox test: cannot log in to {box.host}:{box.port}: ")
+    assert lines[1].startswith("problem: mailbox test: never polled (last error: ")
+    assert "NOT CONNECTED" in check.out
+
+
+def test_status_check_servers_down(tmp_path: Path, db_url: str, clock: FrozenClock, imap_account) -> None:
+    imap_port, smtp_port = free_port(), free_port()
+    box = imap_account.mailbox_settings(port=imap_port, timeout_seconds=5.0)
+    smtp = settings_for(db_url).smtp.model_copy(
+        update={"host": "127.0.0.1", "port": smtp_port, "tls": "none"})
+    gw = gateway(tmp_path, db_url, clock, box, smtp)
+    check = gw("status", "--check", "--json")
+    assert check.code == 1
+    problems = check.json()["problems"]
+    assert problems[0].startswith(f"mailbox test: cannot log in to {box.host}:{imap_port}: ")
+    assert problems[1].startswith(f"relay 127.0.0.1:{smtp_port}: ")
+    assert problems[2] == "mailbox test: never polled"
