@@ -165,8 +165,13 @@ class LoggingSettings(_Section):
 
 class MetricsSettings(_Section):
     enabled: bool = False
+    """Serve Prometheus metrics while ``run`` runs (not for ``run --once``)."""
     host: str = "127.0.0.1"
-    port: int = Field(9464, ge=1, le=65535)
+    """Where to listen: loopback unless a scraper on another host needs it."""
+    port: int = Field(9464, ge=0, le=65535)
+    """0: any free port (logged at start)."""
+    refresh_seconds: float = Field(15.0, gt=0)
+    """How often the gauges of shared state (outbox, quarantine) are read from the database."""
 
 
 class StatusSettings(_Section):

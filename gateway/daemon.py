@@ -6,6 +6,7 @@ otherwise it runs until :meth:`Daemon.stop` (SIGINT/SIGTERM), finishing the mess
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gc
 import signal
 from collections.abc import Awaitable, Callable
@@ -22,6 +23,7 @@ from gateway.inbound.processor import Processor
 from gateway.inbound.runner import MailboxRunner, RoundStats
 from gateway.inbound.workers import WorkerPool
 from gateway.operations.health import HealthRecorder
+from gateway.operations.metrics import Metrics
 from gateway.outbound.sender import Sender, SendStats
 from gateway.outbound.transport import SmtpTransport, Transport
 
@@ -65,8 +67,11 @@ class Daemon:
         *,
         open_mailbox: Callable[[MailboxSettings], Awaitable[Mailbox]] | None = None,
         transport: Transport | None = None,
+        metrics: Metrics | None = None,
     ) -> None:
         self.app = app
+        self.metrics = metrics
+        """Counted into while running (``[metrics] enabled``: the ``run`` command serves them)."""
         self.open_mailbox = open_mailbox or (lambda settings: imap_connect(settings))
         self.transport = transport or SmtpTransport(app.settings.smtp)
         self.stopping = asyncio.Event()
@@ -87,11 +92,13 @@ class Daemon:
             self.pool = WorkerPool(workers, timeout, preload=["gateway.inbound.parsing"],
                                    nice=settings.inbound.parse_worker_nice)
         deps = Deps(settings, self.app.clock, mailer, mailer.keys, self.our_addresses())
-        processor = Processor(self.app.engine, self.app.sessions, deps, self.pool)
+        processor = Processor(self.app.engine, self.app.sessions, deps, self.pool,
+                              observe=self.metrics.decided if self.metrics is not None else None)
         self.runners = [
             MailboxRunner(box, processor, self.open_mailbox, self.app.clock,
                           max_message_bytes=settings.limits.max_message_bytes,
-                          on_decided=self.mail_due.set, health=HealthRecorder(self.app.engine))
+                          on_decided=self.mail_due.set,
+                          health=HealthRecorder(self.app.engine, self.metrics))
             for box in settings.mailboxes
         ]
         return Sender(self.app.engine, self.transport, settings.outbox, self.app.clock,
@@ -110,7 +117,11 @@ class Daemon:
                 inbound.moved += stats.moved
             if self.stopping.is_set():  # stopped: what is queued goes out with the next run
                 return RunSummary(inbound, SendStats(), stopped=True)
-            return RunSummary(inbound, await sender.run_until_empty())
+            sent = await sender.run_until_empty()
+            if self.metrics is not None:
+                self.metrics.sent(sent)
+                await self.metrics.refresh(self.app.engine, self.app.clock.now())
+            return RunSummary(inbound, sent)
         finally:
             await self._close()
 
@@ -118,6 +129,8 @@ class Daemon:
         sender = await self._build()
         tasks = [asyncio.create_task(r.run_forever(), name=f"imap:{r.settings.name}") for r in self.runners]
         tasks.append(asyncio.create_task(self._send_loop(sender), name="outbox"))
+        if self.metrics is not None:
+            tasks.append(asyncio.create_task(self._refresh_metrics(self.metrics), name="metrics"))
         log.info("daemon.started", mailboxes=[r.settings.name for r in self.runners])
         try:
             await self.stopping.wait()
@@ -137,12 +150,24 @@ class Daemon:
         while not self.stopping.is_set():
             try:
                 stats = await sender.run_until_empty()
+                if self.metrics is not None:
+                    self.metrics.sent(stats)
                 if stats.handled:
                     log.info("outbox.round", sent=stats.sent, retrying=stats.retrying,
                              failed=stats.failed, expired=stats.expired)
             except Exception:  # the sender must outlive a database hiccup
                 log.exception("outbox.round_failed")
             await self._wait_for_mail()
+
+    async def _refresh_metrics(self, metrics: Metrics) -> None:
+        """The gauges of shared state, every ``metrics.refresh_seconds`` until the stop."""
+        while not self.stopping.is_set():
+            try:
+                await metrics.refresh(self.app.engine, self.app.clock.now())
+            except Exception:  # a scrape shows stale gauges rather than the daemon dying
+                log.exception("metrics.refresh_failed")
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.stopping.wait(), self.app.settings.metrics.refresh_seconds)
 
     async def _wait_for_mail(self) -> None:
         """Until inbound work may have queued mail, the daemon stops, or the poll interval ends."""

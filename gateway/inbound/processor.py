@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import time
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import cast
 
 import structlog
@@ -43,6 +44,8 @@ class Fetched:
     size: int
     problem: str | None = None
     """Set when the message was not fetched whole (over the size limit): it is quarantined."""
+    fetched_at: float = field(default_factory=time.monotonic)
+    """When it was fetched (``time.monotonic``): the decision's latency is measured from it."""
 
 
 def _deliver(futures: Sequence[asyncio.Future[Parsed]], chunk: asyncio.Future[list[Parsed]]) -> None:
@@ -76,6 +79,7 @@ class Item:
     row_id: int
     parsed: Parsed
     attempt: int
+    fetched_at: float
 
 
 def groups(todo: Sequence[Fetched], attempts: dict[int, int]) -> Iterator[list[Fetched]]:
@@ -157,8 +161,11 @@ class Processor:
         sessions: async_sessionmaker[AsyncSession],
         deps: Deps,
         pool: WorkerPool | None = None,
+        observe: Callable[[str, float | None], None] | None = None,
     ) -> None:
         self.engine = engine
+        self.observe = observe
+        """Told each committed decision: its disposition and seconds since the fetch (metrics)."""
         self.sessions = sessions
         self.deps = deps
         self.pool = pool
@@ -238,8 +245,8 @@ class Processor:
             for group in groups(todo, {uid: k.attempts for uid, k in known.items()}):
                 if should_stop():
                     break  # the rest stays undecided in the inbox for the next run
-                items = [Item(f.uid, known[f.uid].id, await parsing[f.uid], known[f.uid].attempts + 1)
-                         for f in group]
+                items = [Item(f.uid, known[f.uid].id, await parsing[f.uid], known[f.uid].attempts + 1,
+                              f.fetched_at) for f in group]
                 await store.begin_attempts(self.engine, [(i.row_id, i.attempt, i.parsed.mail) for i in items])
                 done.update(await self._decide(mailbox, items))
         finally:
@@ -322,6 +329,8 @@ class Processor:
                 log.info(
                     "inbound.decided", inbound_id=item.row_id, disposition=disposition, mailbox=mailbox.name
                 )
+                if self.observe is not None and disposition is not None:
+                    self.observe(disposition, time.monotonic() - item.fetched_at)
                 decided[item.uid] = folder or mailbox.processed_folder
             return decided
         return decided
@@ -347,4 +356,7 @@ class Processor:
                 }
             ]
             finish(row, Disposition.QUARANTINED, trail, mailbox, self.deps, error=row.error)
-            return row.target_folder or mailbox.quarantine_folder
+            folder = row.target_folder or mailbox.quarantine_folder
+        if self.observe is not None:
+            self.observe(Disposition.QUARANTINED, None)
+        return folder

@@ -123,6 +123,8 @@ class MailboxRunner:
             with attempt:
                 self.client = await self.open_mailbox(self.settings)
         assert self.client is not None
+        if self.health is not None:
+            self.health.connected(self.settings.name)
         folders = [self.settings.processed_folder, self.settings.refused_folder,
                    self.settings.quarantine_folder]
         await self.client.ensure_folders(folders)

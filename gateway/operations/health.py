@@ -4,12 +4,15 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from gateway.models import MailboxHealth
+
+if TYPE_CHECKING:
+    from gateway.operations.metrics import Metrics
 
 MAX_ERROR_CHARS = 500
 """An error is kept to one line of at most this many characters."""
@@ -32,8 +35,14 @@ class HealthRecorder:
     """Writes a mailbox's health in a transaction of its own: one row per mailbox, updated
     once per round, so the cost is one statement per round, not per message."""
 
-    def __init__(self, engine: AsyncEngine) -> None:
+    def __init__(self, engine: AsyncEngine, metrics: Metrics | None = None) -> None:
         self.engine = engine
+        self.metrics = metrics
+
+    def connected(self, mailbox: str) -> None:
+        """A login succeeded (counted; written with the round that follows)."""
+        if self.metrics is not None:
+            self.metrics.imap_connects.labels(mailbox).inc()
 
     async def polled(self, mailbox: str, now: datetime, waiting: int) -> None:
         """A round searched the folder without error and found ``waiting`` messages."""
@@ -42,6 +51,8 @@ class HealthRecorder:
 
     async def failed(self, mailbox: str, now: datetime, error: BaseException | str) -> None:
         """A connection or a round failed; the last successful poll stays as it was."""
+        if self.metrics is not None:
+            self.metrics.imap_failures.labels(mailbox).inc()
         await self._write({"mailbox": mailbox, "connected": False, "last_error": one_line(error),
                            "last_error_at": now, "updated_at": now})
 

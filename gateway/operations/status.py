@@ -69,9 +69,16 @@ def _age(now: datetime, then: datetime | None) -> int | None:
     return None if then is None else max(0, int((now - then).total_seconds()))
 
 
-async def snapshot(engine: AsyncEngine, settings: Settings, now: datetime) -> Snapshot:
+@dataclass
+class SharedCounts:
+    outbox: dict[str, int]
+    oldest_waiting_at: datetime | None
+    quarantined: int
+
+
+async def shared_counts(engine: AsyncEngine) -> SharedCounts:
+    """The outbox by status, its oldest row still to send, and the quarantine's size."""
     async with engine.connect() as conn:
-        health = {row.mailbox: row for row in (await conn.execute(select(MailboxHealth.__table__))).all()}
         counts = dict((await conn.execute(
             select(Outbox.status, func.count()).group_by(Outbox.status))).all())
         oldest = (await conn.execute(
@@ -81,6 +88,13 @@ async def snapshot(engine: AsyncEngine, settings: Settings, now: datetime) -> Sn
             select(func.count()).select_from(InboundMessage)
             .where(InboundMessage.disposition == Disposition.QUARANTINED)
         )).scalar_one()
+    by_status = {s.value: int(counts.get(s.value, 0)) for s in OutboxStatus}
+    return SharedCounts(by_status, oldest, int(quarantined))
+
+
+async def snapshot(engine: AsyncEngine, settings: Settings, now: datetime) -> Snapshot:
+    async with engine.connect() as conn:
+        health = {row.mailbox: row for row in (await conn.execute(select(MailboxHealth.__table__))).all()}
     mailboxes = []
     for box in settings.mailboxes:
         row = health.get(box.name)
@@ -89,10 +103,11 @@ async def snapshot(engine: AsyncEngine, settings: Settings, now: datetime) -> Sn
         else:
             mailboxes.append(MailboxStatus(box.name, row.connected, row.last_poll_at, row.waiting,
                                            row.last_error, row.last_error_at))
+    counts = await shared_counts(engine)
     return Snapshot(
-        at=now, mailboxes=mailboxes, outbox={s.value: int(counts.get(s.value, 0)) for s in OutboxStatus},
-        oldest_waiting_at=oldest, quarantined=int(quarantined),
-        schema_revision=await migrate.current_revision(engine), schema_head=migrate.head_revision(),
+        at=now, mailboxes=mailboxes, outbox=counts.outbox, oldest_waiting_at=counts.oldest_waiting_at,
+        quarantined=counts.quarantined, schema_revision=await migrate.current_revision(engine),
+        schema_head=migrate.head_revision(),
     )
 
 

@@ -11,20 +11,11 @@ import pytest
 
 from gateway.clock import FrozenClock
 from tests.cli_helpers import Gateway
-from tests.mails import new_mail
+from tests.mails import DEEP_MAIL, new_mail
 from tests.plugins.smtp import smtp_settings
 from tests.servers.dovecot import free_port
 from tests.servers.smtp import RecordingSmtpServer
 from tests.world import settings_for, write_config
-
-DEEP = (
-    b"From: someone@example.org\r\nSubject: deep\r\nMIME-Version: 1.0\r\n"
-    b"Content-Type: multipart/mixed; boundary=a\r\n\r\n"
-    b"--a\r\nContent-Type: multipart/mixed; boundary=b\r\n\r\n"
-    b"--b\r\nContent-Type: multipart/mixed; boundary=c\r\n\r\n"
-    b"--c\r\nContent-Type: text/plain\r\n\r\nhi\r\n"
-    b"--c--\r\n--b--\r\n--a--\r\n"
-)
 
 
 @pytest.fixture
@@ -56,7 +47,7 @@ def test_status_through_a_mailbox_life(
     assert [line for line in check.out.splitlines() if line.startswith("problem:")] == [
         "problem: mailbox test: never polled"]
 
-    imap_account.append(DEEP)
+    imap_account.append(DEEP_MAIL)
     imap_account.append(new_mail(sender="someone@example.org", subject="Hello", text="Open a case"))
     gw.ok("run", "--once")
     polled = gw.ok("status", "--json").json()
