@@ -70,6 +70,9 @@ class MailboxSettings(_Section):
     refused_folder: str = "Refused"
     quarantine_folder: str = "Quarantine"
     timeout_seconds: float = Field(60.0, gt=0)
+    standby_seconds: float = Field(3.0, gt=0)
+    """How often a standby replica asks for the mailbox while another holds it (PostgreSQL),
+    randomised between half and all of it: the takeover after the holder dies."""
     idle: bool = True
     poll_seconds: float = Field(60.0, gt=0)
     batch_size: int = Field(150, ge=1, le=500)
@@ -135,7 +138,9 @@ class LimitSettings(_Section):
 
 class OutboxSettings(_Section):
     batch_size: int = Field(100, ge=1)
-    lease_seconds: float = Field(300.0, gt=0)
+    lease_seconds: float = Field(30.0, gt=0)
+    """A claimed row is the sender's for this long, renewed every third of it while the
+    sender lives: a dead replica's rows are taken over within this time."""
     backoff_base_seconds: float = Field(60.0, gt=0)
     backoff_max_seconds: float = Field(3600.0, gt=0)
     case_max_age_hours: float = Field(96.0, gt=0)

@@ -12,6 +12,7 @@ dropped and a new one is made with randomised exponential backoff.
 from __future__ import annotations
 
 import asyncio
+import random
 from collections import defaultdict, deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -294,8 +295,9 @@ class MailboxRunner:
             stats = await self._until_empty(self.run_once)
             if self.stopping.is_set():
                 return
-            if stats.held_elsewhere:  # a standby replica: no connection, look again later
-                await self._pause(self.settings.poll_seconds)
+            if stats.held_elsewhere:  # a standby replica: no connection, ask again soon
+                standby = min(self.settings.standby_seconds, self.settings.poll_seconds)
+                await self._pause(random.uniform(standby / 2, standby))
                 return
             client = await self.connect()  # the round's connection, its folder selected
             waiter = asyncio.ensure_future(client.wait_for_changes(self.settings.poll_seconds))
