@@ -111,6 +111,8 @@ class MailboxRunner:
         self.client: Mailbox | None = None
         self.stopping = asyncio.Event()
         self.lock = MailboxLock(processor.engine, settings.name)
+        self.standby: bool | None = None
+        """Whether another replica held the mailbox at the last round (None: no round yet)."""
 
     async def connect(self) -> Mailbox:
         if self.client is not None and not self.client.broken:
@@ -139,8 +141,13 @@ class MailboxRunner:
     async def run_once(self) -> RoundStats:
         """One pass over the inbox folder: everything there now is decided and moved."""
         if not await self.lock.hold():
-            log.info("imap.mailbox_held_elsewhere", mailbox=self.settings.name)
+            if self.standby is not True:  # said once, not every few seconds
+                log.info("imap.standby", mailbox=self.settings.name)
+            self.standby = True
             return RoundStats(held_elsewhere=True)
+        if self.standby is not False:
+            log.info("imap.mailbox_held", mailbox=self.settings.name)
+        self.standby = False
         client = await self.connect()
         state = await client.select(self.settings.folder)
         previous = await store.check_uidvalidity(self.processor.engine, self.settings.name,
