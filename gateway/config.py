@@ -165,7 +165,14 @@ class InboundSettings(_Section):
 
 class LoggingSettings(_Section):
     level: Literal["debug", "info", "warning", "error"] = "info"
+    format: Literal["console", "json"] = "console"
+    """``console``: one readable line per event; ``json``: one JSON object per line."""
     json_format: bool = Field(False, alias="json")
+    """The older spelling of ``format = "json"``; still accepted."""
+
+    @property
+    def as_json(self) -> bool:
+        return self.format == "json" or self.json_format
 
 
 class MetricsSettings(_Section):

@@ -326,6 +326,10 @@ class Processor:
                 remaining.remove(culprit)
                 continue
             for item, disposition, folder in outcome:  # committed
+                if disposition == Disposition.QUARANTINED:  # a person must look at it: said once, loudly
+                    decided_row = rows[item.row_id]
+                    log.warning("inbound.quarantined", inbound_id=item.row_id, mailbox=mailbox.name,
+                                reason=decided_row.error or (decided_row.trail or [{}])[-1].get("detail"))
                 log.info(
                     "inbound.decided", inbound_id=item.row_id, disposition=disposition, mailbox=mailbox.name
                 )
@@ -357,6 +361,7 @@ class Processor:
             ]
             finish(row, Disposition.QUARANTINED, trail, mailbox, self.deps, error=row.error)
             folder = row.target_folder or mailbox.quarantine_folder
+        log.warning("inbound.quarantined", inbound_id=row_id, mailbox=mailbox.name, reason=trail[0]["detail"])
         if self.observe is not None:
             self.observe(Disposition.QUARANTINED, None)
         return folder

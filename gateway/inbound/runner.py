@@ -271,7 +271,8 @@ class MailboxRunner:
 
     async def run_until_empty(self) -> RoundStats:
         """Rounds until a round finds nothing (``run --once``); a temporary error ends them."""
-        return await self._until_empty(self._guarded_round)
+        with structlog.contextvars.bound_contextvars(mailbox=self.settings.name):
+            return await self._until_empty(self._guarded_round)
 
     async def run_forever(self) -> None:
         """Rounds, each after a push (IDLE) or the poll interval, until :meth:`stop`.
@@ -287,9 +288,10 @@ class MailboxRunner:
         retrying = AsyncRetrying(
             wait=_backoff, retry=retry_if_exception_type(Exception), sleep=self._pause, reraise=True,
         )
-        while not self.stopping.is_set():
-            await retrying(self._rounds_then_wait)
-        await self.drop()
+        with structlog.contextvars.bound_contextvars(mailbox=self.settings.name):
+            while not self.stopping.is_set():
+                await retrying(self._rounds_then_wait)
+            await self.drop()
 
     async def _rounds_then_wait(self) -> None:
         """Rounds until one finds nothing, then wait for a push or the poll interval."""

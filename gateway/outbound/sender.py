@@ -226,6 +226,11 @@ class Sender:
         rcpt_updates: list[dict[str, Any]] = []
         for row, outcome in results:
             row_update, rcpts = self._outcome(row, outcome, now)
+            for change, address in zip(rcpts, row.recipients, strict=True):
+                if change["r_status"] in (RecipientStatus.FAILED, RecipientStatus.EXPIRED):
+                    log.warning("outbox.recipient_failed", outbox_id=row.id, recipient=address,
+                                status=str(change["r_status"]), code=change["r_code"],
+                                reply=change["r_reply"])
             row_updates.append(row_update)
             rcpt_updates.extend(rcpts)
             status = row_update["status"]
