@@ -30,7 +30,7 @@ DEFAULT_DATABASE_URL = "sqlite+aiosqlite:///gateway.db"
 
 
 class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, use_attribute_docstrings=True)
 
 
 class DatabaseSettings(_Section):
