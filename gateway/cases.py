@@ -14,10 +14,10 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from gateway.clock import Clock
-from gateway.directory import get_contact, get_organisation
+from gateway.directory import get_contact, get_organisation, normalise_email
 from gateway.domain import CASE_TYPES, CaseStatus, CloseReason, Environment, EventKind, Severity
 from gateway.errors import InvalidValue, NotFound, PolicyViolation
-from gateway.models import Case, CaseEvent
+from gateway.models import Case, CaseEvent, Contact
 from gateway.schedule import timer
 
 REOPEN_WINDOW = timedelta(days=30)
@@ -103,6 +103,29 @@ async def get_case(session: AsyncSession, number: str, *, for_update: bool = Fal
     if case is None:
         raise NotFound(f"no case {parse_number(number)}")
     return case
+
+
+async def list_cases(
+    session: AsyncSession,
+    *,
+    organisation: str | None = None,
+    status: str | None = None,
+    contact_email: str | None = None,
+    limit: int | None = None,
+) -> Sequence[Case]:
+    """Cases, the most recently changed first, filtered by organisation, status and contact."""
+    stmt = select(Case).order_by(Case.updated_at.desc(), Case.id.desc())
+    if organisation is not None:
+        stmt = stmt.where(Case.organisation_id == (await get_organisation(session, organisation)).id)
+    if status is not None:
+        stmt = stmt.where(Case.status == _choice(status, [s.value for s in CaseStatus], "status"))
+    if contact_email is not None:
+        stmt = stmt.where(Case.contact_id.in_(
+            select(Contact.id).where(Contact.email == normalise_email(contact_email))
+        ))
+    if limit is not None:
+        stmt = stmt.limit(limit)
+    return (await session.execute(stmt)).unique().scalars().all()
 
 
 async def timeline(session: AsyncSession, case: Case) -> Sequence[CaseEvent]:

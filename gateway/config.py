@@ -38,7 +38,7 @@ DEFAULT_DATABASE_URL = "sqlite+aiosqlite:///gateway.db"
 
 
 class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, use_attribute_docstrings=True)
 
 
 DRIVERS = ("sqlite+aiosqlite", "postgresql+asyncpg")
@@ -99,6 +99,9 @@ class MailboxSettings(_Section):
     refused_folder: str = "Refused"
     quarantine_folder: str = "Quarantine"
     timeout_seconds: float = Field(60.0, gt=0)
+    standby_seconds: float = Field(3.0, gt=0)
+    """How often a standby replica asks for the mailbox while another holds it (PostgreSQL),
+    randomised between half and all of it: the takeover after the holder dies."""
     idle: bool = True
     poll_seconds: float = Field(60.0, gt=0)
     batch_size: int = Field(150, ge=1, le=500)
@@ -183,7 +186,9 @@ class LimitSettings(_Section):
 
 class OutboxSettings(_Section):
     batch_size: int = Field(100, ge=1)
-    lease_seconds: float = Field(300.0, gt=0)
+    lease_seconds: float = Field(30.0, gt=0)
+    """A claimed row is the sender's for this long, renewed every third of it while the
+    sender lives: a dead replica's rows are taken over within this time."""
     backoff_base_seconds: float = Field(60.0, gt=0)
     backoff_max_seconds: float = Field(3600.0, gt=0)
     case_max_age_hours: float = Field(96.0, gt=0)
@@ -253,13 +258,36 @@ class NoticeSettings(_Section):
 
 class LoggingSettings(_Section):
     level: Literal["debug", "info", "warning", "error"] = "info"
+    format: Literal["console", "json"] = "console"
+    """``console``: one readable line per event; ``json``: one JSON object per line."""
     json_format: bool = Field(False, alias="json")
+    """The older spelling of ``format = "json"``; still accepted."""
+
+    @property
+    def as_json(self) -> bool:
+        return self.format == "json" or self.json_format
 
 
 class MetricsSettings(_Section):
     enabled: bool = False
+    """Serve Prometheus metrics while ``run`` runs (not for ``run --once``)."""
     host: str = "127.0.0.1"
-    port: int = Field(9464, ge=1, le=65535)
+    """Where to listen: loopback unless a scraper on another host needs it."""
+    port: int = Field(9464, ge=0, le=65535)
+    """0: any free port (logged at start)."""
+    refresh_seconds: float = Field(15.0, gt=0)
+    """How often the gauges of shared state (outbox, quarantine) are read from the database."""
+
+
+class StatusSettings(_Section):
+    """When ``status --check`` says a person is needed."""
+
+    max_poll_age_minutes: float = Field(10.0, gt=0)
+    """A mailbox not polled successfully for longer (by any replica)."""
+    max_outbox_age_minutes: float = Field(15.0, gt=0)
+    """Mail waiting in the outbox for longer."""
+    max_quarantined: int = Field(0, ge=0)
+    """More messages in quarantine than this."""
 
 
 class Settings(_Section):
@@ -278,6 +306,7 @@ class Settings(_Section):
     run: RunSettings = RunSettings()
     logging: LoggingSettings = LoggingSettings()
     metrics: MetricsSettings = MetricsSettings()
+    status: StatusSettings = StatusSettings()
 
     @model_validator(mode="after")
     def _unique_mailbox_names(self) -> Settings:

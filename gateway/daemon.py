@@ -7,6 +7,7 @@ otherwise it runs until :meth:`Daemon.stop` (SIGINT/SIGTERM), finishing the mess
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gc
 import signal
 from collections.abc import Awaitable, Callable, Sequence
@@ -22,6 +23,8 @@ from gateway.inbound.imap_types import Mailbox
 from gateway.inbound.processor import Processor
 from gateway.inbound.runner import MailboxRunner, RoundStats
 from gateway.inbound.workers import WorkerPool
+from gateway.operations.health import HealthRecorder
+from gateway.operations.metrics import Metrics
 from gateway.outbound.sender import Sender, SendStats
 from gateway.outbound.transport import SmtpTransport, Transport
 from gateway.schedule.scheduler import Scheduler
@@ -73,8 +76,11 @@ class Daemon:
         *,
         open_mailbox: Callable[[MailboxSettings], Awaitable[Mailbox]] | None = None,
         transport: Transport | None = None,
+        metrics: Metrics | None = None,
     ) -> None:
         self.app = app
+        self.metrics = metrics
+        """Counted into while running (``[metrics] enabled``: the ``run`` command serves them)."""
         self.open_mailbox = open_mailbox or (lambda settings: imap_connect(settings))
         self.transport = transport or SmtpTransport(app.settings.smtp)
         self.stopping = asyncio.Event()
@@ -100,11 +106,13 @@ class Daemon:
             self.pool = WorkerPool(workers, timeout, preload=["gateway.inbound.parsing"],
                                    nice=settings.inbound.parse_worker_nice)
         deps = Deps(settings, self.app.clock, mailer, mailer.keys, self.our_addresses())
-        processor = Processor(self.app.engine, self.app.sessions, deps, self.pool)
+        processor = Processor(self.app.engine, self.app.sessions, deps, self.pool,
+                              observe=self.metrics.decided if self.metrics is not None else None)
         self.runners = [
             MailboxRunner(box, processor, self.open_mailbox, self.app.clock,
                           max_message_bytes=settings.limits.max_message_bytes,
-                          on_decided=self.mail_due.set)
+                          on_decided=self.mail_due.set,
+                          health=HealthRecorder(self.app.engine, self.metrics))
             for box in settings.mailboxes
         ]
         return Sender(self.app.engine, self.transport, settings.outbox, self.app.clock,
@@ -147,6 +155,9 @@ class Daemon:
             return
         summary.scheduled = await self.scheduler.run_pass()
         summary.outbound = await sender.run_until_empty()
+        if self.metrics is not None:
+            self.metrics.sent(summary.outbound)
+            await self.metrics.refresh(self.app.engine, self.app.clock.now(), await self.scheduler.next_due())
         if sender.relay_failure is not None:
             summary.failures.append(sender.relay_failure)
 
@@ -165,6 +176,8 @@ class Daemon:
         tasks = [asyncio.create_task(r.run_forever(), name=f"imap:{r.settings.name}") for r in self.runners]
         tasks.append(asyncio.create_task(self._send_loop(sender), name="outbox"))
         tasks.append(asyncio.create_task(self.scheduler.run_forever(self.stopping), name="scheduler"))
+        if self.metrics is not None:
+            tasks.append(asyncio.create_task(self._refresh_metrics(self.metrics), name="metrics"))
         log.info("daemon.started", mailboxes=[r.settings.name for r in self.runners])
         try:
             await self.stopping.wait()
@@ -182,6 +195,8 @@ class Daemon:
         while not self.stopping.is_set():
             try:
                 stats = await sender.run_until_empty()
+                if self.metrics is not None:
+                    self.metrics.sent(stats)
                 if stats.handled:
                     log.info("outbox.round", sent=stats.sent, retrying=stats.retrying,
                              failed=stats.failed, expired=stats.expired)
@@ -193,6 +208,16 @@ class Daemon:
                 log.exception("outbox.round_failed",
                               retry_in_seconds=self.app.settings.outbox.poll_seconds)
             await self._wait_for_mail()
+
+    async def _refresh_metrics(self, metrics: Metrics) -> None:
+        """The gauges of shared state, every ``metrics.refresh_seconds`` until the stop."""
+        while not self.stopping.is_set():
+            try:
+                await metrics.refresh(self.app.engine, self.app.clock.now(), await self.scheduler.next_due())
+            except Exception:  # a scrape shows stale gauges rather than the daemon dying
+                log.exception("metrics.refresh_failed")
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.stopping.wait(), self.app.settings.metrics.refresh_seconds)
 
     async def _wait_for_mail(self) -> None:
         """Until inbound work may have queued mail, the daemon stops, or the poll interval ends."""

@@ -7,6 +7,7 @@ always hands back aware UTC values (SQLite would otherwise return naive ones).
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterable, Iterator
 from datetime import UTC, datetime
 from typing import Any, TypeVar
@@ -66,6 +67,8 @@ def create_engine(url: str, *, echo: bool = False) -> AsyncEngine:
         kwargs["connect_args"] = {"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000}
     else:
         kwargs["pool_pre_ping"] = True
+        # pg_stat_activity and pg_locks then say which process holds what (a mailbox's lock).
+        kwargs["connect_args"] = {"server_settings": {"application_name": f"case-gateway {os.getpid()}"}}
     engine = create_async_engine(url, **kwargs)
     if is_sqlite(url):
         event.listen(engine.sync_engine, "connect", _sqlite_pragmas)

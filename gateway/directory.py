@@ -12,9 +12,10 @@ from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from gateway.clock import Clock
-from gateway.errors import AlreadyExists, InvalidValue, NotFound
+from gateway.domain import CaseStatus
+from gateway.errors import AlreadyExists, InvalidValue, NotFound, PolicyViolation
 from gateway.inbound.sender_identity import ascii_lower
-from gateway.models import Contact, Organisation
+from gateway.models import Case, Contact, Organisation
 from gateway.outbound.compose import check_address
 from gateway.schedule.calendar import format_hours, parse_hours
 
@@ -124,6 +125,12 @@ async def list_organisations(session: AsyncSession) -> Sequence[Organisation]:
     return (await session.execute(select(Organisation).order_by(Organisation.name))).scalars().all()
 
 
+def check_name(name: str | None) -> None:
+    """A contact's name goes into the To header of mail to the contact: one line."""
+    if name is not None and _CONTROL.search(name):
+        raise InvalidValue(f"a contact's name must be one line without control characters: {name!r}")
+
+
 async def add_contact(
     session: AsyncSession,
     clock: Clock,
@@ -135,13 +142,18 @@ async def add_contact(
 ) -> Contact:
     org = await get_organisation(session, organisation)
     address = check_address(normalise_email(email))  # the rule mail to it must pass: one plain address
-    if name is not None and _CONTROL.search(name):
-        raise InvalidValue(f"a contact's name must be one line without control characters: {name!r}")
-    existing = await session.execute(
-        select(Contact.id).where(Contact.organisation_id == org.id, Contact.email == address)
-    )
-    if existing.first() is not None:
+    check_name(name)
+    existing = (await session.execute(
+        select(Contact).where(Contact.organisation_id == org.id, Contact.email == address)
+    )).scalar_one_or_none()
+    if existing is not None and existing.removed_at is None:
         raise AlreadyExists(f"contact {address} exists already in {org.name}")
+    if existing is not None:  # added anew after a removal: the same row, so its history stays
+        existing.removed_at = None
+        existing.name = (name or "").strip() or None
+        existing.designated = designated
+        await session.flush()
+        return existing
     contact = Contact(
         organisation_id=org.id,
         email=address,
@@ -156,7 +168,8 @@ async def add_contact(
 
 
 async def list_contacts(session: AsyncSession, organisation: str | None = None) -> Sequence[Contact]:
-    stmt = select(Contact).join(Organisation).order_by(Organisation.name, Contact.email)
+    stmt = (select(Contact).join(Organisation).where(Contact.removed_at.is_(None))
+            .order_by(Organisation.name, Contact.email))
     if organisation is not None:
         org = await get_organisation(session, organisation)
         stmt = stmt.where(Contact.organisation_id == org.id)
@@ -165,6 +178,67 @@ async def list_contacts(session: AsyncSession, organisation: str | None = None) 
 
 async def get_contact(session: AsyncSession, organisation_id: int, email: str) -> Contact | None:
     stmt = select(Contact).where(
-        Contact.organisation_id == organisation_id, Contact.email == normalise_email(email)
+        Contact.organisation_id == organisation_id, Contact.email == normalise_email(email),
+        Contact.removed_at.is_(None),
     )
     return (await session.execute(stmt)).scalar_one_or_none()
+
+
+async def find_contact(session: AsyncSession, email: str, organisation: str | None = None) -> Contact:
+    """The one current contact with this address (``organisation`` names it where the address
+    is a contact of several)."""
+    address = normalise_email(email)
+    stmt = select(Contact).join(Organisation).where(Contact.email == address,
+                                                    Contact.removed_at.is_(None))
+    if organisation is not None:
+        stmt = stmt.where(Contact.organisation_id == (await get_organisation(session, organisation)).id)
+    found = (await session.execute(stmt)).scalars().all()
+    if not found:
+        where = f" in {organisation}" if organisation is not None else ""
+        raise NotFound(f"no contact {address}{where}")
+    if len(found) > 1:
+        names = ", ".join(sorted(c.organisation.name for c in found))
+        raise InvalidValue(f"{address} is a contact of several organisations ({names}); name one with --org")
+    return found[0]
+
+
+async def update_contact(
+    session: AsyncSession,
+    *,
+    email: str,
+    organisation: str | None = None,
+    name: str | None = None,
+    designated: bool | None = None,
+) -> Contact:
+    """Change a contact's name or designation; ``None`` leaves a field as it is."""
+    contact = await find_contact(session, email, organisation)
+    check_name(name)
+    if name is not None:
+        contact.name = name.strip() or None
+    if designated is not None:
+        contact.designated = designated
+    await session.flush()
+    return contact
+
+
+async def remove_contact(
+    session: AsyncSession, clock: Clock, *, email: str, organisation: str | None = None,
+    force: bool = False,
+) -> tuple[Contact, int]:
+    """Remove a contact: it no longer lists and can no longer update any case, while the cases
+    and their timelines keep it. Refused while it has open cases unless ``force``; returns the
+    contact and how many open cases it had."""
+    contact = await find_contact(session, email, organisation)
+    open_cases = (await session.execute(
+        select(func.count()).select_from(Case)
+        .where(Case.contact_id == contact.id, Case.status != CaseStatus.CLOSED)
+    )).scalar_one()
+    if open_cases and not force:
+        raise PolicyViolation(
+            f"{contact.email} has {open_cases} open case(s) in {contact.organisation.name}; "
+            "close them first or remove with --force"
+        )
+    contact.removed_at = clock.now()
+    contact.designated = False
+    await session.flush()
+    return contact, open_cases

@@ -15,7 +15,7 @@ def configure_logging(settings: LoggingSettings, file: TextIO | None = None) -> 
     """Structured logs to ``file`` (default: whatever ``sys.stderr`` is when a line is written)."""
     level = getattr(logging, settings.level.upper())
     renderer: structlog.types.Processor = (
-        structlog.processors.JSONRenderer() if settings.json_format
+        structlog.processors.JSONRenderer() if settings.as_json
         else structlog.dev.ConsoleRenderer(colors=False)
     )
     structlog.configure(

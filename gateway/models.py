@@ -70,6 +70,9 @@ class Contact(Base):
     name: Mapped[str | None] = mapped_column(String(200))
     designated: Mapped[bool] = mapped_column(Boolean, default=True)
     created_at: Mapped[datetime]
+    removed_at: Mapped[datetime | None]
+    """Set by ``contact remove``: the row stays for the cases' history, never designated again
+    until the contact is added anew."""
     organisation: Mapped[Organisation] = relationship(lazy="joined")
 
 
@@ -124,6 +127,21 @@ class MailboxState(Base):
     __tablename__ = "mailbox_state"
     mailbox: Mapped[str] = mapped_column(String(100), primary_key=True)
     uidvalidity: Mapped[int] = mapped_column(BigInteger)
+    updated_at: Mapped[datetime]
+
+
+class MailboxHealth(Base):
+    """How each mailbox's intake is doing, written by the replica polling it (``status``)."""
+
+    __tablename__ = "mailbox_health"
+    mailbox: Mapped[str] = mapped_column(String(100), primary_key=True)
+    connected: Mapped[bool] = mapped_column(Boolean, default=False)
+    last_poll_at: Mapped[datetime | None]
+    """The end of the last round that searched the mailbox without error."""
+    waiting: Mapped[int | None] = mapped_column(Integer)
+    """Messages in the watched folder at that search."""
+    last_error: Mapped[str | None] = mapped_column(Text)
+    last_error_at: Mapped[datetime | None]
     updated_at: Mapped[datetime]
 
 

@@ -263,3 +263,14 @@ def delivered(server: RecordingSmtpServer, row: Outbox) -> Received:
     found = [m for m in server.messages if row.message_id.encode() in m.data]
     assert len(found) == 1, f"outbox {row.id} ({row.kind}) reached the server {len(found)} times"
     return found[0]
+
+
+DEEP_MAIL = (
+    b"From: someone@example.org\r\nSubject: deep\r\nMIME-Version: 1.0\r\n"
+    b"Content-Type: multipart/mixed; boundary=a\r\n\r\n"
+    b"--a\r\nContent-Type: multipart/mixed; boundary=b\r\n\r\n"
+    b"--b\r\nContent-Type: multipart/mixed; boundary=c\r\n\r\n"
+    b"--c\r\nContent-Type: text/plain\r\n\r\nhi\r\n"
+    b"--c--\r\n--b--\r\n--a--\r\n"
+)
+"""Three multipart levels: quarantined where a test sets ``limits.max_mime_depth`` to 2."""

@@ -29,6 +29,7 @@ COMMANDS = {
     "run": "gateway.cli.run:run",
     "schedule": "gateway.cli.schedule:schedule",
     "report": "gateway.cli.report:report",
+    "status": "gateway.cli.status:status",
     "demo": "gateway.demo.cli:demo",
 }
 """Command name -> ``module:attribute`` of its click command."""

@@ -10,8 +10,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from gateway import cases
 from gateway.app import App
 from gateway.cli.context import CliContext
-from gateway.cli.output import case_dict, echo_json, event_dict, json_option
-from gateway.domain import CASE_TYPES, WHOLE_TEXT_KEPT, Environment, Severity
+from gateway.cli.output import case_dict, echo_json, echo_table, event_dict, json_option
+from gateway.domain import CASE_TYPES, WHOLE_TEXT_KEPT, CaseStatus, Environment, Severity
 
 
 @click.group()
@@ -55,6 +55,32 @@ def case_open(
         echo_json(result)
     else:
         click.echo(result["number"])
+
+
+@case.command("list")
+@click.option("--org", "organisation", help="Only this organisation's cases.")
+@click.option("--status", type=click.Choice([s.value for s in CaseStatus]), help="Only cases in this status.")
+@click.option("--contact", "contact_email", help="Only cases of this contact.")
+@click.option("--limit", type=click.IntRange(min=1), help="At most this many (the latest changed first).")
+@json_option
+@click.pass_obj
+def case_list(
+    ctx: CliContext, organisation: str | None, status: str | None, contact_email: str | None,
+    limit: int | None, as_json: bool,
+) -> None:
+    """List cases, the most recently changed first."""
+
+    async def work(session: AsyncSession) -> list[dict[str, Any]]:
+        found = await cases.list_cases(session, organisation=organisation, status=status,
+                                       contact_email=contact_email, limit=limit)
+        return [case_dict(c) for c in found]
+
+    rows = ctx.transaction(work)
+    if as_json:
+        echo_json(rows)
+    else:
+        echo_table(rows, ["number", "organisation", "contact", "status", "severity", "updated_at",
+                          "subject"])
 
 
 @case.command("show")

@@ -8,6 +8,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from gateway import directory
 from gateway.cli.context import CliContext
 from gateway.cli.output import contact_dict, echo_json, echo_table, json_option, organisation_dict
+from gateway.errors import UsageError
 
 
 @click.group()
@@ -127,3 +128,51 @@ def contact_list(ctx: CliContext, organisation: str | None, as_json: bool) -> No
         echo_json(rows)
     else:
         echo_table(rows, ["email", "name", "organisation", "designated"])
+
+
+@contact.command("update")
+@click.argument("email")
+@click.option("--org", "organisation", help="The organisation, where the address is a contact of several.")
+@click.option("--name", help="New display name ('' clears it).")
+@click.option("--designated/--not-designated", default=None, help="Change the designation.")
+@json_option
+@click.pass_obj
+def contact_update(
+    ctx: CliContext, email: str, organisation: str | None, name: str | None, designated: bool | None,
+    as_json: bool,
+) -> None:
+    """Correct a contact's name or designation (then release its quarantined mail if need be)."""
+    if name is None and designated is None:
+        raise UsageError("nothing to change: give --name or --designated/--not-designated")
+
+    async def work(session: AsyncSession) -> dict[str, object]:
+        changed = await directory.update_contact(
+            session, email=email, organisation=organisation, name=name, designated=designated
+        )
+        return contact_dict(changed)
+
+    result = ctx.transaction(work)
+    if as_json:
+        echo_json(result)
+    else:
+        role = "designated contact" if result["designated"] else "contact (not designated)"
+        click.echo(f"{role} {result['email']} of {result['organisation']} updated")
+
+
+@contact.command("remove")
+@click.argument("email")
+@click.option("--org", "organisation", help="The organisation, where the address is a contact of several.")
+@click.option("--force", is_flag=True, help="Remove even though the contact has open cases.")
+@click.pass_obj
+def contact_remove(ctx: CliContext, email: str, organisation: str | None, force: bool) -> None:
+    """Remove a contact: it can no longer update cases; its cases and their history stay."""
+
+    async def work(session: AsyncSession) -> tuple[str, str, int]:
+        removed, open_cases = await directory.remove_contact(
+            session, ctx.clock, email=email, organisation=organisation, force=force
+        )
+        return removed.email, removed.organisation.name, open_cases
+
+    address, org_name, open_cases = ctx.transaction(work)
+    still = f" ({open_cases} open case(s) keep it as their contact)" if open_cases else ""
+    click.echo(f"contact {address} removed from {org_name}{still}")

@@ -7,13 +7,17 @@ import sys
 from datetime import datetime
 
 import click
+import structlog
 
 from gateway.app import App
 from gateway.cli.context import CliContext
 from gateway.clock import FrozenClock
 from gateway.daemon import Daemon, RunSummary, tune_collector
 from gateway.logs import configure_logging
+from gateway.operations.metrics import Metrics
 from gateway.run_lock import run_lock
+
+log = structlog.get_logger(__name__)
 
 
 @click.command("run")
@@ -39,13 +43,21 @@ def run(ctx: CliContext, once: bool, now_text: str | None) -> None:
 def _run(ctx: CliContext, once: bool) -> None:
 
     async def work(app: App) -> RunSummary | None:
-        daemon = Daemon(app)
+        metrics = Metrics() if ctx.settings.metrics.enabled and not once else None
+        if metrics is not None:
+            port = metrics.serve(ctx.settings.metrics.host, ctx.settings.metrics.port)
+            log.info("metrics.listening", host=ctx.settings.metrics.host, port=port)
+        daemon = Daemon(app, metrics=metrics)
         daemon.install_signal_handlers()
         tune_collector()
-        if once:
-            return await daemon.run_once()
-        await daemon.run_forever()
-        return None
+        try:
+            if once:
+                return await daemon.run_once()
+            await daemon.run_forever()
+            return None
+        finally:
+            if metrics is not None:
+                metrics.close()
 
     summary = ctx.with_app(work)
     if summary is None:

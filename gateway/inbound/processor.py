@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import time
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import cast
 
 import structlog
@@ -21,6 +22,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from gateway.config import MailboxSettings
 from gateway.db import PlannerStatistics, insert_queued
+from gateway.domain import Disposition
 from gateway.inbound import store
 from gateway.inbound.context import Deps
 from gateway.inbound.failures import give_up, record_failure
@@ -43,6 +45,8 @@ class Fetched:
     size: int
     problem: str | None = None
     """Set when the message was not fetched whole (over the size limit): it is quarantined."""
+    fetched_at: float = field(default_factory=time.monotonic)
+    """When it was fetched (``time.monotonic``): the decision's latency is measured from it."""
 
 
 def _deliver(futures: Sequence[asyncio.Future[Parsed]], chunk: asyncio.Future[list[Parsed]]) -> None:
@@ -76,6 +80,7 @@ class Item:
     row_id: int
     parsed: Parsed
     attempt: int
+    fetched_at: float
 
 
 def groups(todo: Sequence[Fetched], attempts: dict[int, int]) -> Iterator[list[Fetched]]:
@@ -141,7 +146,8 @@ _DECIDED_UPDATE = (
 )
 
 
-Decision = tuple[Item, str | None, str | None]
+Decision = tuple[Item, str | None, str | None, str | None]
+"""A decided message: its disposition, its IMAP folder, and why it was quarantined (if it was)."""
 """A message, its disposition and its folder."""
 
 PARSE_CHUNK = 25
@@ -163,8 +169,11 @@ class Processor:
         sessions: async_sessionmaker[AsyncSession],
         deps: Deps,
         pool: WorkerPool | None = None,
+        observe: Callable[[str, float | None], None] | None = None,
     ) -> None:
         self.engine = engine
+        self.observe = observe
+        """Told each committed decision: its disposition and seconds since the fetch (metrics)."""
         self.sessions = sessions
         self.deps = deps
         self.pool = pool
@@ -244,8 +253,8 @@ class Processor:
             for group in groups(todo, {uid: k.attempts for uid, k in known.items()}):
                 if should_stop():
                     break  # the rest stays undecided in the inbox for the next run
-                items = [Item(f.uid, known[f.uid].id, await parsing[f.uid], known[f.uid].attempts + 1)
-                         for f in group]
+                items = [Item(f.uid, known[f.uid].id, await parsing[f.uid], known[f.uid].attempts + 1,
+                              f.fetched_at) for f in group]
                 await store.begin_attempts(self.engine, [(i.row_id, i.attempt, i.parsed.mail) for i in items])
                 done.update(await self._decide(mailbox, items))
         finally:
@@ -300,9 +309,14 @@ class Processor:
             except Exception as error:  # one bad message must not stop the mailbox
                 problem = error
             else:
-                for item, disposition, folder in outcome:  # committed
+                for item, disposition, folder, reason in outcome:  # committed
+                    if disposition == Disposition.QUARANTINED:  # a person must look at it: said loudly
+                        log.warning("inbound.quarantined", inbound_id=item.row_id, mailbox=mailbox.name,
+                                    reason=reason)
                     log.info("inbound.decided", inbound_id=item.row_id, disposition=disposition,
                              mailbox=mailbox.name)
+                    if self.observe is not None and disposition is not None:
+                        self.observe(disposition, time.monotonic() - item.fetched_at)
                     decided[item.uid] = folder or mailbox.processed_folder
                 return decided
             if current is None and len(remaining) > 1:
@@ -341,12 +355,20 @@ class Processor:
                     except Exception as exc:
                         raise _ItemFailed(item, exc) from exc
                     lookups.remember(row)
-                    outcome.append((item, row.disposition, row.target_folder))
+                    quarantined = row.disposition == Disposition.QUARANTINED
+                    reason = (row.error or (row.trail or [{}])[-1].get("detail")) if quarantined else None
+                    outcome.append((item, row.disposition, row.target_folder, reason))
             await write_group(session, [rows[i.row_id] for i in items])
         return outcome
 
     async def _give_up(self, row_id: int, mailbox: MailboxSettings, attempts: int) -> str:
-        return await give_up(self.sessions, self.deps, row_id, mailbox, attempts)
+        folder = await give_up(self.sessions, self.deps, row_id, mailbox, attempts)
+        if folder == mailbox.quarantine_folder:
+            log.warning("inbound.quarantined", inbound_id=row_id, mailbox=mailbox.name,
+                        reason=f"failed {attempts} times")
+            if self.observe is not None:
+                self.observe(Disposition.QUARANTINED, None)
+        return folder
 
 
 class _ItemFailed(Exception):

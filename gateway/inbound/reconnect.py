@@ -48,11 +48,13 @@ async def open_with_retries(
     stopping: asyncio.Event,
     clock: Clock,
     give_up_seconds: float | None = None,
+    on_failure: Callable[[Exception], Awaitable[None]] | None = None,
 ) -> Mailbox:
     """A new connection, tried again after a randomised exponential backoff while the server
     cannot be reached. Raises :class:`Stopped` once ``stopping`` is set, :class:`Unreachable`
     when the next attempt would start more than ``give_up_seconds`` after the first (None:
-    never), and a permanent error at once."""
+    never), and a permanent error at once. ``on_failure`` hears of every failed attempt (the
+    mailbox's health for ``status``)."""
     spent, attempt = 0.0, 0
     while True:
         if stopping.is_set():
@@ -62,6 +64,8 @@ async def open_with_retries(
         try:
             client = await open_mailbox(settings)
         except TemporaryTransportError as exc:
+            if on_failure is not None:
+                await on_failure(exc)
             spent += time.monotonic() - started
             delay = _delay(attempt)
             if give_up_seconds is not None and spent + delay > give_up_seconds:

@@ -12,6 +12,7 @@ dropped and a new one is made with randomised exponential backoff.
 from __future__ import annotations
 
 import asyncio
+import random
 from collections import defaultdict, deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -30,6 +31,7 @@ from gateway.inbound.mailbox_lock import MailboxLock
 from gateway.inbound.processor import Fetched, Parsing, Processor
 from gateway.inbound.reconnect import Stopped, Unreachable, describe, open_with_retries
 from gateway.inbound.store import KnownUid
+from gateway.operations.health import HealthRecorder
 
 log = structlog.get_logger(__name__)
 
@@ -96,6 +98,7 @@ class MailboxRunner:
         max_message_bytes: int,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
         on_decided: Callable[[], None] | None = None,
+        health: HealthRecorder | None = None,
     ) -> None:
         self.settings = settings
         self.processor = processor
@@ -105,6 +108,8 @@ class MailboxRunner:
         self.sleep = sleep
         self.on_decided = on_decided
         """Called after a batch was committed (the daemon wakes its sender: replies may be due)."""
+        self.health = health
+        """Where each round's outcome is written for ``status`` (None: nowhere)."""
         self.client: Mailbox | None = None
         self.stopping = asyncio.Event()
         self.lock = MailboxLock(processor.engine, settings.name)
@@ -117,6 +122,8 @@ class MailboxRunner:
         self.reconciled = False
         """Whether the decided messages moved by an earlier process, or before a failure, but
         not marked moved were looked for (at the start of the next round)."""
+        self.standby: bool | None = None
+        """Whether another replica held the mailbox at the last round (None: no round yet)."""
 
     async def connect(self) -> Mailbox:
         if self.client is not None and not self.client.broken:
@@ -124,7 +131,9 @@ class MailboxRunner:
         await self.drop()
         self.client = await open_with_retries(
             self.open_mailbox, self.settings, pause=self._pause, stopping=self.stopping, clock=self.clock,
-            give_up_seconds=self.give_up_seconds)
+            give_up_seconds=self.give_up_seconds, on_failure=self._record_failure)
+        if self.health is not None:
+            self.health.connected(self.settings.name)
         folders = [self.settings.processed_folder, self.settings.refused_folder,
                    self.settings.quarantine_folder]
         await self.client.ensure_folders(folders)
@@ -140,8 +149,13 @@ class MailboxRunner:
     async def run_once(self) -> RoundStats:
         """One pass over the inbox folder: everything there now is decided and moved."""
         if not await self.lock.hold():
-            log.info("imap.mailbox_held_elsewhere", mailbox=self.settings.name)
+            if self.standby is not True:  # said once, not every few seconds
+                log.info("imap.standby", mailbox=self.settings.name)
+            self.standby = True
             return RoundStats(held_elsewhere=True)
+        if self.standby is not False:
+            log.info("imap.mailbox_held", mailbox=self.settings.name)
+        self.standby = False
         client = await self.connect()
         state = await client.select(self.settings.folder)
         previous = await store.check_uidvalidity(self.processor.engine, self.settings.name,
@@ -156,6 +170,7 @@ class MailboxRunner:
             if gone:
                 log.info("imap.moves_reconciled", mailbox=self.settings.name, messages=gone)
             self.reconciled = True
+        await self._record(lambda h: h.polled(self.settings.name, self.clock.now(), len(uids)))
         stats = RoundStats(seen=len(uids))
         if uids:
             self.processor.expect_mail()  # the parse workers start while the first batch is fetched
@@ -270,7 +285,8 @@ class MailboxRunner:
 
     async def run_until_empty(self) -> RoundStats:
         """Rounds until a round finds nothing (``run --once``); a temporary error ends them."""
-        return await self._until_empty(self._guarded_round)
+        with structlog.contextvars.bound_contextvars(mailbox=self.settings.name):
+            return await self._until_empty(self._guarded_round)
 
     async def run_forever(self) -> None:
         """Rounds, each after a push (IDLE) or the poll interval, until :meth:`stop`.
@@ -287,9 +303,10 @@ class MailboxRunner:
             wait=_backoff, retry=retry_if_exception_type(Exception), sleep=self._pause, reraise=True,
             before_sleep=self._retry_scheduled,
         )
-        while not self.stopping.is_set():
-            await retrying(self._rounds_then_wait)
-        await self.drop()
+        with structlog.contextvars.bound_contextvars(mailbox=self.settings.name):
+            while not self.stopping.is_set():
+                await retrying(self._rounds_then_wait)
+            await self.drop()
 
     async def _rounds_then_wait(self) -> None:
         """Rounds until one finds nothing, then wait for a push or the poll interval."""
@@ -303,8 +320,9 @@ class MailboxRunner:
             self._recovered()
             if self.stopping.is_set():
                 return
-            if stats.held_elsewhere:  # a standby replica: no connection, look again later
-                await self._pause(self.settings.poll_seconds)
+            if stats.held_elsewhere:  # a standby replica: no connection, ask again soon
+                standby = min(self.settings.standby_seconds, self.settings.poll_seconds)
+                await self._pause(random.uniform(standby / 2, standby))
                 return
             client = await self.connect()  # the round's connection, its folder selected
             waiter = asyncio.ensure_future(client.wait_for_changes(self.settings.poll_seconds))
@@ -317,6 +335,7 @@ class MailboxRunner:
         except Stopped:
             return
         except TransportError as exc:
+            await self._record_failure(exc)
             if exc.temporary:
                 log.warning("imap.round_failed", mailbox=self.settings.name, error=str(exc), temporary=True)
             else:
@@ -325,11 +344,13 @@ class MailboxRunner:
             await self.drop()
             raise
         except (SQLAlchemyError, OSError) as exc:  # the database: what was committed stays
+            await self._record_failure(exc)
             log.warning("inbound.round_failed", mailbox=self.settings.name,
                         error=f"{type(exc).__name__}: {exc}")
             await self.drop()
             raise
-        except Exception:
+        except Exception as exc:
+            await self._record_failure(exc)
             log.exception("inbound.round_failed_unexpectedly", mailbox=self.settings.name,
                           retry_within_seconds=RETRY_PERMANENT_SECONDS)
             await self.drop()
@@ -378,6 +399,7 @@ class MailboxRunner:
         except Stopped:
             return RoundStats()
         except TransportError as exc:
+            await self._record_failure(exc)
             log.warning("imap.round_failed", mailbox=self.settings.name, error=str(exc),
                         temporary=exc.temporary)
             await self.drop()
@@ -385,6 +407,20 @@ class MailboxRunner:
                 raise
             self.failure = str(exc) if isinstance(exc, Unreachable) else f"{describe(self.settings)}: {exc}"
             return RoundStats()
+
+    async def _record_failure(self, error: BaseException) -> None:
+        if isinstance(error, Unreachable):
+            return  # its attempts were recorded one by one as they failed
+        await self._record(lambda h: h.failed(self.settings.name, self.clock.now(), error))
+
+    async def _record(self, write: Callable[[HealthRecorder], Awaitable[None]]) -> None:
+        """Write the mailbox's health; a database that cannot take it only costs a log line."""
+        if self.health is None:
+            return
+        try:
+            await write(self.health)
+        except (SQLAlchemyError, OSError) as exc:
+            log.warning("imap.health_not_recorded", mailbox=self.settings.name, error=str(exc))
 
     def stop(self) -> None:
         self.stopping.set()

@@ -3,9 +3,10 @@ recipient's fate in the row, so retries and give-ups survive restarts.
 
 Claiming is one ``UPDATE ... RETURNING`` statement: with ``FOR UPDATE SKIP LOCKED`` on
 PostgreSQL, so several sender processes never take the same row; on SQLite the database's
-single writer makes the statement atomic. A claim is a lease: a sender that dies after claiming
-leaves the row to be taken again when the lease runs out, and it is then sent with the same
-Message-ID (so a message goes out once more at most).
+single writer makes the statement atomic. A claim is a lease, renewed every third of
+``lease_seconds`` while its sender lives: a sender that dies after claiming leaves the row to
+be taken again when the lease runs out, and it is then sent with the same Message-ID (so a
+message goes out once more at most).
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import asyncio
 import os
 import random
 import uuid
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -76,6 +77,7 @@ class Sender:
         concurrency: int = 4,
         worker_id: str | None = None,
         rng: random.Random | None = None,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     ) -> None:
         self.engine = engine
         self.transport = transport
@@ -87,6 +89,10 @@ class Sender:
         self._pg = engine.dialect.name == "postgresql"
         self.relay_failure: str | None = None
         """Why the relay could not be reached (no SMTP reply at all), until a send works again."""
+        self.sleep = sleep
+        """What the lease renewal waits with (tests drive it)."""
+        self._held: set[int] = set()
+        """Rows claimed and not yet recorded: their leases are renewed."""
 
     async def run_until_empty(self) -> SendStats:
         """Send everything due now; return when nothing due is left (the burst mode tests use).
@@ -98,19 +104,44 @@ class Sender:
         total = SendStats()
         recording: asyncio.Future[SendStats] | None = None
         batch = await self.claim(self.settings.batch_size)
-        while batch:
-            sending = asyncio.ensure_future(self._send_all(batch))
-            claiming = asyncio.ensure_future(self.claim(self.settings.batch_size))
-            try:
-                results = await sending
-                if recording is not None:
-                    total.add(await recording)
-                recording = asyncio.ensure_future(self._record(results))
-            finally:
-                batch = await claiming
-        if recording is not None:
-            total.add(await recording)
+        if not batch:
+            return total
+        renewing = asyncio.ensure_future(self._renew_leases())
+        try:
+            while batch:
+                sending = asyncio.ensure_future(self._send_all(batch))
+                claiming = asyncio.ensure_future(self.claim(self.settings.batch_size))
+                try:
+                    results = await sending
+                    if recording is not None:
+                        total.add(await recording)
+                    recording = asyncio.ensure_future(self._record(results))
+                finally:
+                    batch = await claiming
+            if recording is not None:
+                total.add(await recording)
+        finally:
+            renewing.cancel()
         return total
+
+    async def _renew_leases(self) -> None:
+        """Every third of the lease, push the leases of the rows in hand further out."""
+        while True:
+            await self.sleep(self.settings.lease_seconds / 3)
+            held = list(self._held)
+            if not held:
+                continue
+            lease = self.clock.now() + timedelta(seconds=self.settings.lease_seconds)
+            try:
+                async with self.engine.begin() as conn:
+                    await conn.execute(
+                        update(Outbox)
+                        .where(among(Outbox.id, held, conn.dialect.name), Outbox.claimed_by == self.worker_id)
+                        .values(lease_until=lease)
+                        .execution_options(synchronize_session=False)
+                    )
+            except Exception as exc:  # the database is away: the leases may run out; no more
+                log.warning("outbox.lease_not_renewed", rows=len(held), error=str(exc))
 
     async def _send_all(
         self, rows: list[Claimed]
@@ -152,6 +183,7 @@ class Sender:
                 )
                 for rid, oid, address in recipients.all():
                     rows[oid].recipients[address] = rid
+        self._held.update(rows)
         return sorted(rows.values(), key=lambda r: r.id)
 
     def _claim_statement(self, due: Any, limit: int, lease: datetime) -> Any:
@@ -202,6 +234,11 @@ class Sender:
         rcpt_updates: list[dict[str, Any]] = []
         for row, outcome in results:
             row_update, rcpts = self._outcome(row, outcome, now)
+            for change, address in zip(rcpts, row.recipients, strict=True):
+                if change["r_status"] in (RecipientStatus.FAILED, RecipientStatus.EXPIRED):
+                    log.warning("outbox.recipient_failed", outbox_id=row.id, recipient=address,
+                                status=str(change["r_status"]), code=change["r_code"],
+                                reply=change["r_reply"])
             row_updates.append(row_update)
             rcpt_updates.extend(rcpts)
             status = row_update["status"]
@@ -220,6 +257,7 @@ class Sender:
             if rcpt_updates:
                 await conn.execute(_RCPT_UPDATE, rcpt_updates)
             await conn.execute(_ROW_UPDATE, row_updates)
+        self._held.difference_update(row.id for row, _ in results)
         return stats
 
     def _outcome(

@@ -110,6 +110,10 @@ class SmtpTransport:
             replies.update(await self._send_on_pool(sender, valid, data))
         return replies
 
+    async def greet(self) -> None:
+        """Connect, say EHLO (and log in, where configured), then QUIT: does the relay answer?"""
+        await self._quit(await self._connect())
+
     async def close(self) -> None:
         """Say QUIT on every idle connection (each within the timeout) and close them."""
         self._closed = True
