@@ -1,8 +1,9 @@
-"""The README's command table and configuration reference, made from the program itself.
+"""The README against the program: its configuration reference is made from the settings,
+and every command and option must be shown.
 
-``python scripts/readme_tables.py`` rewrites the two tables between their markers in
-README.md; ``--check`` exits 1 when the README differs from what the program says (the
-tests run it, so a new command, option or setting cannot go undocumented).
+``python scripts/readme_tables.py`` rewrites the configuration reference between its markers
+in README.md; ``--check`` exits 1, one line per problem, when the reference is out of date or
+a command or option of the program is nowhere in the README (the tests run it).
 """
 
 from __future__ import annotations
@@ -29,49 +30,42 @@ EXAMPLE = ROOT / "gateway.example.toml"
 _SECTION = re.compile(r"^\[\[?(\w+)\]\]?")
 _KEY = re.compile(r"^#?\s*(\w+)\s*=\s*[^#]*?(?:#\s*(.*))?$")
 MARKERS = {
-    "commands": ("<!-- commands: made by scripts/readme_tables.py -->", "<!-- commands end -->"),
     "config": ("<!-- config: made by scripts/readme_tables.py -->", "<!-- config end -->"),
 }
 
 
-def _option(param: click.Parameter) -> str:
-    if isinstance(param, click.Argument):
-        return (param.metavar or param.name or "").upper()
-    assert isinstance(param, click.Option)
-    if param.is_flag and param.secondary_opts:
-        text = f"{param.opts[0]}/{param.secondary_opts[0]}"
-    elif param.is_flag:
-        text = param.opts[0]
-    elif isinstance(param.type, click.Choice):
-        text = f"{param.opts[0]} {'|'.join(str(c) for c in param.type.choices)}"
-    else:
-        text = f"{param.opts[0]} {param.metavar or (param.name or '').upper()}"
-    return text if param.required else f"[{text}]"
-
-
-def _usage(path: list[str], command: click.Command) -> str:
-    params = [p for p in command.params if not (isinstance(p, click.Option) and p.hidden)]
-    return " ".join(["case-gateway", *path, *(_option(p) for p in params)])
-
-
-def _help(command: click.Command) -> str:
-    text = (command.help or "").split("\n\n")[0]
-    return " ".join(text.split())
-
-
-def commands_table() -> str:
-    rows = ["| command | what it does |", "| --- | --- |"]
+def commands() -> list[tuple[str, click.Command]]:
+    """Every command the program has, as ``(path, command)``: ``("case list", ...)``."""
+    found = []
     for name in sorted(COMMANDS):
         module, _, attribute = COMMANDS[name].partition(":")
         command = getattr(importlib.import_module(module), attribute)
-        subcommands = (
-            [([name, sub], command.commands[sub]) for sub in sorted(command.commands)]
-            if isinstance(command, click.Group) else [([name], command)]
-        )
-        for path, sub in subcommands:
-            usage, meaning = (text.replace("|", "\\|") for text in (_usage(path, sub), _help(sub)))
-            rows.append(f"| `{usage}` | {meaning} |")
-    return "\n".join(rows)
+        if isinstance(command, click.Group):
+            found += [(f"{name} {sub}", command.commands[sub]) for sub in sorted(command.commands)]
+        else:
+            found.append((name, command))
+    return found
+
+
+def undocumented(readme: str) -> list[str]:
+    """Commands and options the README never shows: a command must appear as ``case-gateway
+    PATH`` (or as `` `PATH`` in a table of one command group) and each of its options
+    (``--json`` aside: every list and show command has it) on a line that shows the command."""
+    missing = []
+    joined = readme.replace("\\\n", " ").splitlines()  # a shell line continued with a backslash is one
+    for path, command in commands():
+        pattern = re.compile(rf"(?:case-gateway |`){re.escape(path)}(?![\w-])")
+        lines = [line for line in joined if pattern.search(line)]
+        if not lines:
+            missing.append(f"command: case-gateway {path}")
+            continue
+        shown = " ".join(lines)
+        for param in command.params:
+            if isinstance(param, click.Option) and not param.hidden and param.opts[0] != "--json":
+                flags = [*param.opts, *param.secondary_opts]
+                if not any(re.search(rf"{re.escape(f)}(?![\w-])", shown) for f in flags):
+                    missing.append(f"option: case-gateway {path} {param.opts[0]}")
+    return missing
 
 
 def example_comments() -> dict[str, str]:
@@ -138,7 +132,7 @@ def config_table() -> str:
 
 
 def rewritten(readme: str) -> str:
-    for name, made in (("commands", commands_table()), ("config", config_table())):
+    for name, made in (("config", config_table()),):
         start, end = MARKERS[name]
         head, found, rest = readme.partition(start)
         if not found:
@@ -157,10 +151,13 @@ def main() -> None:
     current = README.read_text(encoding="utf-8")
     wanted = rewritten(current)
     if args.check:
+        problems = undocumented(current)
         if current != wanted:
-            print("README.md's tables differ from the program: run scripts/readme_tables.py", file=sys.stderr)
-            sys.exit(1)
-        return
+            problems.append("the configuration reference differs from the settings: "
+                            "run scripts/readme_tables.py")
+        for problem in problems:
+            print(f"README.md: {problem}", file=sys.stderr)
+        sys.exit(1 if problems else 0)
     README.write_text(wanted, encoding="utf-8")
 
 
