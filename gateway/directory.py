@@ -100,11 +100,33 @@ def validate_hours(text: str) -> str:
         raise InvalidValue(str(exc)) from None
 
 
-async def update_organisation(session: AsyncSession, name: str, *, hours: str | None = None) -> Organisation:
-    """Change what may change of an organisation: its business hours."""
+async def update_organisation(
+    session: AsyncSession,
+    name: str,
+    *,
+    hours: str | None = None,
+    timezone: str | None = None,
+    country: str | None = None,
+    subdivision: str | None = None,
+    total_agents: int | None = None,
+) -> Organisation:
+    """Change an organisation's calendar or size; ``None`` leaves a field as it is. A new
+    country drops the old subdivision unless one is given with it."""
     org = await get_organisation(session, name)
+    if not any(v is not None for v in (hours, timezone, country, subdivision, total_agents)):
+        raise InvalidValue("nothing to change: give --hours, --tz, --country, --subdivision or --agents")
+    if total_agents is not None and total_agents < 0:
+        raise InvalidValue("total agents must not be negative")
+    if country is not None or subdivision is not None:
+        org.holiday_country, org.holiday_subdivision = validate_holidays(
+            country or org.holiday_country, subdivision if country is None or subdivision else None
+        )
     if hours is not None:
         org.business_hours = validate_hours(hours)
+    if timezone is not None:
+        org.timezone = validate_timezone(timezone)
+    if total_agents is not None:
+        org.total_agents = total_agents
     await session.flush()
     return org
 

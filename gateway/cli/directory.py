@@ -49,19 +49,31 @@ def org_add(
 @org.command("update")
 @click.argument("name")
 @click.option("--hours", help="Business hours, local time, e.g. 08:00-18:00.")
+@click.option("--tz", "timezone", help="IANA time zone, e.g. Europe/Berlin.")
+@click.option("--country", help="Holiday country (ISO 3166), e.g. DE.")
+@click.option("--subdivision", help="Holiday subdivision, e.g. BY.")
+@click.option("--agents", type=click.IntRange(min=0), help="Total agents (availability).")
 @json_option
 @click.pass_obj
-def org_update(ctx: CliContext, name: str, hours: str | None, as_json: bool) -> None:
-    """Change an organisation's business hours."""
+def org_update(
+    ctx: CliContext, name: str, hours: str | None, timezone: str | None, country: str | None,
+    subdivision: str | None, agents: int | None, as_json: bool,
+) -> None:
+    """Change an organisation's business hours, zone, holidays or number of agents."""
 
     async def work(session: AsyncSession) -> dict[str, object]:
-        return organisation_dict(await directory.update_organisation(session, name, hours=hours))
+        return organisation_dict(await directory.update_organisation(
+            session, name, hours=hours, timezone=timezone, country=country, subdivision=subdivision,
+            total_agents=agents,
+        ))
 
     result = ctx.transaction(work)
     if as_json:
         echo_json(result)
     else:
-        click.echo(f"organisation {result['name']} updated: business hours {result['hours']}")
+        click.echo(f"organisation {result['name']} updated: {result['timezone']}, holidays "
+                   f"{result['country']}{'-' + str(result['subdivision']) if result['subdivision'] else ''}, "
+                   f"business hours {result['hours']}, {result['agents']} agents")
 
 
 @org.command("list")

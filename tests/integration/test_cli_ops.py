@@ -118,3 +118,34 @@ def test_contact_remove_without_open_cases(gw: Gateway) -> None:
         "contact gil@globex.example removed from Globex"
     again = gw("contact", "remove", "gil@globex.example")
     assert again.code == 1 and "no contact gil@globex.example" in again.err
+
+
+def test_org_update(gw: Gateway) -> None:
+    changed = gw.ok("org", "update", "acme corp", "--tz", "Europe/Vienna", "--country", "AT",
+                    "--subdivision", "9", "--agents", "80", "--json").json()
+    assert (changed["timezone"], changed["country"], changed["subdivision"], changed["agents"]) == (
+        "Europe/Vienna", "AT", "9", 80)
+    assert changed["hours"] == "09:00-17:00"  # what was not given stays
+    moved = gw.ok("org", "update", "Acme Corp", "--country", "DE", "--json").json()
+    assert (moved["country"], moved["subdivision"]) == ("DE", None)  # a new country: no old subdivision
+    assert gw.ok("org", "update", "Acme Corp", "--subdivision", "BY", "--json").json()["subdivision"] == "BY"
+    out = gw.ok("org", "update", "Acme Corp", "--hours", "08:00-18:00").out
+    assert out.strip() == ("organisation Acme Corp updated: Europe/Vienna, holidays DE-BY, "
+                           "business hours 08:00-18:00, 80 agents")
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["Acme Corp"], "nothing to change"),
+        (["Acme Corp", "--tz", "Mars/Olympus"], "unknown time zone 'Mars/Olympus'"),
+        (["Acme Corp", "--country", "XX"], "unknown holiday country 'XX'"),
+        (["Acme Corp", "--subdivision", "ZZ"], "unknown subdivision 'ZZ' of DE"),
+        (["Initech", "--agents", "5"], "no organisation named 'Initech'"),
+    ],
+)
+def test_org_update_bad_input(gw: Gateway, args: list[str], message: str) -> None:
+    before = gw.ok("org", "list", "--json").json()
+    result = gw("org", "update", *args)
+    assert result.code == 1 and message in result.err and len(result.err.strip().splitlines()) == 1
+    assert gw.ok("org", "list", "--json").json() == before

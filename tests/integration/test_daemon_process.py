@@ -17,7 +17,7 @@ from gateway.clock import FrozenClock
 from gateway.daemon import YOUNG_GENERATION_THRESHOLD
 from gateway.models import CaseEvent, InboundMessage, Outbox
 from tests.cli_helpers import Gateway
-from tests.mails import new_mail, reply, sent_mail
+from tests.mails import DEEP_MAIL, new_mail, reply, sent_mail
 from tests.plugins.smtp import smtp_settings
 from tests.servers.smtp import RecordingSmtpServer
 from tests.world import ANA, add_customer, open_case, open_world, settings_for, write_config
@@ -171,15 +171,7 @@ def test_inbound_and_quarantine_commands(settings, imap_account, tmp_path: Path,
     gw = Gateway(db_url)
     gw.env["GATEWAY_CONFIG"] = str(config)
     gw.ok("org", "add", "Acme Corp", "--tz", "UTC", "--country", "US")
-    deep = (
-        b"From: someone@example.org\r\nSubject: deep\r\nMIME-Version: 1.0\r\n"
-        b"Content-Type: multipart/mixed; boundary=a\r\n\r\n"
-        b"--a\r\nContent-Type: multipart/mixed; boundary=b\r\n\r\n"
-        b"--b\r\nContent-Type: multipart/mixed; boundary=c\r\n\r\n"
-        b"--c\r\nContent-Type: text/plain\r\n\r\nhi\r\n"
-        b"--c--\r\n--b--\r\n--a--\r\n"
-    )
-    imap_account.append(deep)
+    imap_account.append(DEEP_MAIL)
     imap_account.append(new_mail(sender="someone@example.org", subject="Hello", text="Open a case please"))
     assert "2 decided" in gw.ok("run", "--once").out
     assert gc.get_threshold()[0] == YOUNG_GENERATION_THRESHOLD  # run set the collector up for a daemon
