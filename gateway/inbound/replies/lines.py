@@ -87,8 +87,11 @@ def is_marker(line: str) -> bool:
     return _MARKER.search(line) is not None
 
 
+_WORDS = re.compile(r"\w+")
+
+
 def words_of(text: str) -> list[str]:
-    return re.findall(r"\w+", text.lower())
+    return _WORDS.findall(text.lower())
 
 
 def analyse(text: str) -> Reply:
