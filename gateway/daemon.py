@@ -45,10 +45,9 @@ def tune_collector() -> None:
     results) and the collector walks every tracked object of a generation it collects, the
     program's modules, classes and mappers included. Those live as long as the process:
     :func:`gc.freeze` takes them out of every later collection; and the youngest generation is
-    collected every :data:`YOUNG_GENERATION_THRESHOLD` allocations rather than 700. Measured
-    with ``bench/inbound.py`` (6,000 mails): the process's pauses for the collector fell from
-    0.3-0.5 s (about 400 collections) to 0.01 s (3). Reference cycles are still collected,
-    only in fewer, larger sweeps."""
+    collected every :data:`YOUNG_GENERATION_THRESHOLD` allocations rather than 700, so it
+    pauses far less often. Reference cycles are still collected, only in fewer, larger
+    sweeps."""
     gc.collect()  # what is garbage now must not be frozen with the rest
     gc.freeze()
     _, middle, oldest = gc.get_threshold()

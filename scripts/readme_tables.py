@@ -23,7 +23,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from gateway.cli import COMMANDS  # noqa: E402
-from gateway.config import ENV_PREFIX, Settings  # noqa: E402
+from gateway.config import Settings  # noqa: E402
+from gateway.environment import ENV_PREFIX  # noqa: E402
 
 README = ROOT / "README.md"
 EXAMPLE = ROOT / "gateway.example.toml"

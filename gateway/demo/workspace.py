@@ -18,6 +18,7 @@ from pathlib import Path
 
 from gateway.config import Settings, load_settings
 from gateway.demo.servers import HOST, DemoError
+from gateway.inbound.workers import process_alive
 
 CARE_ADDRESS = "care@cloud.example"
 MAILBOX_NAME = "care"
@@ -105,7 +106,7 @@ class Workspace:
     def running_demo(self) -> int | None:
         """The pid of a demo still running in this folder, from its pid file."""
         pid = self._recorded().get("demo")
-        return pid if pid is not None and pid != os.getpid() and _alive(pid) else None
+        return pid if pid is not None and pid != os.getpid() and process_alive(pid) else None
 
     def _end_orphan(self) -> None:
         """A demo killed with SIGKILL leaves its IMAP server behind: end it (if it is still pymap)."""
@@ -163,16 +164,6 @@ class Workspace:
         with contextlib.suppress(ValueError):
             return str(path.relative_to(Path.cwd()))
         return str(path)
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def _q(value: str) -> str:

@@ -72,12 +72,10 @@ class _MailParser(mailparser.MailParser):  # type: ignore[misc]
         return {}
 
     def _build_header_index(self) -> dict[str, list[Any]]:
-        """No header index: mail-parser builds it (every header, decoded) for that summary and
-        its header properties, and as it starts parses each address header in it (From, To,
-        Cc, ...) for its address properties: a tenth of its time, and the index itself 1% of
-        a worker's (counted by callgrind); its parse of the parts does not read it. We read
-        the headers and parse the addresses ourselves (:func:`_header_fields`, the same on
-        every parsing path)."""
+        """No header index: mail-parser builds it (every header decoded, every address header
+        parsed) for its summary and header properties, which we do not use; its parse of the
+        parts does not read it. We read the headers and parse the addresses ourselves
+        (:func:`_header_fields`, the same on every parsing path)."""
         return {}
 
 
@@ -229,7 +227,7 @@ def fingerprint(mail: ParsedMail) -> str:
 
 
 def _precheck(raw: bytes) -> None:
-    """Refuse, before the stdlib builds one object per part (about 40 us and 1 KB each), a
+    """Refuse, before the stdlib builds an object per part, a
     message that cannot stay under :data:`MAX_PARTS`: parts open with a ``--`` line, and the
     blocks of a delivery-status part are separated by blank lines."""
     starts = raw.count(b"\n--") + raw.count(b"\r--")

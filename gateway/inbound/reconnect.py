@@ -1,6 +1,7 @@
-"""Opening a mailbox's IMAP connection through an outage: every failed attempt is logged with
-the time of the next, the recovery is logged, a stop (SIGTERM/SIGINT) ends the wait at once,
-and ``run --once`` gives up after a bounded time.
+"""A mailbox through an outage: opening its IMAP connection (every failed attempt is logged
+with the time of the next, the recovery is logged, a stop (SIGTERM/SIGINT) ends the wait at
+once, and ``run --once`` gives up after a bounded time), and the daemon loop's backoff and log
+of failed rounds.
 
 The time spent is counted as the backoff waits plus the attempts themselves (each bounded by
 the mailbox's ``timeout_seconds``), so that it does not depend on the wall clock in tests.
@@ -12,9 +13,11 @@ import asyncio
 import random
 import time
 from collections.abc import Awaitable, Callable
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 import structlog
+from sqlalchemy.exc import SQLAlchemyError
+from tenacity import RetryCallState, wait_random_exponential
 
 from gateway.clock import Clock
 from gateway.config import MailboxSettings
@@ -24,7 +27,13 @@ from gateway.inbound.imap_types import Mailbox
 log = structlog.get_logger(__name__)
 
 RETRY_SECONDS = 60
-"""Longest wait between two attempts."""
+"""Longest wait between two attempts to connect, and after a round that failed on the IMAP
+connection or the database."""
+RETRY_PERMANENT_SECONDS = 300
+"""Longest wait after a permanent IMAP error or an unexpected one (someone must fix the
+account, the server or the gateway; the other mailboxes go on meanwhile)."""
+_SHORT_BACKOFF = wait_random_exponential(multiplier=0.5, max=RETRY_SECONDS)
+_LONG_BACKOFF = wait_random_exponential(multiplier=5, max=RETRY_PERMANENT_SECONDS)
 
 
 class Stopped(Exception):
@@ -88,3 +97,36 @@ def _delay(attempt: int) -> float:
     """The randomised exponential backoff after failed attempt ``attempt`` (as tenacity's
     ``wait_random_exponential(multiplier=0.5, max=60)``: several replicas do not retry in step)."""
     return random.uniform(0, min(RETRY_SECONDS, 0.5 * 2 ** min(attempt, 16)))
+
+
+def round_backoff(state: RetryCallState) -> float:
+    """The daemon loop's wait before it tries a failed round again: short after a temporary
+    error (the connection, the database), long after any other."""
+    error = state.outcome.exception() if state.outcome is not None else None
+    usual = isinstance(error, (TemporaryTransportError, SQLAlchemyError, OSError))
+    return (_SHORT_BACKOFF if usual else _LONG_BACKOFF)(state)
+
+
+class FailingRounds:
+    """The daemon loop's log of a mailbox's failed rounds: when one is tried again, and when
+    rounds work again (with when they began to fail)."""
+
+    def __init__(self, mailbox: str, clock: Clock) -> None:
+        self.mailbox = mailbox
+        self.clock = clock
+        self.since: datetime | None = None
+        """When the rounds began to fail (None: the last one worked)."""
+
+    def retry_scheduled(self, state: RetryCallState) -> None:
+        """tenacity's ``before_sleep``: the failed round (logged where it failed) is tried again."""
+        delay = state.next_action.sleep if state.next_action is not None else 0.0
+        self.since = self.since or self.clock.now()
+        log.warning("inbound.retry_scheduled", mailbox=self.mailbox, attempt=state.attempt_number,
+                    retry_in_seconds=round(delay, 1),
+                    next_attempt_at=(self.clock.now() + timedelta(seconds=delay)).isoformat())
+
+    def recovered(self) -> None:
+        if self.since is not None:
+            log.info("inbound.recovered", mailbox=self.mailbox, failing_since=self.since.isoformat())
+            self.since = None
+

@@ -16,20 +16,27 @@ import random
 from collections import defaultdict, deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from datetime import datetime, timedelta
 
 import structlog
 from sqlalchemy.exc import SQLAlchemyError
-from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type, wait_random_exponential
+from tenacity import AsyncRetrying, retry_if_exception_type
 
 from gateway.clock import Clock
 from gateway.config import MailboxSettings
-from gateway.errors import TemporaryTransportError, TransportError
+from gateway.errors import TransportError
 from gateway.inbound import store
 from gateway.inbound.imap_types import Mailbox
 from gateway.inbound.mailbox_lock import MailboxLock
 from gateway.inbound.processor import Fetched, Parsing, Processor
-from gateway.inbound.reconnect import Stopped, Unreachable, describe, open_with_retries
+from gateway.inbound.reconnect import (
+    RETRY_PERMANENT_SECONDS,
+    FailingRounds,
+    Stopped,
+    Unreachable,
+    describe,
+    open_with_retries,
+    round_backoff,
+)
 from gateway.inbound.store import KnownUid
 from gateway.operations.health import HealthRecorder
 
@@ -41,20 +48,6 @@ FETCH_AHEAD = 2
 """Batches fetched, stored and being parsed while one is decided. With one, the workers
 parsed the next batch and then waited for the decisions to catch up, while the event loop
 waited on the database: the machine's cores were idle a tenth of the time."""
-
-RETRY_SECONDS = 60
-"""Longest backoff after a round failed on the IMAP connection or the database."""
-RETRY_PERMANENT_SECONDS = 300
-"""Longest backoff after a permanent IMAP error or an unexpected one."""
-_SHORT_BACKOFF = wait_random_exponential(multiplier=0.5, max=RETRY_SECONDS)
-_LONG_BACKOFF = wait_random_exponential(multiplier=5, max=RETRY_PERMANENT_SECONDS)
-
-
-def _backoff(state: RetryCallState) -> float:
-    error = state.outcome.exception() if state.outcome is not None else None
-    usual = isinstance(error, (TemporaryTransportError, SQLAlchemyError, OSError))
-    return (_SHORT_BACKOFF if usual else _LONG_BACKOFF)(state)
-
 
 @dataclass
 class Ahead:
@@ -117,8 +110,7 @@ class MailboxRunner:
         """How long ``run --once`` keeps trying to reach the server (None: for ever)."""
         self.failure: str | None = None
         """What ended the last of :meth:`run_until_empty`'s rounds early (a temporary error)."""
-        self.failing_since: datetime | None = None
-        """When the daemon loop's rounds began to fail (None: the last one worked)."""
+        self.rounds = FailingRounds(settings.name, clock)
         self.reconciled = False
         """Whether the decided messages moved by an earlier process, or before a failure, but
         not marked moved were looked for (at the start of the next round)."""
@@ -170,7 +162,8 @@ class MailboxRunner:
             if gone:
                 log.info("imap.moves_reconciled", mailbox=self.settings.name, messages=gone)
             self.reconciled = True
-        await self._record(lambda h: h.polled(self.settings.name, self.clock.now(), len(uids)))
+        if self.health is not None:
+            await self.health.polled(self.settings.name, self.clock.now(), len(uids))
         stats = RoundStats(seen=len(uids))
         if uids:
             self.processor.expect_mail()  # the parse workers start while the first batch is fetched
@@ -300,8 +293,8 @@ class MailboxRunner:
         on meanwhile.
         """
         retrying = AsyncRetrying(
-            wait=_backoff, retry=retry_if_exception_type(Exception), sleep=self._pause, reraise=True,
-            before_sleep=self._retry_scheduled,
+            wait=round_backoff, retry=retry_if_exception_type(Exception), sleep=self._pause, reraise=True,
+            before_sleep=self.rounds.retry_scheduled,
         )
         with structlog.contextvars.bound_contextvars(mailbox=self.settings.name):
             while not self.stopping.is_set():
@@ -317,7 +310,7 @@ class MailboxRunner:
             # the responses to its MOVE commands, which the IMAP library drops, so IDLE would
             # not hear of it. An empty round sends nothing but the search before IDLE.
             stats = await self._until_empty(self.run_once)
-            self._recovered()
+            self.rounds.recovered()
             if self.stopping.is_set():
                 return
             if stats.held_elsewhere:  # a standby replica: no connection, ask again soon
@@ -355,20 +348,6 @@ class MailboxRunner:
                           retry_within_seconds=RETRY_PERMANENT_SECONDS)
             await self.drop()
             raise
-
-    def _retry_scheduled(self, state: RetryCallState) -> None:
-        """Log when the failed round (logged by :meth:`_rounds_then_wait`) is tried again."""
-        delay = state.next_action.sleep if state.next_action is not None else 0.0
-        self.failing_since = self.failing_since or self.clock.now()
-        log.warning("inbound.retry_scheduled", mailbox=self.settings.name, attempt=state.attempt_number,
-                    retry_in_seconds=round(delay, 1),
-                    next_attempt_at=(self.clock.now() + timedelta(seconds=delay)).isoformat())
-
-    def _recovered(self) -> None:
-        if self.failing_since is not None:
-            log.info("inbound.recovered", mailbox=self.settings.name,
-                     failing_since=self.failing_since.isoformat())
-            self.failing_since = None
 
     async def _until_empty(self, round_: Callable[[], Awaitable[RoundStats]]) -> RoundStats:
         total = RoundStats()
@@ -409,18 +388,8 @@ class MailboxRunner:
             return RoundStats()
 
     async def _record_failure(self, error: BaseException) -> None:
-        if isinstance(error, Unreachable):
-            return  # its attempts were recorded one by one as they failed
-        await self._record(lambda h: h.failed(self.settings.name, self.clock.now(), error))
-
-    async def _record(self, write: Callable[[HealthRecorder], Awaitable[None]]) -> None:
-        """Write the mailbox's health; a database that cannot take it only costs a log line."""
-        if self.health is None:
-            return
-        try:
-            await write(self.health)
-        except (SQLAlchemyError, OSError) as exc:
-            log.warning("imap.health_not_recorded", mailbox=self.settings.name, error=str(exc))
+        if self.health is not None and not isinstance(error, Unreachable):  # its attempts were
+            await self.health.failed(self.settings.name, self.clock.now(), error)  # recorded already
 
     def stop(self) -> None:
         self.stopping.set()

@@ -43,13 +43,10 @@ __all__ = ["BrokenProcessPool", "WorkerPool", "WorkerTimeout"]
 
 
 PIPE_BYTES = 1 << 20
-"""The capacity asked for the pipes to and from the workers (Linux gives 64 KB; 1 MB is what
-an unprivileged process may ask for by default, ``/proc/sys/fs/pipe-max-size``). A chunk's
-results are about 350 KB (25 parsed messages: their text, attachments and headers); into a
-64 KB pipe a worker writes them only as fast as the daemon's result thread reads them, and
-that thread waits for the interpreter, which the event loop holds for milliseconds at a
-time: the worker sat idle meanwhile. Measured (6,000 mails, SQLite, three interleaved pairs):
-the machine's busy cores 1.65-1.70 -> 1.74-1.80."""
+"""The capacity asked for the pipes to and from the workers (what an unprivileged process may
+ask for by default, ``/proc/sys/fs/pipe-max-size``): a chunk's results do not fit Linux's
+default pipe, and a worker would otherwise wait for the daemon's result thread, which waits
+for the event loop, before it can parse the next chunk."""
 
 
 class WorkerTimeout(BrokenProcessPool):
@@ -182,14 +179,15 @@ def _exit_with(daemon: int) -> None:
         if handle is not None:
             select.select([handle], [], [])
         else:
-            while _alive(daemon):
+            while process_alive(daemon):
                 time.sleep(1)
         os._exit(0)
 
     threading.Thread(target=watch, name="daemon-watch", daemon=True).start()
 
 
-def _alive(pid: int) -> bool:
+def process_alive(pid: int) -> bool:
+    """Whether process ``pid`` exists (one of another user's counts)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:

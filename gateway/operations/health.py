@@ -6,13 +6,17 @@ from __future__ import annotations
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
+import structlog
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from gateway.models import MailboxHealth
 
 if TYPE_CHECKING:
     from gateway.operations.metrics import Metrics
+
+log = structlog.get_logger(__name__)
 
 MAX_ERROR_CHARS = 500
 """An error is kept to one line of at most this many characters."""
@@ -57,5 +61,9 @@ class HealthRecorder:
                            "last_error_at": now, "updated_at": now})
 
     async def _write(self, values: dict[str, Any]) -> None:
-        async with self.engine.begin() as conn:
-            await conn.execute(_upsert(self.engine.dialect.name, values))
+        """A database that cannot take it only costs a log line: the intake goes on."""
+        try:
+            async with self.engine.begin() as conn:
+                await conn.execute(_upsert(self.engine.dialect.name, values))
+        except (SQLAlchemyError, OSError) as exc:
+            log.warning("imap.health_not_recorded", mailbox=values["mailbox"], error=str(exc))
