@@ -273,7 +273,7 @@ def folder_counts(server: DovecotServer, user: str) -> dict[str, int]:
 
 def baseline(server: DovecotServer, user: str) -> dict[str, float]:
     """The naive loop: fetch in batches of 100 over one connection, parse each, one process."""
-    logging.getLogger("mailparser").setLevel(logging.CRITICAL)  # as gateway.inbound.parse does
+    logging.getLogger("mailparser").setLevel(logging.CRITICAL)  # as gateway.inbound.mail.parse does
     busy_before, started = machine_busy_seconds(), time.perf_counter()
     client = connect(server, user)
     fetch_s = parse_s = 0.0

@@ -178,27 +178,27 @@ class WorkerWatch(threading.Thread):
 
 
 PHASES = [
-    ("gateway.inbound.imap", "AioImapMailbox", "fetch_sizes"),
-    ("gateway.inbound.imap", "AioImapMailbox", "fetch"),
-    ("gateway.inbound.imap", "AioImapMailbox", "move"),
-    ("gateway.inbound.processor", "store", "store_raw"),
-    ("gateway.inbound.processor", "store", "begin_attempts"),
-    ("gateway.inbound.runner", "store", "mark_moved"),
-    ("gateway.inbound.processor", "Processor", "process"),
-    ("gateway.inbound.processor", "Processor", "_decide"),
-    ("gateway.inbound.processor", "Lookups", "prefetch"),
-    ("gateway.inbound.processor", None, "write_group"),
-    ("gateway.inbound.runner", "MailboxRunner", "run_once"),
+    ("gateway.inbound.imap.client", "AioImapMailbox", "fetch_sizes"),
+    ("gateway.inbound.imap.client", "AioImapMailbox", "fetch"),
+    ("gateway.inbound.imap.client", "AioImapMailbox", "move"),
+    ("gateway.inbound.loop.batch", "store", "store_raw"),
+    ("gateway.inbound.loop.batch", "store", "begin_attempts"),
+    ("gateway.inbound.loop.runner", "store", "mark_moved"),
+    ("gateway.inbound.loop.batch", "BatchDecider", "process"),
+    ("gateway.inbound.loop.batch", "BatchDecider", "_decide"),
+    ("gateway.inbound.loop.batch", "Lookups", "prefetch"),
+    ("gateway.inbound.loop.batch", None, "write_group"),
+    ("gateway.inbound.loop.runner", "MailboxRunner", "run_once"),
 ]
 """Steps taken once per batch or group: timing them costs nothing measurable."""
 
 STAGE_PHASES = [
-    ("gateway.inbound.pipeline", "stages", "dedupe"),
-    ("gateway.inbound.pipeline", "stages", "classify"),
-    ("gateway.inbound.pipeline", "stages", "match"),
-    ("gateway.inbound.pipeline", "stages", "authorise"),
-    ("gateway.inbound.pipeline", None, "apply_update"),
-    ("gateway.inbound.pipeline", None, "respond"),
+    ("gateway.inbound.policy.pipeline", "stages", "dedupe"),
+    ("gateway.inbound.policy.pipeline", "stages", "classify"),
+    ("gateway.inbound.policy.pipeline", "stages", "match"),
+    ("gateway.inbound.policy.pipeline", "stages", "authorise"),
+    ("gateway.inbound.policy.pipeline", None, "apply_update"),
+    ("gateway.inbound.policy.pipeline", None, "respond"),
 ]
 """The pipeline's stages, once per message: timing them (a coroutine and a task lookup per
 call, 1.3 us) costs about 1 % of the event loop's CPU, so only with ``--stage-times``."""
@@ -271,7 +271,7 @@ def time_phases(seconds: dict[str, float], stages: bool) -> None:
         setattr(owner, name, wrapper)
     if not stages:
         return
-    from gateway.inbound import pipeline
+    from gateway.inbound.policy import pipeline
 
     pipeline.STAGES[:] = [(n, getattr(pipeline.stages, f.__name__, f) if n != "apply" else
                            pipeline.apply_update) for n, f in pipeline.STAGES]

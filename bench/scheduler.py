@@ -40,7 +40,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from gateway import directory, migrate
 from gateway.app import App
-from gateway.case_mail import case_context, contact_context
+from gateway.cases.mail import case_context, contact_context
 from gateway.clock import FrozenClock
 from gateway.config import Settings
 from gateway.db import create_engine

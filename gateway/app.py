@@ -13,7 +13,7 @@ from functools import cached_property
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from gateway import migrate
-from gateway.care import Care
+from gateway.cases.care import Care
 from gateway.clock import Clock, SystemClock
 from gateway.config import Settings
 from gateway.db import create_engine, session_factory

@@ -17,12 +17,12 @@ import structlog
 
 from gateway.app import App
 from gateway.config import MailboxSettings
-from gateway.inbound.context import Deps
-from gateway.inbound.imap import connect as imap_connect
-from gateway.inbound.imap_types import Mailbox
-from gateway.inbound.processor import Processor
-from gateway.inbound.runner import MailboxRunner, RoundStats
-from gateway.inbound.workers import WorkerPool
+from gateway.inbound.imap.client import connect as imap_connect
+from gateway.inbound.imap.mailbox import Mailbox
+from gateway.inbound.loop.batch import BatchDecider
+from gateway.inbound.loop.runner import MailboxRunner, RoundStats
+from gateway.inbound.loop.workers import WorkerPool
+from gateway.inbound.policy.context import Services
 from gateway.operations.health import HealthRecorder
 from gateway.operations.metrics import Metrics
 from gateway.outbound.sender import Sender, SendStats
@@ -102,13 +102,13 @@ class Daemon:
         mailer = await self.app.mailer()
         workers, timeout = settings.inbound.parse_workers, settings.inbound.parse_timeout_seconds
         if workers > 0:  # no process yet: they start when a round first finds mail
-            self.pool = WorkerPool(workers, timeout, preload=["gateway.inbound.parsing"],
+            self.pool = WorkerPool(workers, timeout, preload=["gateway.inbound.mail.analysis"],
                                    nice=settings.inbound.parse_worker_nice)
-        deps = Deps(settings, self.app.clock, mailer, mailer.keys, self.our_addresses())
-        processor = Processor(self.app.engine, self.app.sessions, deps, self.pool,
+        services = Services(settings, self.app.clock, mailer, mailer.keys, self.our_addresses())
+        decider = BatchDecider(self.app.engine, self.app.sessions, services, self.pool,
                               observe=self.metrics.decided if self.metrics is not None else None)
         self.runners = [
-            MailboxRunner(box, processor, self.open_mailbox, self.app.clock,
+            MailboxRunner(box, decider, self.open_mailbox, self.app.clock,
                           max_message_bytes=settings.limits.max_message_bytes,
                           on_decided=self.mail_due.set,
                           health=HealthRecorder(self.app.engine, self.metrics))

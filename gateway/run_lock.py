@@ -5,7 +5,7 @@ database: each would decide what the other decides. So ``run`` takes an exclusiv
 on a file beside the database (``<database>.run-lock``) for as long as it runs; the kernel
 drops it when the process ends, however it ends (SIGKILL included), so a stale file never
 blocks a new run. On PostgreSQL each mailbox has its advisory lock instead
-(:mod:`gateway.inbound.mailbox_lock`), so that several replicas can share the work.
+(:mod:`gateway.inbound.loop.lock`), so that several replicas can share the work.
 """
 
 from __future__ import annotations

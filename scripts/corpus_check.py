@@ -24,8 +24,8 @@ if str(REPO) not in sys.path:  # run as a plain script: make ``gateway`` importa
 
 from gateway.config import LimitSettings  # noqa: E402
 from gateway.errors import MessageRejected  # noqa: E402
-from gateway.inbound.classify import classify  # noqa: E402
-from gateway.inbound.parse import ParsedMail, parse_message  # noqa: E402
+from gateway.inbound.mail.classify import classify  # noqa: E402
+from gateway.inbound.mail.parse import ParsedMail, parse_message  # noqa: E402
 
 DEFAULT_CORPUS = REPO.parent / "shared" / "corpus"
 EXPECTED = Path("flufl.bounce") / "_expected_detectors.tsv"
@@ -153,8 +153,8 @@ async def run_pipeline_check(root: Path, workdir: Path) -> PipelineResult:
     from gateway.clock import SystemClock
     from gateway.config import MailboxSettings, Settings
     from gateway.db import create_engine
-    from gateway.inbound.context import Deps
-    from gateway.inbound.processor import Fetched, Processor
+    from gateway.inbound.loop.batch import BatchDecider, Fetched
+    from gateway.inbound.policy.context import Services
     from gateway.models import InboundMessage
 
     settings = Settings.model_validate(
@@ -171,8 +171,8 @@ async def run_pipeline_check(root: Path, workdir: Path) -> PipelineResult:
         await migrate.upgrade(engine)
         app = App(settings, engine, SystemClock())
         mailer = await app.mailer()
-        deps = Deps(settings, app.clock, mailer, mailer.keys, OUR_ADDRESSES)
-        processor = Processor(engine, app.sessions, deps)
+        services = Services(settings, app.clock, mailer, mailer.keys, OUR_ADDRESSES)
+        decider = BatchDecider(engine, app.sessions, services)
         box = MailboxSettings(name="corpus", host="127.0.0.1", tls="none")
         files = corpus_files(root)
         names = {uid: path.relative_to(root).as_posix() for uid, path in enumerate(files, 1)}
@@ -181,7 +181,7 @@ async def run_pipeline_check(root: Path, workdir: Path) -> PipelineResult:
                 Fetched(uid, (raw := files[uid - 1].read_bytes()), len(raw))
                 for uid in range(start + 1, min(start + 50, len(files)) + 1)
             ]
-            await processor.process(box, 1, batch)
+            await decider.process(box, 1, batch)
         async with app.sessions() as session:
             rows = (
                 await session.execute(

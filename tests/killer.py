@@ -11,7 +11,7 @@ import threading
 from collections.abc import Sequence
 
 from gateway.config import LimitSettings
-from gateway.inbound.parsing import Parsed, parse_chunk
+from gateway.inbound.mail.analysis import Parsed, parse_chunk
 
 MARKER = b"X-Test-Kill-Parse-Worker: yes"
 HANG_MARKER = b"X-Test-Hang-Parse-Worker: yes"

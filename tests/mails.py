@@ -14,7 +14,7 @@ from email.message import EmailMessage, Message
 from sqlalchemy import select
 
 from gateway.app import App
-from gateway.inbound.store import raw_of
+from gateway.inbound.loop.store import raw_of
 from gateway.models import InboundMessage, Outbox
 from tests.servers.smtp import Received, RecordingSmtpServer
 

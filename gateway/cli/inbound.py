@@ -14,9 +14,9 @@ from gateway.cli.context import CliContext
 from gateway.cli.output import echo_json, echo_table, iso, json_option
 from gateway.domain import Disposition
 from gateway.errors import NotFound, PolicyViolation
-from gateway.inbound.context import Deps
-from gateway.inbound.release import release
-from gateway.inbound.store import raw_of
+from gateway.inbound.loop.release import release
+from gateway.inbound.loop.store import raw_of
+from gateway.inbound.policy.context import Services
 from gateway.models import Case, InboundMessage
 
 
@@ -158,8 +158,8 @@ def quarantine_release(ctx: CliContext, inbound_id: int, as_json: bool) -> None:
         async with app.sessions.begin() as session:
             mailer = await app.mailer(session)
             our = frozenset(a.lower() for a in (app.settings.mail.from_address, app.settings.mail.reply_to))
-            deps = Deps(app.settings, app.clock, mailer, mailer.keys, our)
-            result = await release(session, deps, inbound_id)
+            services = Services(app.settings, app.clock, mailer, mailer.keys, our)
+            result = await release(session, services, inbound_id)
             return {"id": inbound_id, "disposition": result.row.disposition, "trail": result.trail}
 
     data = ctx.with_app(work)

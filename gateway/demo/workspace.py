@@ -18,7 +18,7 @@ from pathlib import Path
 
 from gateway.config import Settings, load_settings
 from gateway.demo.servers import HOST, DemoError
-from gateway.inbound.workers import process_alive
+from gateway.inbound.loop.workers import process_alive
 
 CARE_ADDRESS = "care@cloud.example"
 MAILBOX_NAME = "care"

@@ -152,7 +152,7 @@ def problems(snap: Snapshot, settings: Settings) -> list[str]:
 async def probe(settings: Settings) -> list[str]:
     """Log in to every mailbox and greet the relay (nothing else); a line per server that
     does not answer as it should."""
-    from gateway.inbound.imap import connect as imap_connect
+    from gateway.inbound.imap.client import connect as imap_connect
     from gateway.outbound.transport import SmtpTransport
 
     async def mailbox(box: Any) -> str | None:

@@ -18,7 +18,7 @@ from sqlalchemy import Table, bindparam, false, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from gateway import cases
-from gateway.case_mail import case_context, contact_context
+from gateway.cases.mail import case_context, contact_context
 from gateway.clock import Clock, SystemClock
 from gateway.config import Settings
 from gateway.db import among, insert_queued, queue_insert

@@ -15,8 +15,8 @@ import pytest
 
 from gateway.config import LimitSettings
 from gateway.errors import MessageRejected
-from gateway.inbound.parse import parse_message
-from gateway.inbound.reply_text import extract
+from gateway.inbound.mail.parse import parse_message
+from gateway.inbound.mail.reply_text import extract
 from scripts.corpus_check import (
     TOLERATED_MISSES,
     corpus_files,

@@ -11,8 +11,8 @@ from sqlalchemy import select
 from gateway.app import App
 from gateway.clock import FrozenClock
 from gateway.daemon import Daemon
-from gateway.inbound import imap
-from gateway.inbound.processor import Processor
+from gateway.inbound.imap import client as imap
+from gateway.inbound.loop.batch import BatchDecider
 from gateway.models import InboundMessage
 from gateway.outbound.transport import MemoryTransport
 from tests.mails import new_mail, parse, reply, sent_mail
@@ -39,7 +39,7 @@ async def test_dovecot_restart_during_idle(app: App, imap_account, dovecot, monk
     case_subject = str(parse(original)["Subject"])
     idle = asyncio.Event()
     decided = asyncio.Queue()
-    real_process = Processor.process
+    real_process = BatchDecider.process
 
     async def observed(self, *args, **kwargs):
         result = await real_process(self, *args, **kwargs)
@@ -47,7 +47,7 @@ async def test_dovecot_restart_during_idle(app: App, imap_account, dovecot, monk
             decided.put_nowait(1)
         return result
 
-    monkeypatch.setattr(Processor, "process", observed)
+    monkeypatch.setattr(BatchDecider, "process", observed)
 
     async def until_decided(subject: str, timeout: float) -> None:
         async def wait() -> None:

@@ -1,4 +1,4 @@
-"""Our IMAP client (gateway.inbound.imap) against a real Dovecot."""
+"""Our IMAP client (gateway.inbound.imap.client) against a real Dovecot."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from gateway.errors import PermanentTransportError, TemporaryTransportError, TransportTimeout
-from gateway.inbound.imap import AioImapMailbox, connect
+from gateway.inbound.imap.client import AioImapMailbox, connect
 from tests.plugins.dovecot import ImapAccount
 
 PLAIN = b"From: a@example.com\r\nTo: care@example.com\r\nSubject: plain\r\n\r\nHello.\r\n"

@@ -14,9 +14,9 @@ from gateway.app import App
 from gateway.clock import FrozenClock
 from gateway.config import Settings
 from gateway.daemon import Daemon, RunSummary
-from gateway.inbound import imap as imap_module
-from gateway.inbound import processor as processor_module
-from gateway.inbound import runner as runner_module
+from gateway.inbound.imap import client as imap_module
+from gateway.inbound.loop import batch as batch_module
+from gateway.inbound.loop import runner as runner_module
 from gateway.outbound.transport import MemoryTransport
 from tests.mails import inbound_rows, new_mail
 from tests.world import add_customer, open_world, settings_for
@@ -44,7 +44,7 @@ def recorded_steps(monkeypatch: Any) -> list[tuple[str, list[int]]]:
     """The IMAP fetches and moves and the batches decided, in order, as they happen."""
     steps: list[tuple[str, list[int]]] = []
     fetch, move = imap_module.AioImapMailbox.fetch, imap_module.AioImapMailbox.move
-    process = processor_module.Processor.process
+    process = batch_module.BatchDecider.process
 
     async def fetching(self: Any, uids: Any) -> Any:
         steps.append(("fetch", list(uids)))
@@ -62,7 +62,7 @@ def recorded_steps(monkeypatch: Any) -> list[tuple[str, list[int]]]:
 
     monkeypatch.setattr(imap_module.AioImapMailbox, "fetch", fetching)
     monkeypatch.setattr(imap_module.AioImapMailbox, "move", moving)
-    monkeypatch.setattr(processor_module.Processor, "process", deciding)
+    monkeypatch.setattr(batch_module.BatchDecider, "process", deciding)
     return steps
 
 
@@ -100,7 +100,7 @@ async def test_batches_fetched_ahead_are_stored_in_the_order_fetched(
     in the mailbox's order and no two write transactions wait on each other."""
     settings = settings_for(db_url, mailboxes=[imap_account.mailbox_settings(batch_size=2)])
     steps = recorded_steps(monkeypatch)
-    fetch, store = imap_module.AioImapMailbox.fetch, processor_module.Processor.store
+    fetch, store = imap_module.AioImapMailbox.fetch, batch_module.BatchDecider.store
     last_fetched = asyncio.Event()
 
     async def fetching(self: Any, uids: Any) -> Any:
@@ -119,7 +119,7 @@ async def test_batches_fetched_ahead_are_stored_in_the_order_fetched(
         return stored
 
     monkeypatch.setattr(imap_module.AioImapMailbox, "fetch", fetching)
-    monkeypatch.setattr(processor_module.Processor, "store", storing)
+    monkeypatch.setattr(batch_module.BatchDecider, "store", storing)
     async with five_attempts_run(settings, clock, imap_account) as (app, summary):
         assert steps.index(("fetch", [5])) < steps.index(("stored", [3, 4]))  # [5] was ready first
         stores = [(step, uids) for step, uids in steps if step.startswith("store")]
@@ -150,7 +150,7 @@ async def test_stopping_leaves_the_batches_fetched_ahead_undecided(
     db_url: str, imap_account: Any, clock: FrozenClock, monkeypatch: Any
 ) -> None:
     settings = settings_for(db_url, mailboxes=[imap_account.mailbox_settings(batch_size=2)])
-    process = processor_module.Processor.process
+    process = batch_module.BatchDecider.process
 
     async def decide_then_stop(self: Any, *args: Any) -> Any:
         decided = await process(self, *args)
@@ -161,7 +161,7 @@ async def test_stopping_leaves_the_batches_fetched_ahead_undecided(
         await add_customer(app)
         five_new_case_attempts(imap_account)
         with monkeypatch.context() as patch:
-            patch.setattr(processor_module.Processor, "process", decide_then_stop)
+            patch.setattr(batch_module.BatchDecider, "process", decide_then_stop)
             daemon = Daemon(app, transport=MemoryTransport())
             summary = await daemon.run_once()
         assert (summary.inbound.decided, summary.inbound.moved) == (2, 2)

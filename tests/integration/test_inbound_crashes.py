@@ -13,9 +13,9 @@ from gateway.app import App
 from gateway.clock import FrozenClock
 from gateway.daemon import Daemon
 from gateway.errors import TemporaryTransportError
-from gateway.inbound import imap as imap_module
-from gateway.inbound import processor as processor_module
-from gateway.inbound import runner as runner_module
+from gateway.inbound.imap import client as imap_module
+from gateway.inbound.loop import batch as batch_module
+from gateway.inbound.loop import runner as runner_module
 from gateway.models import CaseEvent, InboundMessage, Outbox
 from gateway.outbound.transport import MemoryTransport
 from tests.mails import new_mail, reply, sent_mail, stored_raw
@@ -153,14 +153,14 @@ async def test_crash_between_fetch_and_commit(
 ) -> None:
     case = await open_case(app)
     imap_account.append(reply(await sent_mail(app, case.id), sender=ANA, text="Logs attached."))
-    real = processor_module.run_pipeline
+    real = batch_module.run_pipeline
 
     async def crash_before_commit(*args, **kwargs):
         await real(*args, **kwargs)  # every stage ran, the effects are in the transaction
         raise Crash
 
     with monkeypatch.context() as patch:
-        patch.setattr(processor_module, "run_pipeline", crash_before_commit)
+        patch.setattr(batch_module, "run_pipeline", crash_before_commit)
         with pytest.raises(Crash):
             await Daemon(app, transport=MemoryTransport()).run_once()
     async with app.sessions() as session:
@@ -177,13 +177,13 @@ async def test_message_failing_three_times_is_quarantined(app: App, imap_account
     imap_account.append(new_mail(sender=STRANGER, subject="x", text="y"))
     imap_account.append(new_mail(sender="other@example.org", subject="fine", text="fine"))
 
-    async def boom(session, deps, row, mailbox, parsed, parse_error=None, **kwargs):
+    async def boom(session, services, row, mailbox, parsed, parse_error=None, **kwargs):
         if parsed is not None and parsed.subject == "x":
             raise RuntimeError("stage exploded")
-        return await real(session, deps, row, mailbox, parsed, parse_error, **kwargs)
+        return await real(session, services, row, mailbox, parsed, parse_error, **kwargs)
 
-    real = processor_module.run_pipeline
-    monkeypatch.setattr(processor_module, "run_pipeline", boom)
+    real = batch_module.run_pipeline
+    monkeypatch.setattr(batch_module, "run_pipeline", boom)
     for _ in range(3):
         await Daemon(app, transport=MemoryTransport()).run_once()
     async with app.sessions() as session:
@@ -203,21 +203,21 @@ async def test_a_failing_message_shows_its_sender_and_subject_before_it_is_decid
     # first may have died with the process, writing nothing).
     imap_account.append(new_mail(sender="other@example.org", subject="fails", text="y"))
     imap_account.append(new_mail(sender=STRANGER, subject="dies", text="z"))
-    real = processor_module.run_pipeline
+    real = batch_module.run_pipeline
 
-    async def failing(session, deps, row, mailbox, parsed, parse_error=None, **kwargs):
+    async def failing(session, services, row, mailbox, parsed, parse_error=None, **kwargs):
         if parsed is not None and parsed.subject == "fails":
             raise RuntimeError("stage exploded")
         if parsed is not None and parsed.subject == "dies":
             raise Crash
-        return await real(session, deps, row, mailbox, parsed, parse_error, **kwargs)
+        return await real(session, services, row, mailbox, parsed, parse_error, **kwargs)
 
     async def rows() -> list[tuple[object, ...]]:
         async with app.sessions() as session:
             found = (await session.scalars(select(InboundMessage).order_by(InboundMessage.uid))).all()
             return [(r.attempts, r.from_address, r.subject, r.disposition) for r in found]
 
-    monkeypatch.setattr(processor_module, "run_pipeline", failing)
+    monkeypatch.setattr(batch_module, "run_pipeline", failing)
     with pytest.raises(Crash):
         await Daemon(app, transport=MemoryTransport()).run_once()
     assert await rows() == [(1, "other@example.org", "fails", None), (1, None, None, None)]
@@ -232,7 +232,7 @@ async def test_a_message_failing_once_is_decided_next_run_and_keeps_its_first_er
     # The pipeline's rows are not loaded: what it does not set (the error of the attempt
     # before, the sender and subject written when the attempt began) must stay as stored.
     imap_account.append(new_mail(sender=STRANGER, subject="once", text="Open a case."))
-    real = processor_module.run_pipeline
+    real = batch_module.run_pipeline
     calls: list[int] = []
 
     async def fails_once(*args, **kwargs):
@@ -241,7 +241,7 @@ async def test_a_message_failing_once_is_decided_next_run_and_keeps_its_first_er
             raise RuntimeError("a passing hiccup")
         return await real(*args, **kwargs)
 
-    monkeypatch.setattr(processor_module, "run_pipeline", fails_once)
+    monkeypatch.setattr(batch_module, "run_pipeline", fails_once)
     await Daemon(app, transport=MemoryTransport()).run_once()
     await Daemon(app, transport=MemoryTransport()).run_once()
     async with app.sessions() as session:
@@ -262,7 +262,7 @@ async def test_a_group_whose_commit_fails_is_decided_message_by_message(
     imap_account.append(reply(await sent_mail(app, case.id), sender=ANA, text="Logs attached."))
     imap_account.append(new_mail(sender=STRANGER, subject="x", text="breaks the flush"))
     imap_account.append(new_mail(sender="other@example.org", subject="fine", text="fine"))
-    real = processor_module.write_group
+    real = batch_module.write_group
     sizes: list[int] = []
 
     async def failing(session, rows):
@@ -271,7 +271,7 @@ async def test_a_group_whose_commit_fails_is_decided_message_by_message(
             raise RuntimeError("constraint violated")
         await real(session, rows)
 
-    monkeypatch.setattr(processor_module, "write_group", failing)
+    monkeypatch.setattr(batch_module, "write_group", failing)
     await Daemon(app, transport=MemoryTransport()).run_once()
     # the group of three, then each alone; the next round tries the one left once more
     assert sizes == [3, 1, 1, 1, 1]

@@ -17,9 +17,9 @@ from sqlalchemy import delete, func, select
 
 from gateway.app import App
 from gateway.clock import FrozenClock
-from gateway.inbound.context import Deps
-from gateway.inbound.parsing import parse_chunk
-from gateway.inbound.processor import Fetched, Processor
+from gateway.inbound.loop.batch import BatchDecider, Fetched
+from gateway.inbound.mail.analysis import parse_chunk
+from gateway.inbound.policy.context import Services
 from gateway.models import CaseEvent, InboundMessage, InboundMoved
 from tests.integration.test_daemon_process import gateway_process, read_until
 from tests.integration.test_inbound_policy import folders, run, world
@@ -37,10 +37,10 @@ async def app(db_url: str, imap_account: Any, smtp_server: RecordingSmtpServer,
         yield app
 
 
-async def _processor(app: App) -> Processor:
+async def _processor(app: App) -> BatchDecider:
     mailer = await app.mailer()
-    deps = Deps(app.settings, app.clock, mailer, mailer.keys, frozenset())
-    return Processor(app.engine, app.sessions, deps)
+    services = Services(app.settings, app.clock, mailer, mailer.keys, frozenset())
+    return BatchDecider(app.engine, app.sessions, services)
 
 
 async def test_the_decider_that_comes_second_rolls_back(app: App) -> None:
@@ -72,16 +72,16 @@ async def test_on_postgresql_the_second_decider_waits_and_then_rolls_back(app: A
     case = await open_case(app)
     mail = reply(await sent_mail(app, case.id), sender=ANA, text="Racing.")
     mailbox, batch = app.settings.mailboxes[0], [Fetched(1, mail, len(mail))]
-    processor = await _processor(app)
-    stored = await processor.store(mailbox, 9, batch)
+    decider = await _processor(app)
+    stored = await decider.store(mailbox, 9, batch)
     row_id = stored[1].id
     async with app.engine.connect() as other:
         transaction = await other.begin()
         await other.execute(InboundMessage.__table__.update().where(InboundMessage.id == row_id)
                             .values(disposition="applied", trail=[]))  # a decider mid-commit
         parsing = {1: asyncio.get_running_loop().create_future()}
-        parsing[1].set_result(parse_chunk([mail], processor.limits, processor.deps.keys)[0])
-        deciding = asyncio.ensure_future(processor.process(mailbox, 9, batch, parsing=parsing, stored=stored))
+        parsing[1].set_result(parse_chunk([mail], decider.limits, decider.services.keys)[0])
+        deciding = asyncio.ensure_future(decider.process(mailbox, 9, batch, parsing=parsing, stored=stored))
         await asyncio.sleep(0)
         done, _ = await asyncio.wait([deciding], timeout=0.5)
         assert not done  # waiting on the row lock

@@ -16,11 +16,11 @@ from sqlalchemy import select
 
 from gateway.app import App
 from gateway.clock import FrozenClock
-from gateway.inbound.context import Deps
-from gateway.inbound.failures import GENERIC_ERROR
-from gateway.inbound.parse import ParsedMail
-from gateway.inbound.parsing import Parsed
-from gateway.inbound.processor import Fetched, Processor
+from gateway.inbound.loop.batch import BatchDecider, Fetched
+from gateway.inbound.loop.failures import GENERIC_ERROR
+from gateway.inbound.mail.analysis import Parsed
+from gateway.inbound.mail.parse import ParsedMail
+from gateway.inbound.policy.context import Services
 from gateway.models import Attachment
 from tests.integration.test_inbound_policy import case_state, folders, run, world
 from tests.mails import inbound_rows, raw_mail, reply, sent_mail, token_of
@@ -124,8 +124,8 @@ async def test_a_failure_whose_record_fails_is_still_counted_and_quarantined(app
     would the record of that failure: a generic reason is recorded instead, every attempt
     counts, and at the limit the message is quarantined (it never stalls the mailbox)."""
     mailer = await app.mailer()
-    deps = Deps(app.settings, app.clock, mailer, mailer.keys, frozenset())
-    processor = Processor(app.engine, app.sessions, deps)
+    services = Services(app.settings, app.clock, mailer, mailer.keys, frozenset())
+    decider = BatchDecider(app.engine, app.sessions, services)
     mailbox = app.settings.mailboxes[0]
     bad = ParsedMail(message_id="<m\x00\ud800@x.example>", from_address=ANA, subject="a\x00\ud800b",
                      text_body="hello")
@@ -134,7 +134,7 @@ async def test_a_failure_whose_record_fails_is_still_counted_and_quarantined(app
     for attempt in range(1, limit + 1):
         future = asyncio.get_running_loop().create_future()
         future.set_result(Parsed(bad))
-        decided = await processor.process(mailbox, 7, batch, parsing={1: future})
+        decided = await decider.process(mailbox, 7, batch, parsing={1: future})
         (row,) = await inbound_rows(app)
         assert row.attempts == attempt
         assert row.error == GENERIC_ERROR

@@ -20,8 +20,8 @@ from gateway.cases import get_case, timeline
 from gateway.clock import FrozenClock
 from gateway.daemon import Daemon, RunSummary
 from gateway.identity import REPLY_MARKER
-from gateway.inbound.context import Deps
-from gateway.inbound.release import release
+from gateway.inbound.loop.release import release
+from gateway.inbound.policy.context import Services
 from gateway.models import Attachment, Case, CaseEvent, Outbox, OutboxRecipient, SecurityEvent
 from tests.mails import (
     answers,
@@ -453,8 +453,8 @@ async def test_a_quarantined_reply_released_is_applied_with_its_attachment(
             update={"limits": app.settings.limits.model_copy(update={"max_attachments": 5})})
         async with app.sessions.begin() as session:
             mailer = await app.mailer(session)
-            deps = Deps(raised, app.clock, mailer, mailer.keys, frozenset())
-            released = await release(session, deps, row.id)
+            services = Services(raised, app.clock, mailer, mailer.keys, frozenset())
+            released = await release(session, services, row.id)
         assert released.row.disposition == "applied", released.trail
         (row,) = await inbound_rows(app)
         assert (row.disposition, row.moved) == ("applied", True)  # its copy stays in Quarantine

@@ -20,10 +20,10 @@ from gateway.clock import FrozenClock
 from gateway.config import MailboxSettings
 from gateway.daemon import Daemon
 from gateway.errors import PermanentTransportError, TemporaryTransportError
-from gateway.inbound import runner as runner_module
-from gateway.inbound import store
-from gateway.inbound.imap_memory import MemoryMailbox
-from gateway.inbound.runner import MailboxRunner
+from gateway.inbound.imap.memory import MemoryMailbox
+from gateway.inbound.loop import runner as runner_module
+from gateway.inbound.loop import store
+from gateway.inbound.loop.runner import MailboxRunner
 from tests.mails import answers, inbound_rows, new_mail, reply, sent_mail
 from tests.world import ANA, add_customer, open_case, open_world, settings_for
 
@@ -70,7 +70,7 @@ async def runner(app: App, server: Server, waits: list[float]) -> AsyncIterator[
     async def sleep(seconds: float) -> None:
         waits.append(seconds)
 
-    run = MailboxRunner(made.settings, made.processor, server.open, app.clock,
+    run = MailboxRunner(made.settings, made.decider, server.open, app.clock,
                         max_message_bytes=made.max_message_bytes, sleep=sleep)
     try:
         yield run

@@ -10,7 +10,7 @@ from gateway.app import App
 from gateway.cases import get_case, timeline
 from gateway.clock import FrozenClock
 from gateway.daemon import Daemon
-from gateway.inbound.runner import MailboxRunner
+from gateway.inbound.loop.runner import MailboxRunner
 from gateway.models import InboundMessage
 from gateway.outbound.transport import MemoryTransport
 from tests.mails import new_mail, reply, sent_mail

@@ -17,11 +17,11 @@ import pytest
 from gateway.clock import FrozenClock
 from gateway.config import LimitSettings
 from gateway.daemon import Daemon
-from gateway.inbound import processor as processor_module
-from gateway.inbound.parsing import parse_chunk
-from gateway.inbound.processor import PARSE_CHUNK, WORKER_DIED, WORKER_TIMED_OUT
-from gateway.inbound.runner import MailboxRunner
-from gateway.inbound.workers import PIPE_BYTES, BrokenProcessPool, WorkerPool, WorkerTimeout
+from gateway.inbound.loop import batch as batch_module
+from gateway.inbound.loop.batch import PARSE_CHUNK, WORKER_DIED, WORKER_TIMED_OUT
+from gateway.inbound.loop.runner import MailboxRunner
+from gateway.inbound.loop.workers import PIPE_BYTES, BrokenProcessPool, WorkerPool, WorkerTimeout
+from gateway.inbound.mail.analysis import parse_chunk
 from gateway.outbound.transport import MemoryTransport
 from tests.killer import HANG_MARKER, MARKER, parse_chunk_or_die, parse_chunk_or_hang
 from tests.mails import inbound_rows, new_mail
@@ -45,7 +45,7 @@ def deliver_attempts(imap_account: Any, count: int, marked: int, marker: bytes) 
 async def test_a_message_that_kills_its_worker_is_quarantined_and_the_others_are_decided(
     db_url: str, imap_account: Any, clock: FrozenClock, monkeypatch: Any
 ) -> None:
-    monkeypatch.setattr(processor_module, "parse_chunk", parse_chunk_or_die)
+    monkeypatch.setattr(batch_module, "parse_chunk", parse_chunk_or_die)
     settings = settings_for(db_url, mailboxes=[imap_account.mailbox_settings(batch_size=4)],
                             inbound={"parse_workers": 2})
     deliver_attempts(imap_account, 9, marked=5, marker=MARKER)
@@ -68,7 +68,7 @@ async def test_workers_killed_between_batches_are_replaced_and_nothing_is_quaran
 ) -> None:
     settings = settings_for(db_url, mailboxes=[imap_account.mailbox_settings(batch_size=2)],
                             inbound={"parse_workers": 2})
-    process = processor_module.Processor.process
+    process = batch_module.BatchDecider.process
     killed: list[int] = []
 
     async def kill_workers_after_the_first_batch(self: Any, *args: Any) -> Any:
@@ -81,7 +81,7 @@ async def test_workers_killed_between_batches_are_replaced_and_nothing_is_quaran
                 killed.append(worker.pid)
         return decided
 
-    monkeypatch.setattr(processor_module.Processor, "process", kill_workers_after_the_first_batch)
+    monkeypatch.setattr(batch_module.BatchDecider, "process", kill_workers_after_the_first_batch)
     for mail in attempts(7):
         imap_account.append(mail)
     async with open_world(settings, clock) as app:
@@ -97,7 +97,7 @@ async def test_workers_killed_between_batches_are_replaced_and_nothing_is_quaran
 async def test_a_message_that_hangs_its_worker_is_quarantined_after_the_timeout(
     db_url: str, imap_account: Any, clock: FrozenClock, monkeypatch: Any
 ) -> None:
-    monkeypatch.setattr(processor_module, "parse_chunk", parse_chunk_or_hang)
+    monkeypatch.setattr(batch_module, "parse_chunk", parse_chunk_or_hang)
     settings = settings_for(db_url, mailboxes=[imap_account.mailbox_settings()],
                             inbound={"parse_workers": 2, "parse_timeout_seconds": 2})
     deliver_attempts(imap_account, 4, marked=1, marker=HANG_MARKER)
@@ -116,7 +116,7 @@ async def test_workers_start_in_a_thread_while_the_event_loop_goes_on() -> None:
     """The fork server imports the program before the first worker exists; started with
     ``start()``, the event loop keeps running meanwhile, and a call made before they are up
     waits for them instead of blocking the loop."""
-    pool = WorkerPool(2, timeout=60, preload=["gateway.inbound.parsing"])
+    pool = WorkerPool(2, timeout=60, preload=["gateway.inbound.mail.analysis"])
     turns = 0
 
     async def ticker() -> None:
@@ -143,7 +143,7 @@ async def test_workers_run_at_the_configured_lower_priority_even_after_a_replace
     (``nice`` raised by the pool's setting), in the pool, in its replacement after a worker
     died, and in the pool for messages parsed alone."""
     own = os.nice(0)
-    pool = WorkerPool(1, timeout=60, preload=["gateway.inbound.parsing"], nice=7)
+    pool = WorkerPool(1, timeout=60, preload=["gateway.inbound.mail.analysis"], nice=7)
     try:
         first = await pool.run(os.nice, 0)
         with pytest.raises(BrokenProcessPool):
@@ -167,7 +167,7 @@ async def test_the_pipes_to_and_from_the_workers_hold_a_chunks_results() -> None
     """A chunk's results (25 parsed messages, about 350 KB) go into the pipe at once, in the
     pool, its replacement and the pool for messages parsed alone: a worker does not wait for
     the daemon to read them (64 KB, Linux's default, would make it)."""
-    pool = WorkerPool(1, timeout=60, preload=["gateway.inbound.parsing"])
+    pool = WorkerPool(1, timeout=60, preload=["gateway.inbound.mail.analysis"])
     try:
         big = await pool.run(bytes, 3 * 2**17)  # 384 KB back in one result
         first = pipe_capacities(pool.executor)
@@ -200,7 +200,7 @@ async def test_workers_that_do_not_start_in_time_are_replaced(monkeypatch: Any) 
     come back): a call waits for it at most the pool's timeout, fails with WorkerTimeout, and
     the pool is replaced; the next call runs in the new pool."""
     stuck = threading.Event()
-    pool = WorkerPool(1, timeout=0.5, preload=["gateway.inbound.parsing"])
+    pool = WorkerPool(1, timeout=0.5, preload=["gateway.inbound.mail.analysis"])
     monkeypatch.setattr(pool, "_spawn", lambda executor: stuck.wait(60))
     try:
         pool.start()

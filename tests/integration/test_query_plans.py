@@ -20,7 +20,7 @@ from structlog.testing import capture_logs
 from gateway.clock import FrozenClock
 from gateway.daemon import Daemon
 from gateway.db import PlannerStatistics
-from gateway.inbound.store import known_query, moved_insert, store_raw
+from gateway.inbound.loop.store import known_query, moved_insert, store_raw
 from gateway.outbound.transport import MemoryTransport
 from tests.mails import new_mail
 from tests.world import open_world, settings_for

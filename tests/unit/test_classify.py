@@ -9,8 +9,8 @@ import pytest
 
 from gateway.config import LimitSettings
 from gateway.identity import LOOP_HEADER
-from gateway.inbound.classify import Classification, classify, never_applied
-from gateway.inbound.parse import parse_message
+from gateway.inbound.mail.classify import Classification, classify, never_applied
+from gateway.inbound.mail.parse import parse_message
 
 DATA = Path(__file__).parents[1] / "data" / "mail"
 OURS = {"care@example.com", "Notices@Example.com"}

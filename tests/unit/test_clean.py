@@ -1,9 +1,9 @@
-"""Text from a mail made safe where it enters (gateway.inbound.clean)."""
+"""Text from a mail made safe where it enters (gateway.inbound.mail.clean)."""
 
 from __future__ import annotations
 
-from gateway.inbound.clean import clean_line, clean_text, cleaned, short_name
-from gateway.inbound.parse import Attachment, ParsedMail
+from gateway.inbound.mail.clean import clean_line, clean_text, cleaned, short_name
+from gateway.inbound.mail.parse import Attachment, ParsedMail
 
 
 def test_a_line_loses_controls_and_formatting_and_keeps_the_rest() -> None:

@@ -28,12 +28,12 @@ def test_the_parse_workers_load_neither_the_settings_nor_the_database() -> None:
     the limits reach them as plain data, so pydantic is not loaded for them either."""
     loaded = subprocess.run(
         [sys.executable, "-c",
-         "import sys, gateway.cli, gateway.inbound.parsing; print(' '.join(sys.modules))"],
+         "import sys, gateway.cli, gateway.inbound.mail.analysis; print(' '.join(sys.modules))"],
         capture_output=True, text=True, check=True,
     ).stdout.split()
     heavy = [m for m in loaded if m.split(".")[0] in ("sqlalchemy", "jinja2", "aioimaplib", "pydantic")
              or m in ("gateway.config", "gateway.models")]
-    assert "gateway.inbound.parsing" in loaded and heavy == []
+    assert "gateway.inbound.mail.analysis" in loaded and heavy == []
 
 
 def test_every_command_is_listed_and_loads() -> None:

@@ -6,8 +6,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from gateway.inbound import fetchparse
-from gateway.inbound.fetchparse import (
+from gateway.inbound.imap import wire as fetchparse
+from gateway.inbound.imap.wire import (
     MAX_UID_SET_CHARS,
     FolderState,
     chunks,

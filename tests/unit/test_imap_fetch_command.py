@@ -13,7 +13,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from gateway.inbound.imap_fetch import FetchCommand, Protocol
+from gateway.inbound.imap.protocol import FetchCommand, LeanProtocol
 
 PIECES = [
     b"* 1 FETCH (UID 10 BODY[] {12}",
@@ -131,9 +131,9 @@ def test_protocol_reads_any_chunking_as_the_library_does(responses: list[bytes],
                                                          cuts: list[int]) -> None:
     stream = b"".join(responses) + (b"A1 OK Fetch completed.\r\n" if done else b"")
     chunks = _split(stream, cuts)
-    ours = _read(Protocol, chunks)
+    ours = _read(LeanProtocol, chunks)
     assert ours == _read(aioimaplib.IMAP4ClientProtocol, chunks)
-    assert ours == _read(Protocol, [stream])  # the split changes nothing
+    assert ours == _read(LeanProtocol, [stream])  # the split changes nothing
     if done:
         assert ours[0] == "OK"
 
@@ -151,7 +151,7 @@ def test_pushes_during_idle_reach_the_queue_as_with_the_library() -> None:
             pushed.append(protocol.idle_queue.get_nowait())
         return pushed
 
-    ours = asyncio.run(run(Protocol))
+    ours = asyncio.run(run(LeanProtocol))
     assert ours == asyncio.run(run(aioimaplib.IMAP4ClientProtocol))
     assert ours == [[b"3 EXISTS", b"1 RECENT"], [b"2 EXPUNGE"]]
 
@@ -159,7 +159,7 @@ def test_pushes_during_idle_reach_the_queue_as_with_the_library() -> None:
 def test_protocol_formats_nothing_it_receives(caplog: pytest.LogCaptureFixture) -> None:
     """The library logs (and first formats) each chunk it receives at debug level."""
     caplog.set_level(logging.DEBUG, logger="aioimaplib.aioimaplib")
-    _read(Protocol, [b"* 1 FETCH (UID 7 BODY[] {5}\r\nhello)\r\n", b"A1 OK done\r\n"])
+    _read(LeanProtocol, [b"* 1 FETCH (UID 7 BODY[] {5}\r\nhello)\r\n", b"A1 OK done\r\n"])
     assert not [r for r in caplog.records if "Received" in r.getMessage()]
     _read(aioimaplib.IMAP4ClientProtocol, [b"* 1 FETCH (UID 7 BODY[] {5}\r\nhello)\r\n"])
     assert [r for r in caplog.records if "Received" in r.getMessage()]  # what this test looks for

@@ -7,8 +7,8 @@ import asyncio
 import pytest
 
 from gateway.errors import PermanentTransportError, TemporaryTransportError
-from gateway.inbound.imap_memory import MemoryMailbox
-from gateway.inbound.imap_types import Mailbox
+from gateway.inbound.imap.mailbox import Mailbox
+from gateway.inbound.imap.memory import MemoryMailbox
 
 RAW = b"Subject: one\r\nFrom: a@example.com\r\n\r\nbody\r\n"
 

@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from gateway.inbound.mime_text import _plain_addresses, addresses
+from gateway.inbound.mail.mime_text import _plain_addresses, addresses
 
 SAMPLES = [
     "Ana Silva <ana@customer.example>",

@@ -15,8 +15,8 @@ from hypothesis import strategies as st
 
 from gateway.config import LimitSettings
 from gateway.errors import MessageRejected
-from gateway.inbound import parse as parse_module
-from gateway.inbound.parse import MAX_PARTS, ParsedMail, fingerprint, parse_message
+from gateway.inbound.mail import parse as parse_module
+from gateway.inbound.mail.parse import MAX_PARTS, ParsedMail, fingerprint, parse_message
 
 DATA = Path(__file__).parents[1] / "data" / "mail"
 LIMITS = LimitSettings()

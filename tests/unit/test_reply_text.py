@@ -11,10 +11,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from gateway.identity import REPLY_MARKER
-from gateway.inbound.replies.headers import header_field, is_attribution, separator
-from gateway.inbound.replies.html import html_to_quoted_text
-from gateway.inbound.replies.sent import SentText
-from gateway.inbound.reply_text import extract, first_line
+from gateway.inbound.mail.replies.headers import header_field, is_attribution, separator
+from gateway.inbound.mail.replies.html import html_to_quoted_text
+from gateway.inbound.mail.replies.sent import SentText
+from gateway.inbound.mail.reply_text import extract, first_line
 
 OURS = f"""{REPLY_MARKER}
 

@@ -1,11 +1,11 @@
-"""The one strict sender of a mail (gateway.inbound.sender_identity)."""
+"""The one strict sender of a mail (gateway.inbound.mail.sender)."""
 
 from __future__ import annotations
 
 import pytest
 
 from gateway.directory import normalise_email
-from gateway.inbound.sender_identity import ascii_lower, sender_of
+from gateway.inbound.mail.sender import ascii_lower, sender_of
 
 
 def test_only_ascii_letters_are_folded() -> None:
