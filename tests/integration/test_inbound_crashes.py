@@ -16,6 +16,7 @@ from gateway.errors import TemporaryTransportError
 from gateway.inbound.imap import client as imap_module
 from gateway.inbound.loop import batch as batch_module
 from gateway.inbound.loop import runner as runner_module
+from gateway.inbound.loop import store
 from gateway.models import CaseEvent, InboundMessage, Outbox
 from gateway.outbound.transport import MemoryTransport
 from tests.mails import new_mail, reply, sent_mail, stored_raw
@@ -177,10 +178,10 @@ async def test_message_failing_three_times_is_quarantined(app: App, imap_account
     imap_account.append(new_mail(sender=STRANGER, subject="x", text="y"))
     imap_account.append(new_mail(sender="other@example.org", subject="fine", text="fine"))
 
-    async def boom(session, services, row, mailbox, parsed, parse_error=None, **kwargs):
-        if parsed is not None and parsed.subject == "x":
+    async def boom(session, services, row, mailbox, parsed, lookups):
+        if parsed.mail is not None and parsed.mail.subject == "x":
             raise RuntimeError("stage exploded")
-        return await real(session, services, row, mailbox, parsed, parse_error, **kwargs)
+        return await real(session, services, row, mailbox, parsed, lookups)
 
     real = batch_module.run_pipeline
     monkeypatch.setattr(batch_module, "run_pipeline", boom)
@@ -205,12 +206,12 @@ async def test_a_failing_message_shows_its_sender_and_subject_before_it_is_decid
     imap_account.append(new_mail(sender=STRANGER, subject="dies", text="z"))
     real = batch_module.run_pipeline
 
-    async def failing(session, services, row, mailbox, parsed, parse_error=None, **kwargs):
-        if parsed is not None and parsed.subject == "fails":
+    async def failing(session, services, row, mailbox, parsed, lookups):
+        if parsed.mail is not None and parsed.mail.subject == "fails":
             raise RuntimeError("stage exploded")
-        if parsed is not None and parsed.subject == "dies":
+        if parsed.mail is not None and parsed.mail.subject == "dies":
             raise Crash
-        return await real(session, services, row, mailbox, parsed, parse_error, **kwargs)
+        return await real(session, services, row, mailbox, parsed, lookups)
 
     async def rows() -> list[tuple[object, ...]]:
         async with app.sessions() as session:
@@ -262,7 +263,7 @@ async def test_a_group_whose_commit_fails_is_decided_message_by_message(
     imap_account.append(reply(await sent_mail(app, case.id), sender=ANA, text="Logs attached."))
     imap_account.append(new_mail(sender=STRANGER, subject="x", text="breaks the flush"))
     imap_account.append(new_mail(sender="other@example.org", subject="fine", text="fine"))
-    real = batch_module.write_group
+    real = store.write_decided
     sizes: list[int] = []
 
     async def failing(session, rows):
@@ -271,7 +272,7 @@ async def test_a_group_whose_commit_fails_is_decided_message_by_message(
             raise RuntimeError("constraint violated")
         await real(session, rows)
 
-    monkeypatch.setattr(batch_module, "write_group", failing)
+    monkeypatch.setattr(store, "write_decided", failing)
     await Daemon(app, transport=MemoryTransport()).run_once()
     # the group of three, then each alone; the next round tries the one left once more
     assert sizes == [3, 1, 1, 1, 1]

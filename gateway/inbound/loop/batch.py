@@ -14,26 +14,23 @@ import functools
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import cast
 
 import structlog
-from sqlalchemy import Table, bindparam, func, update
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from gateway.config import MailboxSettings
-from gateway.db import PlannerStatistics, insert_queued
+from gateway.db import PlannerStatistics
 from gateway.domain import Disposition
 from gateway.inbound.loop import store
 from gateway.inbound.loop.failures import give_up, record_failure
-from gateway.inbound.loop.store import DecidedElsewhere, GroupRow, KnownUid, claim_undecided
+from gateway.inbound.loop.store import DecidedElsewhere, KnownUid
 from gateway.inbound.loop.workers import BrokenProcessPool, WorkerPool, WorkerTimeout
 from gateway.inbound.mail.analysis import Parsed, parse_chunk
 from gateway.inbound.mail.parse import ParseLimits
 from gateway.inbound.policy.context import Services
 from gateway.inbound.policy.lookups import Expected, Lookups
 from gateway.inbound.policy.pipeline import run_pipeline
-from gateway.models import InboundMessage
-from gateway.outbound.outbox import insert_queued_in_bulk
+from gateway.inbound.policy.record import DecidedRow
 
 log = structlog.get_logger(__name__)
 
@@ -101,49 +98,6 @@ def groups(todo: Sequence[Fetched], attempts: dict[int, int]) -> Iterator[list[F
             group = []
     if group:
         yield group
-
-
-DECIDED = ("message_id", "from_address", "subject", "content_hash", "case_id", "new_text", "disposition",
-           "trail", "processed_at", "target_folder", "error")
-"""The inbound row's columns the pipeline sets."""
-
-
-async def write_group(session: AsyncSession, rows: Sequence[GroupRow]) -> None:
-    """What a group of messages changed, in a few statements: the rows still undecided
-    claimed (:func:`~gateway.inbound.loop.store.claim_undecided`: another process may have decided
-    one meanwhile, and then this transaction must not commit), the cases through the unit of
-    work (row by row; SQLite would take a statement per message and table), the decided rows
-    (:func:`undecided_rows`, not in the session) in one executemany, then the timeline,
-    attachments, security events and answers (outbox rows and recipients) in one bulk INSERT
-    each.
-
-    Rows are updated before the rows that point to them are inserted: on PostgreSQL, a foreign
-    key check locks the row it points to (``FOR KEY SHARE``), which is cheap on a row the
-    transaction has updated already, and costs a write of its own on one it has not."""
-    values = [{"row_id": row.id, **{key: getattr(row, key) for key in DECIDED}} for row in rows]
-    await claim_undecided(session, [row.id for row in rows])  # first: a message is decided once
-    await session.flush()
-    await session.execute(_DECIDED_UPDATE, values)  # Core executemany: no ORM bookkeeping per row
-    await insert_queued_in_bulk(session)
-    await insert_queued(session)
-
-
-def undecided_rows(row_ids: Sequence[int]) -> dict[int, GroupRow]:
-    """The rows the pipeline decides (:class:`~gateway.inbound.loop.store.GroupRow`). What an
-    earlier attempt wrote (sender, subject, Message-ID: :func:`store.begin_attempts`,
-    :meth:`BatchDecider._record_error`) and its error stay unless the pipeline sets them again."""
-    return {row_id: GroupRow(row_id) for row_id in row_ids}
-
-
-_TABLE = cast(Table, InboundMessage.__table__)
-_KEPT = ("message_id", "from_address", "subject", "error")
-"""Columns that keep their stored value when the pipeline left them unset."""
-_DECIDED_UPDATE = (
-    update(_TABLE).where(_TABLE.c.id == bindparam("row_id")).values({
-        key: func.coalesce(bindparam(key), _TABLE.c[key]) if key in _KEPT else bindparam(key)
-        for key in DECIDED
-    })
-)
 
 
 Decision = tuple[Item, str | None, str | None, str | None]
@@ -340,7 +294,7 @@ class BatchDecider:
         that raises is named by :class:`_ItemFailed`."""
         outcome: list[Decision] = []
         async with self.sessions.begin() as session:
-            rows = undecided_rows([i.row_id for i in items])
+            rows = {i.row_id: DecidedRow(i.row_id) for i in items}
             lookups = await Lookups.prefetch(session, self.services.clock.now(), [
                 Expected(i.row_id, i.parsed.mail, i.parsed.tokens, i.parsed.quotes_maybe_ours) for i in items
             ])
@@ -348,17 +302,14 @@ class BatchDecider:
                 for item in items:
                     row = rows[item.row_id]
                     try:
-                        await run_pipeline(
-                            session, self.services, row, mailbox, item.parsed.mail, item.parsed.problem,
-                            new_text=item.parsed.new_text, tokens=item.parsed.tokens, lookups=lookups,
-                        )
+                        await run_pipeline(session, self.services, row, mailbox, item.parsed, lookups)
                     except Exception as exc:
                         raise _ItemFailed(item, exc) from exc
                     lookups.remember(row)
                     quarantined = row.disposition == Disposition.QUARANTINED
                     reason = (row.error or (row.trail or [{}])[-1].get("detail")) if quarantined else None
                     outcome.append((item, row.disposition, row.target_folder, reason))
-            await write_group(session, [rows[i.row_id] for i in items])
+            await store.write_decided(session, [rows[i.row_id] for i in items])
         return outcome
 
     async def _give_up(self, row_id: int, mailbox: MailboxSettings, attempts: int) -> str:

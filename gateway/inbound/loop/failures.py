@@ -11,12 +11,13 @@ import structlog
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from gateway.config import MailboxSettings
-from gateway.domain import Disposition
 from gateway.inbound.loop import store
+from gateway.inbound.loop.store import DecidedElsewhere
 from gateway.inbound.mail.clean import clean_line
 from gateway.inbound.mail.parse import ParsedMail
 from gateway.inbound.policy.context import Services
-from gateway.inbound.policy.pipeline import finish
+from gateway.inbound.policy.pipeline import quarantine_after_failures
+from gateway.inbound.policy.record import DecidedRow, shown_fields
 
 log = structlog.get_logger(__name__)
 
@@ -44,7 +45,7 @@ async def _record(
         if row.disposition is not None:
             return  # decided meanwhile (by another process): its record stands
         row.error = error
-        for key, value in store.shown_fields(mail).items():
+        for key, value in shown_fields(mail).items():
             if value is not None:
                 setattr(row, key, value)
 
@@ -55,11 +56,16 @@ async def give_up(
 ) -> str:
     """Quarantine the message after ``attempts`` failures, unless another process decided it
     meanwhile; returns its IMAP folder."""
-    async with sessions.begin() as session:
-        row = await store.load(session, row_id)
-        if row.disposition is not None:
+    try:
+        async with sessions.begin() as session:
+            row = await store.load(session, row_id)
+            if row.disposition is not None:
+                return row.target_folder or mailbox.processed_folder
+            decided = DecidedRow(row_id)
+            quarantine_after_failures(decided, attempts, row.error or GENERIC_ERROR, mailbox, services)
+            await store.write_decided(session, [decided])
+            return mailbox.quarantine_folder
+    except DecidedElsewhere:  # by another process, between the read and the write
+        async with sessions.begin() as session:
+            row = await store.load(session, row_id)
             return row.target_folder or mailbox.processed_folder
-        trail = [{"stage": "pipeline", "outcome": "quarantine",
-                  "detail": f"failed {attempts} times; last error: {row.error or 'unknown'}"}]
-        finish(row, Disposition.QUARANTINED, trail, mailbox, services, error=row.error or GENERIC_ERROR)
-        return row.target_folder or mailbox.quarantine_folder

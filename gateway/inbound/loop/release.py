@@ -5,15 +5,16 @@ from __future__ import annotations
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from gateway.config import MailboxSettings, Settings
-from gateway.db import insert_ignoring_conflicts, insert_queued
+from gateway.db import insert_ignoring_conflicts
 from gateway.domain import Disposition
 from gateway.errors import NotFound, PolicyViolation
-from gateway.inbound.loop.store import raw_of
+from gateway.inbound.loop.store import raw_of, write_decided
 from gateway.inbound.mail.analysis import parse_safely
 from gateway.inbound.policy.context import MessageContext, Services
+from gateway.inbound.policy.lookups import Expected, Lookups
 from gateway.inbound.policy.pipeline import run_pipeline
+from gateway.inbound.policy.record import DecidedRow
 from gateway.models import InboundMessage, InboundMoved
-from gateway.outbound.outbox import insert_queued_in_bulk
 
 
 def mailbox_settings(settings: Settings, name: str) -> MailboxSettings:
@@ -38,13 +39,14 @@ async def release(session: AsyncSession, services: Services, inbound_id: int) ->
     parsed = parse_safely(raw, services.settings.limits, services.keys)
     row.disposition = None
     row.error = None
-    mailbox = mailbox_settings(services.settings, row.mailbox)
-    ctx = await run_pipeline(session, services, row, mailbox, parsed.mail, parsed.problem,
-                             new_text=parsed.new_text, tokens=parsed.tokens)
-    await insert_queued_in_bulk(session)  # what the pipeline queued: its answers,
-    await insert_queued(session)  # its timeline events, attachments and security events
+    await session.flush()  # undecided again: claimed and written like any decision
+    decided = DecidedRow(row.id)
+    lookups = await Lookups.prefetch(session, services.clock.now(), [
+        Expected(row.id, parsed.mail, parsed.tokens, parsed.quotes_maybe_ours)])
+    ctx = await run_pipeline(session, services, decided, mailbox_settings(services.settings, row.mailbox),
+                             parsed, lookups)
     ctx.trail.insert(0, {"stage": "release", "outcome": "continue", "detail": "released from quarantine"})
-    row.trail = ctx.trail
+    await write_decided(session, [decided])
     moved = insert_ignoring_conflicts(session.get_bind().dialect.name, InboundMoved.__table__,
                                       ["inbound_message_id"])
     await session.execute(moved.values(inbound_message_id=row.id))  # nothing to move: the copy stays

@@ -10,55 +10,18 @@ committed before each run (so a message that crashes the process is still counte
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Protocol
+from typing import Any, cast
 
-from sqlalchemy import and_, bindparam, insert, select, update
+from sqlalchemy import Table, and_, bindparam, func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
-from gateway.db import among, chunks, insert_ignoring_conflicts
+from gateway.db import among, chunks, insert_ignoring_conflicts, insert_queued
 from gateway.inbound.mail.parse import ParsedMail
+from gateway.inbound.policy.record import DECIDED, KEPT, DecidedRow, shown_fields
 from gateway.models import InboundMessage, InboundMoved, InboundRaw, MailboxState
-
-
-class InboundRow(Protocol):
-    """What the pipeline reads and writes of an inbound message's row: the ORM row itself
-    for a message decided alone (``quarantine release``), a :class:`GroupRow` in a group."""
-
-    id: int
-    message_id: str | None
-    from_address: str | None
-    subject: str | None
-    content_hash: str
-    case_id: int | None
-    new_text: str | None
-    disposition: str | None
-    trail: list[Any]
-    processed_at: datetime | None
-    target_folder: str | None
-    error: str | None
-
-
-@dataclass(eq=False, slots=True)
-class GroupRow:
-    """A row the pipeline decides in a group, not loaded: it reads nothing of a row that it
-    has not set itself but its id, and ``write_group`` writes what it set (what is left None
-    keeps what an earlier attempt stored where that counts). A plain object: an ORM one,
-    built and its attributes set through the instrumentation, cost ten times as much."""
-
-    id: int
-    content_hash: str = ""
-    message_id: str | None = None
-    from_address: str | None = None
-    subject: str | None = None
-    case_id: int | None = None
-    new_text: str | None = None
-    disposition: str | None = None
-    trail: list[Any] = field(default_factory=list)
-    processed_at: datetime | None = None
-    target_folder: str | None = None
-    error: str | None = None
+from gateway.outbound.outbox import insert_queued_in_bulk
 
 
 @dataclass(frozen=True)
@@ -191,14 +154,6 @@ _AGAIN = (
 )
 
 
-def shown_fields(mail: ParsedMail | None) -> dict[str, str | None]:
-    """What a row shows of its message before the pipeline has decided it (None: unknown)."""
-    if mail is None:
-        return {"from_address": None, "subject": None, "message_id": None}
-    return {"from_address": mail.from_address[:320] or None, "subject": mail.subject[:2000],
-            "message_id": (mail.message_id or "")[:998] or None}
-
-
 class DecidedElsewhere(Exception):
     """Another process decided these rows first: this transaction must roll back."""
 
@@ -226,6 +181,33 @@ async def claim_undecided(session: AsyncSession, row_ids: Sequence[int]) -> None
     lost = set(row_ids) - claimed
     if lost:
         raise DecidedElsewhere(lost)
+
+
+async def write_decided(session: AsyncSession, rows: Sequence[DecidedRow]) -> None:
+    """What deciding ``rows`` changed, in a few statements: the rows still undecided claimed
+    (:func:`claim_undecided`: another process may have decided one meanwhile, and then this
+    transaction must not commit), the cases through the unit of work, the decided rows in one
+    executemany, then the timeline, attachments, security events and answers (outbox rows and
+    recipients) in one bulk INSERT each.
+
+    Rows are updated before the rows that point to them are inserted: on PostgreSQL, a foreign
+    key check locks the row it points to (``FOR KEY SHARE``), which is cheap on a row the
+    transaction has updated already, and costs a write of its own on one it has not."""
+    values = [{"row_id": row.id, **{key: getattr(row, key) for key in DECIDED}} for row in rows]
+    await claim_undecided(session, [row.id for row in rows])  # first: a message is decided once
+    await session.flush()
+    await session.execute(_DECIDED_UPDATE, values)  # Core executemany: no ORM bookkeeping per row
+    await insert_queued_in_bulk(session)
+    await insert_queued(session)
+
+
+_TABLE = cast(Table, InboundMessage.__table__)
+_DECIDED_UPDATE = (
+    update(_TABLE).where(_TABLE.c.id == bindparam("row_id")).values({
+        key: func.coalesce(bindparam(key), _TABLE.c[key]) if key in KEPT else bindparam(key)
+        for key in DECIDED
+    })
+)
 
 
 async def mark_moved(engine: AsyncEngine, mailbox: str, uidvalidity: int, uids: Sequence[int]) -> None:

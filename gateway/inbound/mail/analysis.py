@@ -8,7 +8,6 @@ program takes, so the first batch is not kept waiting for them.
 
 from __future__ import annotations
 
-import contextlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -16,7 +15,7 @@ from gateway.errors import MessageRejected
 from gateway.inbound.mail.classify import never_applied
 from gateway.inbound.mail.clean import clean_line
 from gateway.inbound.mail.parse import Limits, ParsedMail, parse_message
-from gateway.inbound.mail.reply_text import NewText, extract
+from gateway.inbound.mail.reply_text import NewText, extract, whole_text
 from gateway.threading.matcher import TokenScan, scan_tokens
 
 
@@ -41,28 +40,32 @@ class Parsed:
 
 def parse_safely(raw: bytes, limits: Limits, keys: Sequence[bytes] = ()) -> Parsed:
     """Runs in a worker process: the parsed mail, its tokens and new text, or why it cannot be
-    processed. What is not worked out here (after an error) the pipeline works out itself."""
+    processed. The pipeline does none of this work again."""
     try:
         mail = parse_message(raw, limits)
     except MessageRejected as exc:
         return Parsed(None, str(exc))
     except Exception as exc:  # the parser promises not to raise; a bug still must not stall us
         return Parsed(None, clean_line(f"parser failed: {type(exc).__name__}: {exc}")[:1000])
-    tokens = text = None
-    with contextlib.suppress(Exception):
+    try:
         tokens = scan_tokens(mail.subject, mail.text_body, mail.html_body, keys)
+    except Exception as exc:  # a bug: the message cannot be matched, a person must look at it
+        return Parsed(None, clean_line(f"reference scan failed: {type(exc).__name__}: {exc}")[:1000])
+    text = None
     if _may_be_applied(mail, tokens):
-        with contextlib.suppress(Exception):
+        try:
             text = extract(mail.text_body, mail.html_body, limits.max_new_text_chars, mail.attachments)
+        except Exception:  # the extraction must not lose the update: the whole text, flagged
+            text = whole_text(mail.text_body, mail.html_body, limits.max_new_text_chars)
     return Parsed(mail, None, text, tokens)
 
 
-def _may_be_applied(mail: ParsedMail, tokens: TokenScan | None) -> bool:
+def _may_be_applied(mail: ParsedMail, tokens: TokenScan) -> bool:
     """Whether the message may reach the apply stage: not a bounce or an auto-reply, and it
     refers to a case (or we could not tell)."""
     if never_applied(mail):
         return False
-    if tokens is None or mail.in_reply_to or mail.references:
+    if mail.in_reply_to or mail.references:
         return True
     return bool(tokens.subject or tokens.body)
 

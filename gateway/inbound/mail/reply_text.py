@@ -11,7 +11,6 @@ keep: a reply that would come out empty keeps its whole text, flagged (``kept_wh
 
 from __future__ import annotations
 
-import asyncio
 import email
 import re
 import textwrap
@@ -27,7 +26,6 @@ from gateway.inbound.mail.replies.render import render
 from gateway.inbound.mail.replies.sent import SentText, mark_ours, marked_is_ours
 
 MAX_LINE = 500
-STRIP_TIMEOUT_SECONDS = 5.0
 MAX_FORWARDS = 5
 
 
@@ -169,16 +167,10 @@ def cap(text: str, max_chars: int) -> str:
     )
 
 
-async def new_text(text_body: str, html_body: str, max_chars: int,
-                   attachments: Sequence[Attachment] = ()) -> NewText:
-    """:func:`extract` off the event loop with a deadline, when no parse worker did it; if
-    it is too slow or fails, the whole text is kept (flagged)."""
-    try:
-        return await asyncio.wait_for(
-            asyncio.to_thread(extract, text_body, html_body, max_chars, attachments), STRIP_TIMEOUT_SECONDS)
-    except Exception:  # slow or failing, the extraction must not lose the update
-        whole = cap(text_body if text_body.strip() else html_to_quoted_text(html_body, max_chars), max_chars)
-        return NewText(whole.strip(), whole, kept_whole=True)
+def whole_text(text_body: str, html_body: str, max_chars: int) -> NewText:
+    """The whole text as the new text, flagged: what is kept when :func:`extract` fails."""
+    whole = cap(text_body if text_body.strip() else html_to_quoted_text(html_body, max_chars), max_chars)
+    return NewText(whole.strip(), whole, kept_whole=True)
 
 
 def first_line(text: str) -> str:

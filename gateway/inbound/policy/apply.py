@@ -19,7 +19,7 @@ from gateway import cases
 from gateway.cases.mail import case_context, closed_context, contact_context
 from gateway.db import queue_insert
 from gateway.domain import WHOLE_TEXT_KEPT, CaseStatus, Disposition, EventKind
-from gateway.inbound.mail.reply_text import NewText, first_line, new_text
+from gateway.inbound.mail.reply_text import NewText, first_line
 from gateway.inbound.policy.context import Finish, MessageContext, Outcome, Reply, Services
 from gateway.models import Attachment, Case, CaseEvent
 from gateway.outbound.kinds import MailKind
@@ -66,8 +66,8 @@ async def _new_text(ctx: MessageContext, services: Services) -> NewText:
     the case (read only when the reply quotes something that may be ours)."""
     assert ctx.case is not None
     mail = ctx.mail
-    extracted = ctx.new_text or await new_text(
-        mail.text_body, mail.html_body, services.settings.limits.max_new_text_chars, mail.attachments)
+    extracted = ctx.new_text
+    assert extracted is not None, "a message that may update a case comes with its new text"
     if extracted.pending is None:
         return extracted
     sent = await ctx.lookups.sent_text(ctx.case.id, [*mail.in_reply_to, *mail.references])

@@ -9,14 +9,14 @@ from gateway import cases
 from gateway.clock import Clock
 from gateway.db import queue_insert
 from gateway.domain import EventKind, RecipientStatus
-from gateway.inbound.loop.store import InboundRow
 from gateway.inbound.mail.bounce import BounceReport
 from gateway.inbound.policy.lookups import Lookups, bounced_ids
+from gateway.inbound.policy.record import DecidedRow
 from gateway.models import Case, CaseEvent, Outbox, OutboxRecipient
 
 
 async def record_bounce(
-    session: AsyncSession, lookups: Lookups, clock: Clock, row: InboundRow, report: BounceReport | None
+    session: AsyncSession, lookups: Lookups, clock: Clock, row: DecidedRow, report: BounceReport | None
 ) -> str:
     if report is None or not report.recipients:
         return "no failed recipient found"

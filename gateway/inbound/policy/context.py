@@ -10,11 +10,11 @@ from typing import Any
 from gateway.clock import Clock
 from gateway.config import Settings
 from gateway.domain import Disposition
-from gateway.inbound.loop.store import InboundRow
 from gateway.inbound.mail.classify import Classification
 from gateway.inbound.mail.parse import ParsedMail
 from gateway.inbound.mail.reply_text import NewText
 from gateway.inbound.policy.lookups import Lookups
+from gateway.inbound.policy.record import DecidedRow
 from gateway.models import Case, Contact
 from gateway.outbound.kinds import MailKind
 from gateway.outbound.outbox import Mailer
@@ -69,7 +69,7 @@ class Services:
 
 @dataclass
 class MessageContext:
-    row: InboundRow
+    row: DecidedRow
     parsed: ParsedMail | None
     lookups: Lookups
     parse_error: str | None = None

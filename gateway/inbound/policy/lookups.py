@@ -27,10 +27,10 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from gateway.db import among, chunks
 from gateway.directory import normalise_email
 from gateway.errors import InvalidValue
-from gateway.inbound.loop.store import InboundRow
 from gateway.inbound.mail.bounce import BounceReport
 from gateway.inbound.mail.parse import ParsedMail
 from gateway.inbound.mail.replies.sent import SentText, combined, known_sent_text, sent_text_of
+from gateway.inbound.policy.record import DecidedRow
 from gateway.models import Case, Contact, InboundMessage, Outbox, OutboxRecipient
 from gateway.outbound.kinds import MailGroup, MailKind
 from gateway.threading.matcher import TokenScan, referenced_ids
@@ -117,7 +117,7 @@ class Lookups:
         found = self._originals.get((message_id, content_hash))
         return found if found != row_id else None
 
-    def remember(self, row: InboundRow) -> None:
+    def remember(self, row: DecidedRow) -> None:
         """``row`` was just decided: later messages of the group may be its duplicates."""
         if row.message_id is not None and row.disposition is not None:
             self._originals.setdefault((row.message_id, row.content_hash), row.id)

@@ -14,15 +14,13 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from gateway.config import MailboxSettings
 from gateway.domain import Disposition
-from gateway.inbound.loop.store import InboundRow
-from gateway.inbound.mail.parse import ParsedMail
-from gateway.inbound.mail.reply_text import NewText
+from gateway.inbound.mail.analysis import Parsed
 from gateway.inbound.policy import stages
 from gateway.inbound.policy.apply import apply_update
 from gateway.inbound.policy.context import Finish, MessageContext, Next, Outcome, Quarantine, Services
 from gateway.inbound.policy.lookups import Lookups
+from gateway.inbound.policy.record import DecidedRow
 from gateway.inbound.policy.respond import respond
-from gateway.threading.matcher import TokenScan
 
 Stage = Callable[[MessageContext, AsyncSession, Services], Awaitable[Outcome]]
 
@@ -53,26 +51,17 @@ def folder_for(disposition: str, mailbox: MailboxSettings) -> str:
 async def run_pipeline(
     session: AsyncSession,
     services: Services,
-    row: InboundRow,
+    row: DecidedRow,
     mailbox: MailboxSettings,
-    parsed: ParsedMail | None,
-    parse_error: str | None = None,
-    *,
-    new_text: NewText | None = None,
-    tokens: TokenScan | None = None,
-    lookups: Lookups | None = None,
+    parsed: Parsed,
+    lookups: Lookups,
 ) -> MessageContext:
-    """Run the stages on ``row`` and record the outcome on it. The caller inserts what the
-    stages queued (answers: :func:`~gateway.outbound.outbox.insert_queued_in_bulk`; timeline
-    events, attachments, security events: :func:`~gateway.db.insert_queued`), flushes and
-    commits.
-    ``new_text`` (the reply's reading, which the apply stage finishes) and ``tokens`` (its reference tokens)
-    are passed when a worker worked them out already; ``lookups`` when the caller prefetched
-    for a group of messages."""
-    if lookups is None:
-        lookups = Lookups(session, services.clock.now())
-    ctx = MessageContext(row=row, parsed=parsed, lookups=lookups, parse_error=parse_error, new_text=new_text,
-              tokens=tokens)
+    """Run the stages on ``row`` (what a parse worker made of the message: ``parsed``; what
+    the database knows, prefetched for its group: ``lookups``) and record the outcome on it.
+    The caller writes the row and what the stages queued
+    (:func:`~gateway.inbound.loop.store.write_decided`) and commits."""
+    ctx = MessageContext(row=row, parsed=parsed.mail, lookups=lookups, parse_error=parsed.problem,
+                         new_text=parsed.new_text, tokens=parsed.tokens)
     outcome: Outcome = Next()
     for name, stage in STAGES:
         outcome = await stage(ctx, session, services)
@@ -89,8 +78,17 @@ async def run_pipeline(
     return ctx
 
 
+def quarantine_after_failures(
+    row: DecidedRow, attempts: int, last_error: str, mailbox: MailboxSettings, services: Services
+) -> None:
+    """The message failed its pipeline ``attempts`` times: quarantined, with the last error."""
+    trail = [{"stage": "pipeline", "outcome": "quarantine",
+              "detail": f"failed {attempts} times; last error: {last_error}"}]
+    finish(row, Disposition.QUARANTINED, trail, mailbox, services, error=last_error)
+
+
 def finish(
-    row: InboundRow, disposition: Disposition, trail: list[dict[str, str]],
+    row: DecidedRow, disposition: Disposition, trail: list[dict[str, str]],
     mailbox: MailboxSettings, services: Services, error: str | None = None,
 ) -> None:
     row.disposition = disposition

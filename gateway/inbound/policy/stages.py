@@ -8,17 +8,17 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from gateway.db import queue_insert
 from gateway.domain import Disposition
-from gateway.inbound.loop.store import shown_fields
 from gateway.inbound.mail.classify import classify as classify_mail
 from gateway.inbound.mail.clean import short_name
-from gateway.inbound.mail.parse import ParsedMail, fingerprint
+from gateway.inbound.mail.parse import ParsedMail
 from gateway.inbound.policy.authenticate import dmarc_failed, dmarc_passed
 from gateway.inbound.policy.bounce_record import record_bounce
 from gateway.inbound.policy.context import Finish, MessageContext, Next, Outcome, Quarantine, Reply, Services
+from gateway.inbound.policy.record import shown_fields
 from gateway.models import SecurityEvent
 from gateway.notices.replies import replied_notice
 from gateway.outbound.kinds import MailKind
-from gateway.threading.matcher import match_message, scan_tokens
+from gateway.threading.matcher import match_message
 
 log = structlog.get_logger(__name__)
 
@@ -29,7 +29,7 @@ async def check_parsed(ctx: MessageContext, session: AsyncSession, services: Ser
     mail = ctx.mail
     for key, value in shown_fields(mail).items():
         setattr(ctx.row, key, value)
-    ctx.row.content_hash = mail.fingerprint or fingerprint(mail)
+    ctx.row.content_hash = mail.fingerprint
     return Next(f"from {mail.from_address or '(none)'}")
 
 
@@ -71,7 +71,8 @@ async def identify(ctx: MessageContext, session: AsyncSession, services: Service
 
 async def match(ctx: MessageContext, session: AsyncSession, services: Services) -> Outcome:
     mail = ctx.mail
-    tokens = ctx.tokens or scan_tokens(mail.subject, mail.text_body, mail.html_body, services.keys)
+    tokens = ctx.tokens
+    assert tokens is not None, "a parsed mail comes with its reference tokens"
     found = match_message(await ctx.lookups.numbers_by_message_ids([*mail.in_reply_to, *mail.references]),
                           tokens)
     for forged in found.forged:
