@@ -20,7 +20,8 @@ from gateway.config import MailboxSettings
 from gateway.inbound.imap.client import connect as imap_connect
 from gateway.inbound.imap.mailbox import Mailbox
 from gateway.inbound.loop.batch import BatchDecider
-from gateway.inbound.loop.runner import MailboxRunner, RoundStats
+from gateway.inbound.loop.round import RoundStats
+from gateway.inbound.loop.runner import MailboxRunner
 from gateway.inbound.loop.workers import WorkerPool
 from gateway.inbound.policy.context import Services
 from gateway.operations.health import HealthRecorder

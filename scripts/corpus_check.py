@@ -153,7 +153,8 @@ async def run_pipeline_check(root: Path, workdir: Path) -> PipelineResult:
     from gateway.clock import SystemClock
     from gateway.config import MailboxSettings, Settings
     from gateway.db import create_engine
-    from gateway.inbound.loop.batch import BatchDecider, Fetched
+    from gateway.inbound.imap.fetching import Fetched
+    from gateway.inbound.loop.batch import BatchDecider
     from gateway.inbound.policy.context import Services
     from gateway.models import InboundMessage
 
@@ -174,6 +175,7 @@ async def run_pipeline_check(root: Path, workdir: Path) -> PipelineResult:
         services = Services(settings, app.clock, mailer, mailer.keys, OUR_ADDRESSES)
         decider = BatchDecider(engine, app.sessions, services)
         box = MailboxSettings(name="corpus", host="127.0.0.1", tls="none")
+        batches = decider.start_round(box, 1)  # the daemon's path, without IMAP
         files = corpus_files(root)
         names = {uid: path.relative_to(root).as_posix() for uid, path in enumerate(files, 1)}
         for start in range(0, len(files), 50):
@@ -181,7 +183,7 @@ async def run_pipeline_check(root: Path, workdir: Path) -> PipelineResult:
                 Fetched(uid, (raw := files[uid - 1].read_bytes()), len(raw))
                 for uid in range(start + 1, min(start + 50, len(files)) + 1)
             ]
-            await decider.process(box, 1, batch)
+            await batches.decide(batch)
         async with app.sessions() as session:
             rows = (
                 await session.execute(

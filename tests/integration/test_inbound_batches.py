@@ -16,7 +16,7 @@ from gateway.config import Settings
 from gateway.daemon import Daemon, RunSummary
 from gateway.inbound.imap import client as imap_module
 from gateway.inbound.loop import batch as batch_module
-from gateway.inbound.loop import runner as runner_module
+from gateway.inbound.loop import round as round_module
 from gateway.outbound.transport import MemoryTransport
 from tests.mails import inbound_rows, new_mail
 from tests.world import add_customer, open_world, settings_for
@@ -54,9 +54,9 @@ def recorded_steps(monkeypatch: Any) -> list[tuple[str, list[int]]]:
         steps.append(("move", list(uids)))
         return await move(self, uids, folder)
 
-    async def deciding(self: Any, mailbox: Any, uidvalidity: int, batch: Any, *args: Any) -> Any:
+    async def deciding(self: Any, mailbox: Any, batch: Any, *args: Any) -> Any:
         steps.append(("decide", [f.uid for f in batch]))
-        decided = await process(self, mailbox, uidvalidity, batch, *args)
+        decided = await process(self, mailbox, batch, *args)
         steps.append(("committed", sorted(decided)))
         return decided
 
@@ -73,7 +73,7 @@ async def test_imap_work_runs_while_a_batch_is_decided_and_moves_follow_commits(
     settings = settings_for(db_url, mailboxes=[box])
     steps = recorded_steps(monkeypatch)
     async with five_attempts_run(settings, clock, imap_account) as (app, summary):
-        assert runner_module.FETCH_AHEAD == 2
+        assert round_module.FETCH_AHEAD == 2
         # The two batches after the first are fetched (their parsing starts) before the first
         # is committed ...
         assert steps[0] == ("fetch", [1, 2])

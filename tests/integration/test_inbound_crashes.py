@@ -15,7 +15,7 @@ from gateway.daemon import Daemon
 from gateway.errors import TemporaryTransportError
 from gateway.inbound.imap import client as imap_module
 from gateway.inbound.loop import batch as batch_module
-from gateway.inbound.loop import runner as runner_module
+from gateway.inbound.loop import round as round_module
 from gateway.inbound.loop import store
 from gateway.models import CaseEvent, InboundMessage, Outbox
 from gateway.outbound.transport import MemoryTransport
@@ -58,13 +58,13 @@ async def test_crash_after_commit_before_move(
     imap_account.append(reply(await sent_mail(app, case.id), sender=ANA, text="Logs attached."))
     imap_account.append(new_mail(sender=STRANGER, subject="Please open a case", text="Broken."))
 
-    async def crash(self, client, lane, uidvalidity, decided):
+    async def crash(self, decided):
         if decided:  # the IMAP move of committed messages
             raise Crash
         return 0
 
     with monkeypatch.context() as patch:
-        patch.setattr(runner_module.MailboxRunner, "_move", crash)
+        patch.setattr(round_module.InboxRound, "_move", crash)
         with pytest.raises(Crash):
             await Daemon(app, transport=MemoryTransport()).run_once()
     assert await effects(app, case.id) == (1, 1, ["applied", "refused_new_case"])
@@ -95,15 +95,15 @@ async def test_a_failed_move_in_the_background_ends_the_round_with_one_effect_ea
             imap_account.append(reply(await sent_mail(app, case.id), sender=ANA, text="Logs attached."))
             for n in range(3):
                 imap_account.append(new_mail(sender=f"p{n}@example.org", subject=f"Try {n}", text="Open."))
-            move = runner_module.MailboxRunner._move
+            move = round_module.InboxRound._move
 
-            async def first_move_fails(self, client, lane, uidvalidity, decided):
+            async def first_move_fails(self, decided):
                 if 1 in decided:
                     raise TemporaryTransportError("connection reset during MOVE")
-                return await move(self, client, lane, uidvalidity, decided)
+                return await move(self, decided)
 
             with monkeypatch.context() as patch:
-                patch.setattr(runner_module.MailboxRunner, "_move", first_move_fails)
+                patch.setattr(round_module.InboxRound, "_move", first_move_fails)
                 await Daemon(app, transport=MemoryTransport()).run_once()  # the round fails, logged
             assert len(imap_account.messages("INBOX")) >= 1  # the first message: decided, not moved
             await Daemon(app, transport=MemoryTransport()).run_once()

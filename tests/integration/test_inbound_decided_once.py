@@ -17,7 +17,8 @@ from sqlalchemy import delete, func, select
 
 from gateway.app import App
 from gateway.clock import FrozenClock
-from gateway.inbound.loop.batch import BatchDecider, Fetched
+from gateway.inbound.imap.fetching import Fetched
+from gateway.inbound.loop.batch import BatchDecider
 from gateway.inbound.mail.analysis import parse_chunk
 from gateway.inbound.policy.context import Services
 from gateway.models import CaseEvent, InboundMessage, InboundMoved
@@ -51,10 +52,10 @@ async def test_the_decider_that_comes_second_rolls_back(app: App) -> None:
     mailbox, batch = app.settings.mailboxes[0], [Fetched(1, mail, len(mail))]
     first, second = await _processor(app), await _processor(app)
     stale = await first.store(mailbox, 9, batch)  # what each saw: undecided
-    assert await second.process(mailbox, 9, batch) == {1: mailbox.processed_folder}
+    assert await second.start_round(mailbox, 9).decide(batch) == {1: mailbox.processed_folder}
 
-    loser = first.start_parsing(batch)
-    assert await first.process(mailbox, 9, batch, parsing=loser, stored=stale) == {}
+    loser = first.parser.start(batch)
+    assert await first.process(mailbox, batch, stale, loser, lambda: False) == {}
 
     (row,) = await inbound_rows(app)
     assert (row.disposition, row.error) == ("applied", None)
@@ -80,8 +81,8 @@ async def test_on_postgresql_the_second_decider_waits_and_then_rolls_back(app: A
         await other.execute(InboundMessage.__table__.update().where(InboundMessage.id == row_id)
                             .values(disposition="applied", trail=[]))  # a decider mid-commit
         parsing = {1: asyncio.get_running_loop().create_future()}
-        parsing[1].set_result(parse_chunk([mail], decider.limits, decider.services.keys)[0])
-        deciding = asyncio.ensure_future(decider.process(mailbox, 9, batch, parsing=parsing, stored=stored))
+        parsing[1].set_result(parse_chunk([mail], decider.parser.limits, decider.services.keys)[0])
+        deciding = asyncio.ensure_future(decider.process(mailbox, batch, stored, parsing, lambda: False))
         await asyncio.sleep(0)
         done, _ = await asyncio.wait([deciding], timeout=0.5)
         assert not done  # waiting on the row lock

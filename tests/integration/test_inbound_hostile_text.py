@@ -16,7 +16,8 @@ from sqlalchemy import select
 
 from gateway.app import App
 from gateway.clock import FrozenClock
-from gateway.inbound.loop.batch import BatchDecider, Fetched
+from gateway.inbound.imap.fetching import Fetched
+from gateway.inbound.loop.batch import BatchDecider
 from gateway.inbound.loop.failures import GENERIC_ERROR
 from gateway.inbound.mail.analysis import Parsed
 from gateway.inbound.mail.parse import ParsedMail
@@ -134,7 +135,8 @@ async def test_a_failure_whose_record_fails_is_still_counted_and_quarantined(app
     for attempt in range(1, limit + 1):
         future = asyncio.get_running_loop().create_future()
         future.set_result(Parsed(bad))
-        decided = await decider.process(mailbox, 7, batch, parsing={1: future})
+        known = await decider.store(mailbox, 7, batch)
+        decided = await decider.process(mailbox, batch, known, {1: future}, lambda: False)
         (row,) = await inbound_rows(app)
         assert row.attempts == attempt
         assert row.error == GENERIC_ERROR

@@ -18,8 +18,9 @@ from gateway.clock import FrozenClock
 from gateway.config import LimitSettings
 from gateway.daemon import Daemon
 from gateway.inbound.loop import batch as batch_module
-from gateway.inbound.loop.batch import PARSE_CHUNK, WORKER_DIED, WORKER_TIMED_OUT
-from gateway.inbound.loop.runner import MailboxRunner
+from gateway.inbound.loop import parsing as parsing_module
+from gateway.inbound.loop import round as round_module
+from gateway.inbound.loop.parsing import PARSE_CHUNK, WORKER_DIED, WORKER_TIMED_OUT
 from gateway.inbound.loop.workers import PIPE_BYTES, BrokenProcessPool, WorkerPool, WorkerTimeout
 from gateway.inbound.mail.analysis import parse_chunk
 from gateway.outbound.transport import MemoryTransport
@@ -45,7 +46,7 @@ def deliver_attempts(imap_account: Any, count: int, marked: int, marker: bytes) 
 async def test_a_message_that_kills_its_worker_is_quarantined_and_the_others_are_decided(
     db_url: str, imap_account: Any, clock: FrozenClock, monkeypatch: Any
 ) -> None:
-    monkeypatch.setattr(batch_module, "parse_chunk", parse_chunk_or_die)
+    monkeypatch.setattr(parsing_module, "parse_chunk", parse_chunk_or_die)
     settings = settings_for(db_url, mailboxes=[imap_account.mailbox_settings(batch_size=4)],
                             inbound={"parse_workers": 2})
     deliver_attempts(imap_account, 9, marked=5, marker=MARKER)
@@ -74,7 +75,7 @@ async def test_workers_killed_between_batches_are_replaced_and_nothing_is_quaran
     async def kill_workers_after_the_first_batch(self: Any, *args: Any) -> Any:
         decided = await process(self, *args)
         if not killed:  # as an operator's kill -9 of every worker
-            for worker in list(self.pool.executor._processes.values()):
+            for worker in list(self.parser.pool.executor._processes.values()):
                 with contextlib.suppress(ProcessLookupError):  # the pool ends the others when one dies
                     os.kill(worker.pid, signal.SIGKILL)
                 worker.join()
@@ -97,7 +98,7 @@ async def test_workers_killed_between_batches_are_replaced_and_nothing_is_quaran
 async def test_a_message_that_hangs_its_worker_is_quarantined_after_the_timeout(
     db_url: str, imap_account: Any, clock: FrozenClock, monkeypatch: Any
 ) -> None:
-    monkeypatch.setattr(batch_module, "parse_chunk", parse_chunk_or_hang)
+    monkeypatch.setattr(parsing_module, "parse_chunk", parse_chunk_or_hang)
     settings = settings_for(db_url, mailboxes=[imap_account.mailbox_settings()],
                             inbound={"parse_workers": 2, "parse_timeout_seconds": 2})
     deliver_attempts(imap_account, 4, marked=1, marker=HANG_MARKER)
@@ -218,19 +219,19 @@ async def test_workers_that_do_not_start_in_time_are_replaced(monkeypatch: Any) 
 def record_starts(monkeypatch: Any, events: list[str]) -> None:
     """``events`` gets "workers" when a pool's workers are started and "fetch" at each batch
     fetched."""
-    start, fetch = WorkerPool.start, MailboxRunner._fetch
+    start, fetch = WorkerPool.start, round_module.fetch_batch
 
     def recording_start(pool: WorkerPool) -> None:
         if pool._starting is None:  # asked again later: nothing more is started
             events.append("workers")
         start(pool)
 
-    async def recording_fetch(runner: MailboxRunner, client: Any, uids: list[int]) -> Any:
+    async def recording_fetch(client: Any, uids: list[int], *args: Any) -> Any:
         events.append("fetch")
-        return await fetch(runner, client, uids)
+        return await fetch(client, uids, *args)
 
     monkeypatch.setattr(WorkerPool, "start", recording_start)
-    monkeypatch.setattr(MailboxRunner, "_fetch", recording_fetch)
+    monkeypatch.setattr(round_module, "fetch_batch", recording_fetch)
 
 
 async def test_a_run_over_an_empty_inbox_starts_no_worker(

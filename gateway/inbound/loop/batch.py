@@ -1,4 +1,4 @@
-"""A batch of fetched messages through store -> parse -> pipeline -> commit.
+"""A mailbox's fetched batches through store -> parse -> pipeline -> commit, in the order fetched.
 
 Exactly-once effect: the raw row is committed first; one more attempt is committed before
 each pipeline run; the effects and the disposition commit together. A crash before that
@@ -10,10 +10,9 @@ pipeline fails ``limits.pipeline_attempts`` times is quarantined with its error.
 from __future__ import annotations
 
 import asyncio
-import functools
 import time
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import structlog
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
@@ -21,11 +20,13 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from gateway.config import MailboxSettings
 from gateway.db import PlannerStatistics
 from gateway.domain import Disposition
+from gateway.inbound.imap.fetching import Fetched
 from gateway.inbound.loop import store
 from gateway.inbound.loop.failures import give_up, record_failure
+from gateway.inbound.loop.parsing import Parser, Parsing
 from gateway.inbound.loop.store import DecidedElsewhere, KnownUid
-from gateway.inbound.loop.workers import BrokenProcessPool, WorkerPool, WorkerTimeout
-from gateway.inbound.mail.analysis import Parsed, parse_chunk
+from gateway.inbound.loop.workers import WorkerPool
+from gateway.inbound.mail.analysis import Parsed
 from gateway.inbound.mail.parse import ParseLimits
 from gateway.inbound.policy.context import Services
 from gateway.inbound.policy.lookups import Expected, Lookups
@@ -33,39 +34,6 @@ from gateway.inbound.policy.pipeline import run_pipeline
 from gateway.inbound.policy.record import DecidedRow
 
 log = structlog.get_logger(__name__)
-
-
-@dataclass(frozen=True)
-class Fetched:
-    uid: int
-    raw: bytes
-    size: int
-    problem: str | None = None
-    """Set when the message was not fetched whole (over the size limit): it is quarantined."""
-    fetched_at: float = field(default_factory=time.monotonic)
-    """When it was fetched (``time.monotonic``): the decision's latency is measured from it."""
-
-
-def _deliver(futures: Sequence[asyncio.Future[Parsed]], chunk: asyncio.Future[list[Parsed]]) -> None:
-    """Hand a chunk's parses (or its failure) to the futures of its messages."""
-    for index, future in enumerate(futures):
-        if future.done():
-            continue
-        if chunk.cancelled():
-            future.cancel()
-        elif (error := chunk.exception()) is not None:
-            future.set_exception(error)
-        else:
-            future.set_result(chunk.result()[index])
-
-
-def _cancel_chunk(chunk: asyncio.Future[list[Parsed]], future: asyncio.Future[Parsed]) -> None:
-    if future.cancelled():
-        chunk.cancel()
-
-
-Parsing = dict[int, "asyncio.Future[Parsed]"]
-"""uid -> the message's parse, running in a worker."""
 
 GROUP_SIZE = 150
 """Messages decided in one transaction."""
@@ -102,21 +70,10 @@ def groups(todo: Sequence[Fetched], attempts: dict[int, int]) -> Iterator[list[F
 
 Decision = tuple[Item, str | None, str | None, str | None]
 """A decided message: its disposition, its IMAP folder, and why it was quarantined (if it was)."""
-"""A message, its disposition and its folder."""
-
-PARSE_CHUNK = 25
-"""Messages per call to a parse worker: six calls for a batch of 150, three for each of two
-workers. Each call costs the daemon pickling, a result thread's wake-up and a future; in
-calls of 3,000 mails to two workers the daemon's CPU per mail was 0.08 ms at 10 per call,
-0.06 at 25 and 0.05 at 50, the workers' 0.62-0.65, 0.61 and 0.60 ms."""
-
-WORKER_DIED = ("the parse worker process died while parsing this message, alone in it (killed, out of "
-               "memory or crashed)")
-WORKER_TIMED_OUT = ("parsing this message, alone in a worker process, took longer than "
-                    "inbound.parse_timeout_seconds ({seconds:g} s); the worker was killed")
-
 
 class BatchDecider:
+    """Decides the batches the mailbox loops fetch; one for all of the daemon's mailboxes."""
+
     def __init__(
         self,
         engine: AsyncEngine,
@@ -130,11 +87,15 @@ class BatchDecider:
         """Told each committed decision: its disposition and seconds since the fetch (metrics)."""
         self.sessions = sessions
         self.services = services
-        self.pool = pool
-        """Where messages are parsed; None: in a thread of this process."""
+        self.parser = Parser(pool, ParseLimits.of(services.settings.limits), services.keys)
         self.statistics = PlannerStatistics(engine)
-        self.limits = ParseLimits.of(services.settings.limits)
-        """The limits the workers parse to, as plain data (they need not import the settings)."""
+
+    def start_round(
+        self, mailbox: MailboxSettings, uidvalidity: int, should_stop: Callable[[], bool] = lambda: False
+    ) -> Round:
+        """A round over ``mailbox`` that found mail: the parse workers start now."""
+        self.parser.warm_up()
+        return Round(self, mailbox, uidvalidity, should_stop)
 
     async def store(
         self, mailbox: MailboxSettings, uidvalidity: int, batch: Sequence[Fetched]
@@ -150,45 +111,16 @@ class BatchDecider:
         await self.statistics.wrote(len(batch))
         return known
 
-    def expect_mail(self) -> None:
-        """There is mail to parse: start the parse workers now (in a thread), so that they are
-        up by the time the first batch is fetched. A round that finds no mail starts none."""
-        if self.pool is not None:
-            self.pool.start()
-
-    def start_parsing(self, batch: Sequence[Fetched]) -> Parsing:
-        """Parse ``batch`` in the workers, from now on (parsing has no effect), in chunks of
-        :data:`PARSE_CHUNK`; cancelling one message's parse cancels its chunk."""
-        whole = [f for f in batch if f.problem is None]
-        parsing: Parsing = {}
-        for f in batch:
-            if f.problem is not None:  # not fetched whole: nothing to parse
-                parsing[f.uid] = asyncio.get_running_loop().create_future()
-                parsing[f.uid].set_result(Parsed(None, f.problem))
-        loop = asyncio.get_running_loop()
-        for start in range(0, len(whole), PARSE_CHUNK):
-            chunk = whole[start : start + PARSE_CHUNK]
-            task = asyncio.ensure_future(self._parse_chunk(chunk))
-            futures = [loop.create_future() for _ in chunk]  # plain futures: no task per message
-            task.add_done_callback(functools.partial(_deliver, futures))
-            for f, future in zip(chunk, futures, strict=True):
-                future.add_done_callback(functools.partial(_cancel_chunk, task))
-                parsing[f.uid] = future
-        return parsing
-
     async def process(
         self,
         mailbox: MailboxSettings,
-        uidvalidity: int,
         batch: Sequence[Fetched],
-        should_stop: Callable[[], bool] = lambda: False,
-        parsing: Parsing | None = None,
-        stored: dict[int, KnownUid] | None = None,
+        known: dict[int, KnownUid],
+        parsing: Parsing,
+        should_stop: Callable[[], bool],
     ) -> dict[int, str]:
-        """Decide every message of ``batch``; return uid -> IMAP folder for the decided ones.
-        ``parsing``: what :meth:`start_parsing` started for the batch, ``stored``: what
-        :meth:`store` returned for it, if the caller did either already."""
-        known = stored if stored is not None else await self.store(mailbox, uidvalidity, batch)
+        """Decide every stored message of ``batch`` (``known``: what :meth:`store` returned,
+        ``parsing``: their parses); return uid -> IMAP folder for the decided ones."""
         todo = [f for f in batch if known[f.uid].disposition is None]
         done = {
             uid: k.target_folder or mailbox.processed_folder
@@ -196,46 +128,17 @@ class BatchDecider:
             if k.disposition is not None
         }
         limit = self.services.settings.limits.pipeline_attempts
-        given_up = [f for f in todo if known[f.uid].attempts >= limit]
-        for f in given_up:
+        for f in (f for f in todo if known[f.uid].attempts >= limit):
             done[f.uid] = await self._give_up(known[f.uid].id, mailbox, known[f.uid].attempts)
         todo = [f for f in todo if known[f.uid].attempts < limit]
-        # Parsing runs ahead in the workers while the messages before are decided, in order.
-        parsing = dict(parsing or {})
-        parsing.update(self.start_parsing([f for f in todo if f.uid not in parsing]))
-        try:
-            for group in groups(todo, {uid: k.attempts for uid, k in known.items()}):
-                if should_stop():
-                    break  # the rest stays undecided in the inbox for the next run
-                items = [Item(f.uid, known[f.uid].id, await parsing[f.uid], known[f.uid].attempts + 1,
-                              f.fetched_at) for f in group]
-                await store.begin_attempts(self.engine, [(i.row_id, i.attempt, i.parsed.mail) for i in items])
-                done.update(await self._decide(mailbox, items))
-        finally:
-            for parse in parsing.values():
-                parse.cancel()
+        for group in groups(todo, {uid: k.attempts for uid, k in known.items()}):
+            if should_stop():
+                break  # the rest stays undecided in the inbox for the next run
+            items = [Item(f.uid, known[f.uid].id, await parsing[f.uid], known[f.uid].attempts + 1,
+                          f.fetched_at) for f in group]
+            await store.begin_attempts(self.engine, [(i.row_id, i.attempt, i.parsed.mail) for i in items])
+            done.update(await self._decide(mailbox, items))
         return done
-
-    async def _parse_chunk(self, chunk: Sequence[Fetched]) -> list[Parsed]:
-        limits, keys, raws = self.limits, self.services.keys, [f.raw for f in chunk]
-        if self.pool is None:
-            return await asyncio.to_thread(parse_chunk, raws, limits, keys)
-        try:
-            return await self.pool.run(parse_chunk, raws, limits, keys)
-        except BrokenProcessPool:  # a worker died or hung: which message of the chunk did it, if any?
-            return [await self._parse_alone(f) for f in chunk]
-
-    async def _parse_alone(self, message: Fetched) -> Parsed:
-        assert self.pool is not None
-        limits, keys = self.limits, self.services.keys
-        try:
-            return (await self.pool.run_alone(parse_chunk, [message.raw], limits, keys))[0]
-        except WorkerTimeout:
-            log.error("inbound.message_hung_parse_worker", uid=message.uid, size=message.size)
-            return Parsed(None, WORKER_TIMED_OUT.format(seconds=self.pool.timeout))
-        except BrokenProcessPool:
-            log.error("inbound.message_killed_parse_worker", uid=message.uid, size=message.size)
-            return Parsed(None, WORKER_DIED)
 
     async def _decide(self, mailbox: MailboxSettings, items: list[Item]) -> dict[int, str]:
         """Decide a group in one transaction: what the stages ask the database is fetched for
@@ -329,3 +232,40 @@ class _ItemFailed(Exception):
         super().__init__(str(error))
         self.item = item
         self.error = error
+
+
+class Round:
+    """One round's batches of one mailbox. Each batch's parsing starts and it is stored as soon
+    as it is fetched, while earlier batches are decided; batches are stored and decided in the
+    order they came (rows numbered in the mailbox's order, and no two write transactions of a
+    round waiting on each other)."""
+
+    def __init__(self, decider: BatchDecider, mailbox: MailboxSettings, uidvalidity: int,
+                 should_stop: Callable[[], bool]) -> None:
+        self.decider = decider
+        self.mailbox = mailbox
+        self.uidvalidity = uidvalidity
+        self.should_stop = should_stop
+        self.stopped = False
+        self._storing = asyncio.Lock()
+        self._deciding = asyncio.Lock()
+
+    async def decide(self, batch: Sequence[Fetched]) -> dict[int, str]:
+        """Store, parse and decide ``batch``; uid -> IMAP folder of the messages decided. Called
+        in the order the batches were fetched, with nothing awaited before it."""
+        parsing = self.decider.parser.start(batch)
+        try:
+            async with self._storing:
+                known = await self.decider.store(self.mailbox, self.uidvalidity, batch)
+            async with self._deciding:  # queued at once: the order stored is the order decided
+                return await self.decider.process(self.mailbox, batch, known, parsing, self._stopping)
+        finally:  # what was not decided (a stop, a failure) is parsed again next round
+            for parse in parsing.values():
+                parse.cancel()
+
+    def stop(self) -> None:
+        """Decide nothing more: the batches still to come are only stored."""
+        self.stopped = True
+
+    def _stopping(self) -> bool:
+        return self.stopped or self.should_stop()

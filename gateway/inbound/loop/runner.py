@@ -1,21 +1,17 @@
-"""The loop over one IMAP mailbox: find messages, fetch in batches, decide, move after commit.
+"""The loop over one IMAP mailbox: rounds (:mod:`~gateway.inbound.loop.round`), each after a
+push (IDLE) or the poll interval, on one connection that is made again, with randomised
+exponential backoff, after any error.
 
 Each round searches the whole inbox folder (messages leave it only once their fate is
 committed), so a UID is never skipped: one that failed to fetch or to move is simply found
-again next round. Oversized messages are not downloaded: their headers are stored and they
-are quarantined. Messages are moved in UID sets after their commits, up to a thousand at a
-time (one message at a time would cap throughput at a few dozen a second, and an IMAP
-server's work per MOVE grows with the folder). On any connection error the client is
-dropped and a new one is made with randomised exponential backoff.
+again next round.
 """
 
 from __future__ import annotations
 
 import asyncio
 import random
-from collections import defaultdict, deque
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
 
 import structlog
 from sqlalchemy.exc import SQLAlchemyError
@@ -26,7 +22,7 @@ from gateway.config import MailboxSettings
 from gateway.errors import TransportError
 from gateway.inbound.imap.mailbox import Mailbox
 from gateway.inbound.loop import store
-from gateway.inbound.loop.batch import BatchDecider, Fetched, Parsing
+from gateway.inbound.loop.batch import BatchDecider
 from gateway.inbound.loop.lock import MailboxLock
 from gateway.inbound.loop.reconnect import (
     RETRY_PERMANENT_SECONDS,
@@ -37,48 +33,12 @@ from gateway.inbound.loop.reconnect import (
     open_with_retries,
     round_backoff,
 )
-from gateway.inbound.loop.store import KnownUid
+from gateway.inbound.loop.round import InboxRound, RoundStats
 from gateway.operations.health import HealthRecorder
 
 log = structlog.get_logger(__name__)
 
 MailboxFactory = Callable[[MailboxSettings], Awaitable[Mailbox]]
-
-FETCH_AHEAD = 2
-"""Batches fetched, stored and being parsed while one is decided. With one, the workers
-parsed the next batch and then waited for the decisions to catch up, while the event loop
-waited on the database: the machine's cores were idle a tenth of the time."""
-
-@dataclass
-class Ahead:
-    """A batch fetched and stored, its parsing started."""
-
-    fetched: list[Fetched]
-    parsing: Parsing
-    stored: dict[int, KnownUid]
-
-    def cancel(self) -> None:
-        for task in self.parsing.values():
-            task.cancel()
-
-
-@dataclass
-class RoundStats:
-    seen: int = 0
-    decided: int = 0
-    moved: int = 0
-    held_elsewhere: bool = False
-    """Another replica holds the mailbox (PostgreSQL advisory lock): nothing was looked at."""
-
-
-def _moved_so_far(moving: list[asyncio.Future[int]]) -> int:
-    """How many messages the finished moves moved (they are taken off the list); a failed move
-    raises its error."""
-    done = [move for move in moving if move.done()]
-    for move in done:
-        moving.remove(move)
-    return sum(move.result() for move in done)
-
 
 class MailboxRunner:
     def __init__(
@@ -164,117 +124,12 @@ class MailboxRunner:
             self.reconciled = True
         if self.health is not None:
             await self.health.polled(self.settings.name, self.clock.now(), len(uids))
-        stats = RoundStats(seen=len(uids))
-        if uids:
-            self.decider.expect_mail()  # the parse workers start while the first batch is fetched
-        size = self.settings.batch_size
-        batches = iter([uids[start : start + size] for start in range(0, len(uids), size)])
-        # While a batch is decided (CPU and database), the IMAP side works in the background:
-        # it fetches the next batches (:data:`FETCH_AHEAD`), whose parsing starts in the
-        # workers at once, and stores them; once ``move_batch_size`` messages are decided
-        # (their commits done), it moves them while the next batch is decided, and the rest
-        # at the end of the round. One IMAP command at a time, in the order asked (``lane``),
-        # and one batch stored at a time, in the order fetched (``desk``: rows numbered in the
-        # mailbox's order, and no two write transactions waiting on each other).
-        lane, desk = asyncio.Lock(), asyncio.Lock()
-        pending: deque[asyncio.Future[Ahead]] = deque()  # fetching, in order
-        current: Ahead | None = None
-        committed: dict[int, str] = {}  # decided, not moved yet
-        moving: list[asyncio.Future[int]] = []
-
-        def fetch_ahead() -> None:
-            while len(pending) < FETCH_AHEAD and (batch := next(batches, None)) is not None:
-                pending.append(asyncio.ensure_future(
-                    self._fetch_and_store(client, lane, desk, state.uidvalidity, batch)))
-
-        try:
-            fetch_ahead()
-            while pending and not self.stopping.is_set():
-                current = await pending.popleft()
-                fetch_ahead()
-                if len(committed) >= self.settings.move_batch_size:
-                    moving.append(asyncio.ensure_future(
-                        self._move(client, lane, state.uidvalidity, committed)))
-                    committed = {}
-                stats.moved += _moved_so_far(moving)  # a failed move ends the round here
-                decided: dict[int, str] = {}
-                if current.fetched:
-                    decided = await self.decider.process(
-                        self.settings, state.uidvalidity, current.fetched, self.stopping.is_set,
-                        current.parsing, current.stored)
-                current = None
-                committed.update(decided)
-                stats.decided += len(decided)
-                if decided and self.on_decided is not None:
-                    self.on_decided()
-            if committed:
-                moving.append(asyncio.ensure_future(self._move(client, lane, state.uidvalidity, committed)))
-            while moving:  # every move is done before the round ends
-                stats.moved += await moving.pop(0)
-        finally:
-            # After a stop or a failure: the parsing of what was not decided is cancelled
-            # (stored, it is decided next round), and the client is not left mid-command.
-            if current is not None:
-                current.cancel()
-            if pending:
-                await asyncio.wait(pending)
-                for fetching in pending:
-                    if not fetching.cancelled() and fetching.exception() is None:
-                        fetching.result().cancel()
-            if moving:
-                await asyncio.wait(moving)
-                for move in moving:
-                    if not move.cancelled():
-                        move.exception()  # retrieved; the round fails with the first error
-        return stats
-
-    async def _fetch_and_store(self, client: Mailbox, lane: asyncio.Lock, desk: asyncio.Lock,
-                               uidvalidity: int, batch: list[int]) -> Ahead:
-        """Fetch ``batch``, start parsing it and store it. Nothing is awaited between letting
-        the lane go and queueing for the desk, so the batches are stored in the order fetched."""
-        async with lane:
-            fetched = await self._fetch(client, batch)
-        ahead = Ahead(fetched, self.decider.start_parsing(fetched), {})
-        try:
-            async with desk:
-                ahead.stored.update(await self.decider.store(self.settings, uidvalidity, fetched))
-        except BaseException:
-            ahead.cancel()
-            raise
-        return ahead
-
-    async def _fetch(self, client: Mailbox, uids: list[int]) -> list[Fetched]:
-        sizes = await client.fetch_sizes(uids)
-        small = [u for u in uids if u in sizes and sizes[u] <= self.max_message_bytes]
-        fetched = [Fetched(uid, raw, len(raw)) for uid, raw in await client.fetch(small)]
-        for uid in (u for u in uids if u in sizes and sizes[u] > self.max_message_bytes):
-            header = await client.fetch_header(uid)
-            if header is not None:
-                fetched.append(Fetched(uid, header, sizes[uid], problem=(
-                    f"message of {sizes[uid]} bytes exceeds limits.max_message_bytes "
-                    f"({self.max_message_bytes}); headers kept, the message stays in the quarantine folder"
-                )))
-        missing = set(uids) - {f.uid for f in fetched}
-        if missing:
-            log.warning("imap.fetch_incomplete", mailbox=self.settings.name, missing=sorted(missing)[:20])
-        return fetched
-
-    async def _move(
-        self, client: Mailbox, lane: asyncio.Lock, uidvalidity: int, decided: dict[int, str]
-    ) -> int:
-        by_folder: dict[str, list[int]] = defaultdict(list)
-        for uid, folder in decided.items():
-            by_folder[folder].append(uid)
-        moved: list[int] = []
-        try:
-            for folder, uids in by_folder.items():
-                async with lane:
-                    await client.move(sorted(uids), folder)
-                moved.extend(uids)
-        finally:  # one transaction for the batch; after a failure, for what was moved
-            if moved:
-                await store.mark_moved(self.decider.engine, self.settings.name, uidvalidity, moved)
-        return len(moved)
+        if not uids:
+            return RoundStats()
+        batches = self.decider.start_round(self.settings, state.uidvalidity, self.stopping.is_set)
+        return await InboxRound(client, self.settings, batches, self.decider.engine,
+                                max_message_bytes=self.max_message_bytes, stopping=self.stopping,
+                                on_decided=self.on_decided).run(uids)
 
     async def run_until_empty(self) -> RoundStats:
         """Rounds until a round finds nothing (``run --once``); a temporary error ends them."""
