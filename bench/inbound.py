@@ -40,7 +40,7 @@ core were busy all the time (the baseline uses one). Below the ceiling, cores we
 at it, only less CPU per mail raises the ratio.
 Where the event loop waits, by the step of the round it is in (the round's own task is the
 critical path: a wait there is time the gateway could not use), e.g. ``prefetch`` for the
-group's queries, ``write_group`` for its writes, ``_decide`` for its commit, ``process`` for
+group's queries, ``write_decided`` for its writes, ``_decide`` for its commit, ``process`` for
 the parse workers.
 ``--stage-times`` adds the wall time of each pipeline stage (dedupe, classify, match, ...) to
 the steps timed: a wrapper per stage and message (1.3 us a call, about 1 % of the event

@@ -183,11 +183,11 @@ PHASES = [
     ("gateway.inbound.imap.client", "AioImapMailbox", "move"),
     ("gateway.inbound.loop.batch", "store", "store_raw"),
     ("gateway.inbound.loop.batch", "store", "begin_attempts"),
-    ("gateway.inbound.loop.runner", "store", "mark_moved"),
+    ("gateway.inbound.loop.round", "store", "mark_moved"),
     ("gateway.inbound.loop.batch", "BatchDecider", "process"),
     ("gateway.inbound.loop.batch", "BatchDecider", "_decide"),
     ("gateway.inbound.loop.batch", "Lookups", "prefetch"),
-    ("gateway.inbound.loop.batch", None, "write_group"),
+    ("gateway.inbound.loop.batch", "store", "write_decided"),
     ("gateway.inbound.loop.runner", "MailboxRunner", "run_once"),
 ]
 """Steps taken once per batch or group: timing them costs nothing measurable."""
@@ -206,9 +206,10 @@ call, 1.3 us) costs about 1 % of the event loop's CPU, so only with ``--stage-ti
 
 class IdleByStep:
     """Where the event loop waits: each wait (the selector's ``select``) is put down to the
-    innermost step the round's own task (the one running ``MailboxRunner.run_once``) is in
-    at the time, or to ``-`` outside a round. The steps of that task are the critical path:
-    time the loop waits while it is in one of them is time nothing else could be done."""
+    innermost step the deciding task (the last to enter ``BatchDecider.process``; before the
+    first batch, the one running ``MailboxRunner.run_once``) is in at the time, or to ``-``
+    outside one. Batches are decided one at a time, in order, so that task's steps are the
+    critical path: time the loop waits in one of them is time nothing else could be done."""
 
     def __init__(self) -> None:
         self.seconds: Counter[str] = Counter()
@@ -217,7 +218,7 @@ class IdleByStep:
 
     def enter(self, key: str) -> Any:
         task = asyncio.current_task()
-        if key == "run_once":
+        if key in ("run_once", "process"):
             self.round = task
         self.stacks.setdefault(task, []).append(key)
         return task

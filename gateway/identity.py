@@ -25,7 +25,7 @@ def make_message_id(domain: str) -> str:
 
 class _RandomBytes:
     """``os.urandom`` read 4 KB at a time: the same randomness with one system call per 256
-    Message-IDs (on some virtual machines a call costs 50 us). A forked child starts empty,
+    Message-IDs (a system call is slow on some virtual machines). A forked child starts empty,
     so parent and child never hand out the same bytes."""
 
     def __init__(self) -> None:

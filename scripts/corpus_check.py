@@ -25,7 +25,8 @@ if str(REPO) not in sys.path:  # run as a plain script: make ``gateway`` importa
 from gateway.config import LimitSettings  # noqa: E402
 from gateway.errors import MessageRejected  # noqa: E402
 from gateway.inbound.mail.classify import classify  # noqa: E402
-from gateway.inbound.mail.parse import ParsedMail, parse_message  # noqa: E402
+from gateway.inbound.mail.parse import parse_message  # noqa: E402
+from gateway.inbound.mail.parsed import ParsedMail  # noqa: E402
 
 DEFAULT_CORPUS = REPO.parent / "shared" / "corpus"
 EXPECTED = Path("flufl.bounce") / "_expected_detectors.tsv"

@@ -50,10 +50,12 @@ if [ ! -x .venv/bin/python ]; then
 fi
 .venv/bin/python -m pip install -q --disable-pip-version-check -e '.[test,demo]'
 
-# 4. Static checks; the real-world corpus through the pipeline (counts per disposition) when
+# 4. Static checks (ruff, mypy, the import contracts in pyproject.toml); the real-world
+#    corpus through the pipeline (counts per disposition) when
 #    ../shared/corpus is there; then the tests.
 .venv/bin/ruff check .
 .venv/bin/mypy
+.venv/bin/lint-imports --no-cache
 if [ -d ../shared/corpus ]; then
   echo "== corpus check: ../shared/corpus"
   .venv/bin/python scripts/corpus_check.py ../shared/corpus | grep -v '^    '

@@ -1,4 +1,6 @@
-"""The case service: open, care actions, customer updates, close, re-open, timeline.
+"""The case service: open, care actions, customer updates, close, re-open, timeline; care's
+actions with their mail in :mod:`gateway.cases.care`, what mail about a case shows in
+:mod:`gateway.cases.mail`.
 
 Functions take the session first and never commit: the caller owns the transaction, so a
 state change, its timeline event and the mail it causes (the outbox row) commit together.

@@ -20,7 +20,7 @@ from gateway.inbound.imap.fetching import Fetched
 from gateway.inbound.loop.batch import BatchDecider
 from gateway.inbound.loop.failures import GENERIC_ERROR
 from gateway.inbound.mail.analysis import Parsed
-from gateway.inbound.mail.parse import ParsedMail
+from gateway.inbound.mail.parsed import ParsedMail
 from gateway.inbound.policy.context import Services
 from gateway.models import Attachment
 from tests.integration.test_inbound_policy import case_state, folders, run, world

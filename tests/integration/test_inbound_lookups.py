@@ -17,7 +17,7 @@ from sqlalchemy import event, select
 from gateway.clock import FrozenClock
 from gateway.daemon import Daemon
 from gateway.inbound.mail.bounce import BounceReport, FailedRecipient
-from gateway.inbound.mail.parse import ParsedMail
+from gateway.inbound.mail.parsed import ParsedMail
 from gateway.inbound.mail.replies.sent import SentText, forget_sent_texts
 from gateway.inbound.policy.lookups import Expected, Lookups
 from gateway.models import Case, Outbox

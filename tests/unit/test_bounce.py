@@ -10,7 +10,8 @@ import pytest
 
 from gateway.config import LimitSettings
 from gateway.inbound.mail.bounce import BounceReport, FailedRecipient, parse_bounce
-from gateway.inbound.mail.parse import ParsedMail, parse_message
+from gateway.inbound.mail.parse import parse_message
+from gateway.inbound.mail.parsed import ParsedMail
 
 DATA = Path(__file__).parents[1] / "data" / "mail"
 OURS = "<0123456789abcdef0123456789abcdef.cg@example.com>"

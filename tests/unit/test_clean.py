@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from gateway.inbound.mail.clean import clean_line, clean_text, cleaned, short_name
-from gateway.inbound.mail.parse import Attachment, ParsedMail
+from gateway.inbound.mail.parsed import Attachment, ParsedMail
 
 
 def test_a_line_loses_controls_and_formatting_and_keeps_the_rest() -> None:

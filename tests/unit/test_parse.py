@@ -16,7 +16,8 @@ from hypothesis import strategies as st
 from gateway.config import LimitSettings
 from gateway.errors import MessageRejected
 from gateway.inbound.mail import parse as parse_module
-from gateway.inbound.mail.parse import MAX_PARTS, ParsedMail, fingerprint, parse_message
+from gateway.inbound.mail.parse import MAX_PARTS, fingerprint, parse_message
+from gateway.inbound.mail.parsed import ParsedMail
 
 DATA = Path(__file__).parents[1] / "data" / "mail"
 LIMITS = LimitSettings()

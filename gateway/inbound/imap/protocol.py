@@ -17,7 +17,7 @@ class LeanProtocol(aioimaplib.IMAP4ClientProtocol):  # type: ignore[misc]
     """aioimaplib's protocol, reading responses at a fraction of the cost:
 
     - the library formats every chunk it receives into a debug message (``repr`` of up to
-      256 KB), whether debug logging is on or not: half of its time on a FETCH of whole
+      256 KB), whether debug logging is on or not: much of its time on a FETCH of whole
       messages. Here nothing is formatted;
     - it walks a chunk line by line recursively, copying the rest of the chunk at each line
       and each literal (quadratic in the messages per chunk). Here one loop walks it with an

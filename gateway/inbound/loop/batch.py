@@ -27,7 +27,7 @@ from gateway.inbound.loop.parsing import Parser, Parsing
 from gateway.inbound.loop.store import DecidedElsewhere, KnownUid
 from gateway.inbound.loop.workers import WorkerPool
 from gateway.inbound.mail.analysis import Parsed
-from gateway.inbound.mail.parse import ParseLimits
+from gateway.inbound.mail.parsed import ParseLimits
 from gateway.inbound.policy.context import Services
 from gateway.inbound.policy.lookups import Expected, Lookups
 from gateway.inbound.policy.pipeline import run_pipeline

@@ -14,7 +14,7 @@ from gateway.config import MailboxSettings
 from gateway.inbound.loop import store
 from gateway.inbound.loop.store import DecidedElsewhere
 from gateway.inbound.mail.clean import clean_line
-from gateway.inbound.mail.parse import ParsedMail
+from gateway.inbound.mail.parsed import ParsedMail
 from gateway.inbound.policy.context import Services
 from gateway.inbound.policy.pipeline import quarantine_after_failures
 from gateway.inbound.policy.record import DecidedRow, shown_fields

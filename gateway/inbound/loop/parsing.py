@@ -12,7 +12,7 @@ import structlog
 from gateway.inbound.imap.fetching import Fetched
 from gateway.inbound.loop.workers import BrokenProcessPool, WorkerPool, WorkerTimeout
 from gateway.inbound.mail.analysis import Parsed, parse_chunk
-from gateway.inbound.mail.parse import ParseLimits
+from gateway.inbound.mail.parsed import ParseLimits
 
 log = structlog.get_logger(__name__)
 

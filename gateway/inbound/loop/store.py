@@ -18,7 +18,7 @@ from sqlalchemy import Table, and_, bindparam, func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
 from gateway.db import among, chunks, insert_ignoring_conflicts, insert_queued
-from gateway.inbound.mail.parse import ParsedMail
+from gateway.inbound.mail.parsed import ParsedMail
 from gateway.inbound.policy.record import DECIDED, KEPT, DecidedRow, shown_fields
 from gateway.models import InboundMessage, InboundMoved, InboundRaw, MailboxState
 from gateway.outbound.outbox import insert_queued_in_bulk

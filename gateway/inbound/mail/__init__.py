@@ -1,0 +1,1 @@
+"""What the parse workers make of a message's bytes: no database, no IMAP, no templates."""

@@ -14,7 +14,8 @@ from dataclasses import dataclass
 from gateway.errors import MessageRejected
 from gateway.inbound.mail.classify import never_applied
 from gateway.inbound.mail.clean import clean_line
-from gateway.inbound.mail.parse import Limits, ParsedMail, parse_message
+from gateway.inbound.mail.parse import parse_message
+from gateway.inbound.mail.parsed import Limits, ParsedMail
 from gateway.inbound.mail.reply_text import NewText, extract, whole_text
 from gateway.threading.matcher import TokenScan, scan_tokens
 

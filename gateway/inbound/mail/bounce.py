@@ -32,7 +32,7 @@ from flufl.bounce import all_failures
 from gateway.inbound.mail.mime_text import decoded_text
 
 if TYPE_CHECKING:
-    from gateway.inbound.mail.parse import ParsedMail
+    from gateway.inbound.mail.parsed import ParsedMail
 
 # flufl.bounce logs a traceback for each detector that trips over a message before re-raising;
 # the caller handles the exception.

@@ -16,7 +16,7 @@ from typing import Literal
 
 from gateway.identity import LOOP_HEADER, message_id_domain
 from gateway.inbound.mail.bounce import BounceReport, is_daemon_sender
-from gateway.inbound.mail.parse import ParsedMail
+from gateway.inbound.mail.parsed import ParsedMail
 
 Kind = Literal["loop", "bounce", "auto_reply", "list", "null_sender", "normal"]
 

@@ -19,7 +19,7 @@ from dataclasses import dataclass, replace
 from email.message import Message
 
 from gateway.inbound.mail.mime_text import decoded_text, header_text, quietly
-from gateway.inbound.mail.parse import Attachment
+from gateway.inbound.mail.parsed import Attachment
 from gateway.inbound.mail.replies.html import html_to_quoted_text
 from gateway.inbound.mail.replies.lines import FORWARD, NEW, Header, Reply, analyse
 from gateway.inbound.mail.replies.render import render

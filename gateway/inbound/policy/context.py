@@ -11,7 +11,7 @@ from gateway.clock import Clock
 from gateway.config import Settings
 from gateway.domain import Disposition
 from gateway.inbound.mail.classify import Classification
-from gateway.inbound.mail.parse import ParsedMail
+from gateway.inbound.mail.parsed import ParsedMail
 from gateway.inbound.mail.reply_text import NewText
 from gateway.inbound.policy.lookups import Lookups
 from gateway.inbound.policy.record import DecidedRow

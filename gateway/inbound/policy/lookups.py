@@ -28,7 +28,7 @@ from gateway.db import among, chunks
 from gateway.directory import normalise_email
 from gateway.errors import InvalidValue
 from gateway.inbound.mail.bounce import BounceReport
-from gateway.inbound.mail.parse import ParsedMail
+from gateway.inbound.mail.parsed import ParsedMail
 from gateway.inbound.mail.replies.sent import SentText, combined, known_sent_text, sent_text_of
 from gateway.inbound.policy.record import DecidedRow
 from gateway.models import Case, Contact, InboundMessage, Outbox, OutboxRecipient

@@ -10,7 +10,7 @@ from gateway.db import queue_insert
 from gateway.domain import Disposition
 from gateway.inbound.mail.classify import classify as classify_mail
 from gateway.inbound.mail.clean import short_name
-from gateway.inbound.mail.parse import ParsedMail
+from gateway.inbound.mail.parsed import ParsedMail
 from gateway.inbound.policy.authenticate import dmarc_failed, dmarc_passed
 from gateway.inbound.policy.bounce_record import record_bounce
 from gateway.inbound.policy.context import Finish, MessageContext, Next, Outcome, Quarantine, Reply, Services
