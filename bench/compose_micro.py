@@ -22,7 +22,7 @@ from gateway.identity import make_message_id
 from gateway.outbound.compose import assemble, compose, compose_body, compose_headers
 from gateway.outbound.kinds import MailKind
 from gateway.outbound.render import Rendered, Renderer
-from tests.unit.mail_samples import BRANDING, sample_context
+from testkit.mail_samples import BRANDING, sample_context
 
 DATE = datetime(2026, 12, 1, 13, 0, tzinfo=UTC)
 

@@ -1,6 +1,6 @@
 """Inbound throughput: ``run --once`` over a real Dovecot mailbox against a naive raw baseline.
 
-Setup (not timed): a private Dovecot (tests.servers.dovecot) in a temp folder; per database a
+Setup (not timed): a private Dovecot (testkit.servers.dovecot) in a temp folder; per database a
 migrated database (SQLite in the temp folder, or a fresh PostgreSQL database dropped at the
 end) with the test world's customer and ``--cases`` cases opened through the real service, so
 replies carry real reference tokens. The mail set (``--count`` mails, seeded): half replies of
@@ -86,9 +86,9 @@ from gateway.app import App
 from gateway.clock import SystemClock
 from gateway.config import Settings
 from gateway.db import create_engine
-from tests.mails import bounce, out_of_office, reply, sent_mail
-from tests.servers.dovecot import DovecotServer
-from tests.world import ANA, add_customer, open_case, settings_for
+from testkit.mails import bounce, out_of_office, reply, sent_mail
+from testkit.servers.dovecot import DovecotServer
+from testkit.world import ANA, add_customer, open_case, settings_for
 
 PG_ADMIN = os.environ.get("GATEWAY_BENCH_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
 BASELINE_BATCH = 100

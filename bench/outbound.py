@@ -62,7 +62,7 @@ from gateway.outbound.kinds import MailKind
 from gateway.outbound.outbox import Mail
 from gateway.outbound.sender import Sender
 from gateway.outbound.transport import SmtpTransport
-from tests.unit.mail_samples import sample_context
+from testkit.mail_samples import sample_context
 
 HOST = "127.0.0.1"
 CHUNK = 500

@@ -42,9 +42,9 @@ from sqlalchemy import text
 from gateway.app import App
 from gateway.clock import SystemClock
 from gateway.db import create_engine
-from tests.mails import reply, sent_mail
-from tests.servers.dovecot import DovecotServer
-from tests.world import ANA, add_customer, open_case, settings_for, write_config
+from testkit.mails import reply, sent_mail
+from testkit.servers.dovecot import DovecotServer
+from testkit.world import ANA, add_customer, open_case, settings_for, write_config
 
 PAGE_KB = os.sysconf("SC_PAGE_SIZE") // 1024
 TICKS = os.sysconf("SC_CLK_TCK")

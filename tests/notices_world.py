@@ -9,10 +9,10 @@ from email import policy
 from email.message import EmailMessage
 
 from gateway.clock import FrozenClock
+from testkit.servers.smtp import RecordingSmtpServer
+from testkit.world import SECRET
 from tests.cli_helpers import Gateway
 from tests.plugins.smtp import smtp_settings
-from tests.servers.smtp import RecordingSmtpServer
-from tests.world import SECRET
 
 T0 = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
 """A Monday, four weeks before Europe's clocks go forward (29 March 2026)."""

@@ -15,8 +15,8 @@ from pathlib import Path
 
 from gateway.app import App
 from gateway.models import Case
-from tests.mails import parse, sent_mail, token_of
-from tests.world import open_case
+from testkit.mails import parse, sent_mail, token_of
+from testkit.world import open_case
 
 REPLIES = Path(__file__).parent / "data" / "replies"
 TOKEN = "REF:00000001.2x3av9kq92kez"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any, TextIO
 
 import click
@@ -10,7 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from gateway import cases
 from gateway.app import App
 from gateway.cli.context import CliContext
-from gateway.cli.output import case_dict, echo_json, echo_table, event_dict, json_option
+from gateway.cli.output import case_dict, emit, event_dict, field, fields, json_option, table
 from gateway.domain import CASE_TYPES, WHOLE_TEXT_KEPT, CaseStatus, Environment, Severity
 
 
@@ -51,10 +52,7 @@ def case_open(
             return case_dict(opened)
 
     result = ctx.with_app(work)
-    if as_json:
-        echo_json(result)
-    else:
-        click.echo(result["number"])
+    emit(result, as_json, result["number"])
 
 
 @case.command("list")
@@ -75,12 +73,8 @@ def case_list(
                                        contact_email=contact_email, limit=limit)
         return [case_dict(c) for c in found]
 
-    rows = ctx.transaction(work)
-    if as_json:
-        echo_json(rows)
-    else:
-        echo_table(rows, ["number", "organisation", "contact", "status", "severity", "updated_at",
-                          "subject"])
+    emit(ctx.transaction(work), as_json,
+         table("number", "organisation", "contact", "status", "severity", "updated_at", "subject"))
 
 
 @case.command("show")
@@ -101,35 +95,34 @@ def case_show(ctx: CliContext, number: str, as_json: bool) -> None:
         data["timeline"] = [event_dict(e) for e in events]
         return data
 
-    data = ctx.transaction(work)
-    if as_json:
-        echo_json(data)
-        return
-    click.echo(f"Case {data['number']}: {data['subject']}")
-    for key in ("organisation", "contact", "status", "severity", "type", "sub_type",
-                "environment", "escalated", "opened_at", "closed_at"):
-        click.echo(f"  {key.replace('_', ' '):<12} {data[key] if data[key] is not None else '-'}")
-    timer = data["followup"]
-    if timer["running"]:
-        click.echo(f"  {'follow-up':<12} cycle {timer['cycle']}: {timer['next_step']} due "
-                   f"{timer['due_local']} ({timer['due_at']})")
-    else:
-        click.echo(f"  {'follow-up':<12} not running")
-    for name, target in data["targets"].items():
-        by = f" by {target['by']}" if target["by"] else ""
-        due = f", due {target['due_at']}" if target["due_at"] else ""
-        click.echo(f"  {name:<12} {target['target']}: {target['state']}{by}{due}")
-    click.echo("Timeline:")
-    for event in data["timeline"]:
-        click.echo(f"  {event['at']}  {event['kind']:<18} {event['actor']}{_source(event)}")
-        lines = (event["body"] or "").splitlines()
-        for line in lines[:TIMELINE_LINES]:
-            click.echo(f"      {line}")
-        if len(lines) > TIMELINE_LINES:
-            click.echo(f"      ... {len(lines) - TIMELINE_LINES} more lines (--json shows them all)")
+    emit(ctx.transaction(work), as_json, _case_lines)
 
 
 TIMELINE_LINES = 20
+
+
+def _case_lines(data: dict[str, Any]) -> Iterator[str]:
+    yield f"Case {data['number']}: {data['subject']}"
+    yield from fields(data, ("organisation", "contact", "status", "severity", "type", "sub_type",
+                             "environment", "escalated", "opened_at", "closed_at"), indent="  ")
+    timer = data["followup"]
+    if timer["running"]:
+        yield field("follow-up", f"cycle {timer['cycle']}: {timer['next_step']} due "
+                                 f"{timer['due_local']} ({timer['due_at']})", indent="  ")
+    else:
+        yield field("follow-up", "not running", indent="  ")
+    for name, target in data["targets"].items():
+        by = f" by {target['by']}" if target["by"] else ""
+        due = f", due {target['due_at']}" if target["due_at"] else ""
+        yield field(name, f"{target['target']}: {target['state']}{by}{due}", indent="  ")
+    yield "Timeline:"
+    for event in data["timeline"]:
+        yield f"  {event['at']}  {event['kind']:<18} {event['actor']}{_source(event)}"
+        lines = (event["body"] or "").splitlines()
+        for line in lines[:TIMELINE_LINES]:
+            yield f"      {line}"
+        if len(lines) > TIMELINE_LINES:
+            yield f"      ... {len(lines) - TIMELINE_LINES} more lines (--json shows them all)"
 
 
 def _source(event: dict[str, Any]) -> str:
@@ -160,10 +153,8 @@ def _care_action(ctx: CliContext, number: str, action: str, message: str | None)
 
 
 def _report(data: dict[str, Any], verb: str, as_json: bool) -> None:
-    if as_json:
-        echo_json(data)
-    else:
-        click.echo(f"case {data['number']} {verb}; status {data['status']}; mail queued to {data['contact']}")
+    emit(data, as_json,
+         f"case {data['number']} {verb}; status {data['status']}; mail queued to {data['contact']}")
 
 
 @case.command("reply")

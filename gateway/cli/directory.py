@@ -7,7 +7,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from gateway import directory
 from gateway.cli.context import CliContext
-from gateway.cli.output import contact_dict, echo_json, echo_table, json_option, organisation_dict
+from gateway.cli.output import contact_dict, emit, json_option, organisation_dict, table
 from gateway.errors import UsageError
 
 
@@ -40,10 +40,7 @@ def org_add(
         return organisation_dict(created)
 
     result = ctx.transaction(work)
-    if as_json:
-        echo_json(result)
-    else:
-        click.echo(f"organisation {result['name']} added")
+    emit(result, as_json, f"organisation {result['name']} added")
 
 
 @org.command("update")
@@ -68,12 +65,10 @@ def org_update(
         ))
 
     result = ctx.transaction(work)
-    if as_json:
-        echo_json(result)
-    else:
-        click.echo(f"organisation {result['name']} updated: {result['timezone']}, holidays "
-                   f"{result['country']}{'-' + str(result['subdivision']) if result['subdivision'] else ''}, "
-                   f"business hours {result['hours']}, {result['agents']} agents")
+    emit(result, as_json,
+         f"organisation {result['name']} updated: {result['timezone']}, holidays "
+         f"{result['country']}{'-' + str(result['subdivision']) if result['subdivision'] else ''}, "
+         f"business hours {result['hours']}, {result['agents']} agents")
 
 
 @org.command("list")
@@ -85,11 +80,8 @@ def org_list(ctx: CliContext, as_json: bool) -> None:
     async def work(session: AsyncSession) -> list[dict[str, object]]:
         return [organisation_dict(o) for o in await directory.list_organisations(session)]
 
-    rows = ctx.transaction(work)
-    if as_json:
-        echo_json(rows)
-    else:
-        echo_table(rows, ["name", "timezone", "country", "subdivision", "hours", "agents"])
+    emit(ctx.transaction(work), as_json,
+         table("name", "timezone", "country", "subdivision", "hours", "agents"))
 
 
 @click.group()
@@ -118,11 +110,8 @@ def contact_add(
         return contact_dict(created)
 
     result = ctx.transaction(work)
-    if as_json:
-        echo_json(result)
-    else:
-        role = "designated contact" if designated else "contact (not designated)"
-        click.echo(f"{role} {result['email']} added to {result['organisation']}")
+    role = "designated contact" if designated else "contact (not designated)"
+    emit(result, as_json, f"{role} {result['email']} added to {result['organisation']}")
 
 
 @contact.command("list")
@@ -135,11 +124,7 @@ def contact_list(ctx: CliContext, organisation: str | None, as_json: bool) -> No
     async def work(session: AsyncSession) -> list[dict[str, object]]:
         return [contact_dict(c) for c in await directory.list_contacts(session, organisation)]
 
-    rows = ctx.transaction(work)
-    if as_json:
-        echo_json(rows)
-    else:
-        echo_table(rows, ["email", "name", "organisation", "designated"])
+    emit(ctx.transaction(work), as_json, table("email", "name", "organisation", "designated"))
 
 
 @contact.command("update")
@@ -164,11 +149,8 @@ def contact_update(
         return contact_dict(changed)
 
     result = ctx.transaction(work)
-    if as_json:
-        echo_json(result)
-    else:
-        role = "designated contact" if result["designated"] else "contact (not designated)"
-        click.echo(f"{role} {result['email']} of {result['organisation']} updated")
+    role = "designated contact" if result["designated"] else "contact (not designated)"
+    emit(result, as_json, f"{role} {result['email']} of {result['organisation']} updated")
 
 
 @contact.command("remove")

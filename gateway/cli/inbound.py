@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -11,7 +12,7 @@ from sqlalchemy import select
 
 from gateway.app import App
 from gateway.cli.context import CliContext
-from gateway.cli.output import echo_json, echo_table, iso, json_option
+from gateway.cli.output import emit, fields, iso, json_option, table
 from gateway.domain import Disposition
 from gateway.errors import NotFound, PolicyViolation
 from gateway.inbound.loop.release import release
@@ -42,11 +43,10 @@ async def _rows(app: App, disposition: str | None, limit: int) -> list[dict[str,
         return [inbound_dict(row, number) for row, number in (await session.execute(stmt)).all()]
 
 
-def _print_rows(rows: list[dict[str, Any]], as_json: bool) -> None:
-    if as_json:
-        echo_json(rows)
-    else:
-        echo_table(rows, ["id", "received_at", "from", "disposition", "case", "subject"])
+def _trail(trail: Iterable[dict[str, Any]]) -> Iterator[str]:
+    """The stages that decided a message, one a line."""
+    for step in trail:
+        yield f"  {step['stage']:<10} {step['outcome']:<22} {step['detail']}".rstrip()
 
 
 @click.group()
@@ -61,7 +61,8 @@ def inbound() -> None:
 @click.pass_obj
 def inbound_list(ctx: CliContext, disposition: str | None, limit: int, as_json: bool) -> None:
     """List inbound messages, newest first."""
-    _print_rows(ctx.with_app(lambda app: _rows(app, disposition, limit)), as_json)
+    emit(ctx.with_app(lambda app: _rows(app, disposition, limit)), as_json,
+         table("id", "received_at", "from", "disposition", "case", "subject"))
 
 
 @inbound.command("show")
@@ -89,20 +90,18 @@ def inbound_show(ctx: CliContext, inbound_id: int, raw: bool, out: Path | None, 
                 if row.case_id else None
             return inbound_dict(row, number, full=True)
 
-    data = ctx.with_app(work)
-    if as_json:
-        echo_json(data)
-        return
-    for key in ("id", "mailbox", "uid", "received_at", "from", "subject", "message_id", "size",
-                "disposition", "case", "folder", "moved", "attempts", "error"):
-        click.echo(f"{key.replace('_', ' '):<12} {data[key] if data[key] is not None else '-'}")
-    click.echo("trail:")
-    for step in data["trail"] or []:
-        click.echo(f"  {step['stage']:<10} {step['outcome']:<22} {step['detail']}")
+    emit(ctx.with_app(work), as_json, _inbound_lines)
+
+
+def _inbound_lines(data: dict[str, Any]) -> Iterator[str]:
+    yield from fields(data, ("id", "mailbox", "uid", "received_at", "from", "subject", "message_id",
+                             "size", "disposition", "case", "folder", "moved", "attempts", "error"))
+    yield "trail:"
+    yield from _trail(data["trail"] or [])
     if data["new_text"]:
-        click.echo("new text:")
+        yield "new text:"
         for line in data["new_text"].splitlines()[:40]:
-            click.echo(f"  {line}")
+            yield f"  {line}"
 
 
 def _write_raw(ctx: CliContext, inbound_id: int, out: Path | None) -> None:
@@ -140,11 +139,8 @@ def quarantine() -> None:
 @click.pass_obj
 def quarantine_list(ctx: CliContext, limit: int, as_json: bool) -> None:
     """List quarantined messages with the reason."""
-    rows = ctx.with_app(lambda app: _rows(app, Disposition.QUARANTINED.value, limit))
-    if as_json:
-        echo_json(rows)
-    else:
-        echo_table(rows, ["id", "received_at", "from", "subject", "error"])
+    emit(ctx.with_app(lambda app: _rows(app, Disposition.QUARANTINED.value, limit)), as_json,
+         table("id", "received_at", "from", "subject", "error"))
 
 
 @quarantine.command("release")
@@ -162,10 +158,9 @@ def quarantine_release(ctx: CliContext, inbound_id: int, as_json: bool) -> None:
             result = await release(session, services, inbound_id)
             return {"id": inbound_id, "disposition": result.row.disposition, "trail": result.trail}
 
-    data = ctx.with_app(work)
-    if as_json:
-        echo_json(data)
-    else:
-        click.echo(f"inbound message {data['id']}: {data['disposition']}")
-        for step in data["trail"]:
-            click.echo(f"  {step['stage']:<10} {step['outcome']:<22} {step['detail']}")
+    emit(ctx.with_app(work), as_json, _release_lines)
+
+
+def _release_lines(data: dict[str, Any]) -> Iterator[str]:
+    yield f"inbound message {data['id']}: {data['disposition']}"
+    yield from _trail(data["trail"])

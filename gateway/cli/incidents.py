@@ -10,7 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from gateway.app import App
 from gateway.cli.context import CliContext
 from gateway.cli.notices import in_transaction
-from gateway.cli.output import echo_json, echo_table, json_option
+from gateway.cli.output import emit, json_option, table
 
 
 @click.group("incident")
@@ -93,11 +93,8 @@ def incident_list(ctx: CliContext, as_json: bool) -> None:
     from gateway.notices import views
 
     rows = in_transaction(ctx, lambda app, s, now: views.listing(s, [NoticeKind.INCIDENT], now))
-    if as_json:
-        echo_json(rows)
-    else:
-        echo_table(rows, ["reference", "state", "starts_at", "next_mail_at", "restored_at",
-                          "rca_due_at", "title"])
+    emit(rows, as_json,
+         table("reference", "state", "starts_at", "next_mail_at", "restored_at", "rca_due_at", "title"))
 
 
 @incident.command("show")

@@ -8,7 +8,7 @@ import click
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from gateway.cli.context import CliContext
-from gateway.cli.output import echo_json, echo_table, iso, json_option
+from gateway.cli.output import emit, iso, json_option, table
 
 
 @click.group("dl")
@@ -48,11 +48,8 @@ def dl_list(ctx: CliContext, organisation: str | None, as_json: bool) -> None:
                  "suspended": v.suspended_at is not None, "suspended_at": iso(v.suspended_at)}
                 for v in await lists.views(session, organisation)]
 
-    rows = ctx.transaction(work)
-    if as_json:
-        echo_json(rows)
-    else:
-        echo_table(rows, ["address", "organisation", "timezone", "kinds", "failures", "suspended"])
+    emit(ctx.transaction(work), as_json,
+         table("address", "organisation", "timezone", "kinds", "failures", "suspended"))
 
 
 @dl.command("remove")

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -12,7 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from gateway.app import App
 from gateway.cli.context import CliContext
-from gateway.cli.output import echo_json, echo_table, json_option
+from gateway.cli.output import emit, json_option, table
 
 
 def in_transaction(ctx: CliContext, work: Callable[[App, AsyncSession, datetime], Awaitable[Any]]) -> Any:
@@ -47,19 +47,19 @@ def notice_show(ctx: CliContext, reference: str, as_json: bool) -> None:
     """A notice, its mails, and who got each, when, with the relay's answer."""
     from gateway.notices import views
 
-    data = in_transaction(ctx, lambda app, s, now: views.detail(s, reference, now))
-    if as_json:
-        echo_json(data)
-        return
+    emit(in_transaction(ctx, lambda app, s, now: views.detail(s, reference, now)), as_json, _notice_lines)
+
+
+def _notice_lines(data: dict[str, Any]) -> Iterator[str]:
     for key in ("reference", "kind", "state", "title", "organisations", "starts_at", "ends_at",
                 "next_mail_at", "rca_due_at"):
         if data.get(key):
             value = ", ".join(data[key]) if isinstance(data[key], list) else data[key]
-            click.echo(f"{key.replace('_', ' ')}: {value}")
-    click.echo("mails:")
-    echo_table(data["mails"], ["sequence", "kind", "state", "at", "due_at", "sent_at", "outcome"])
-    click.echo("deliveries:")
-    echo_table(data["deliveries"], ["mail", "kind", "address", "status", "sent_at", "code", "reply"])
+            yield f"{key.replace('_', ' ')}: {value}"
+    yield "mails:"
+    yield from table("sequence", "kind", "state", "at", "due_at", "sent_at", "outcome")(data["mails"])
+    yield "deliveries:"
+    yield from table("mail", "kind", "address", "status", "sent_at", "code", "reply")(data["deliveries"])
 
 
 WINDOW = [
@@ -165,10 +165,7 @@ def maintenance_list(ctx: CliContext, as_json: bool) -> None:
     from gateway.notices import mails, views
 
     rows = in_transaction(ctx, lambda app, s, now: views.listing(s, mails.MAINTENANCE, now))
-    if as_json:
-        echo_json(rows)
-    else:
-        echo_table(rows, ["reference", "kind", "state", "starts_at", "ends_at", "send_at", "title"])
+    emit(rows, as_json, table("reference", "kind", "state", "starts_at", "ends_at", "send_at", "title"))
 
 
 @click.group("advisory")

@@ -8,7 +8,7 @@ import click
 
 from gateway.app import App
 from gateway.cli.context import CliContext
-from gateway.cli.output import echo_json, echo_table, iso, json_option
+from gateway.cli.output import emit, iso, json_option, table
 from gateway.domain import OutboxStatus
 from gateway.models import Outbox
 from gateway.outbound import outbox
@@ -55,11 +55,7 @@ def outbox_list(ctx: CliContext, status: str | None, limit: int, as_json: bool) 
         async with app.sessions() as session:
             return [outbox_dict(r) for r in await outbox.list_rows(session, status, limit)]
 
-    rows = ctx.with_app(work)
-    if as_json:
-        echo_json(rows)
-    else:
-        echo_table(rows, ["id", "status", "kind", "to", "attempts", "subject"])
+    emit(ctx.with_app(work), as_json, table("id", "status", "kind", "to", "attempts", "subject"))
 
 
 @outbox_group.command("retry")
@@ -75,10 +71,7 @@ def outbox_retry(ctx: CliContext, outbox_id: int, as_json: bool) -> None:
             return outbox_dict(retried)
 
     data = ctx.with_app(work)
-    if as_json:
-        echo_json(data)
-    else:
-        click.echo(f"outbox row {data['id']} queued again for {data['to']}")
+    emit(data, as_json, f"outbox row {data['id']} queued again for {data['to']}")
 
 
 @outbox_group.command("send")

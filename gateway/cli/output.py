@@ -1,46 +1,84 @@
-"""How the CLI shows things: aligned tables for people, ``--json`` for scripts."""
+"""How the CLI shows things: ``--json`` for scripts; lines and aligned tables for people.
+
+Every command that shows data ends in :func:`emit`, so that JSON is written one way and a table
+is drawn one way."""
 
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 
 import click
 
 from gateway.models import Case, CaseEvent, Contact, Organisation
 
+T = TypeVar("T")
+Rows = Sequence[Mapping[str, Any]]
+
 json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON.")
-"""Every list and show command takes ``--json``."""
+"""Every command that shows data takes ``--json``."""
+
+LABEL_WIDTH = 12
+"""The column of labels in a command's ``label  value`` lines."""
+
+
+def emit(data: T, as_json: bool, human: str | Callable[[T], Iterable[str]]) -> None:
+    """Print ``data`` as indented JSON with ``--json`` (a value JSON has no type for, a
+    datetime say, as its ``str``), else for people: ``human`` is the line to print, or gives
+    the lines from ``data`` (:func:`table` for a table)."""
+    if as_json:
+        click.echo(json.dumps(data, indent=2, ensure_ascii=False, default=str))
+        return
+    for line in [human] if isinstance(human, str) else human(data):
+        click.echo(line)
+
+
+def table(*columns: str) -> Callable[[Rows], Iterator[str]]:
+    """The lines of an aligned table of these columns, headed by their names; ``(none)``
+    for no rows. A cell is cut at 60 characters (``--json`` has the whole value)."""
+
+    def lines(rows: Rows) -> Iterator[str]:
+        if not rows:
+            yield "(none)"
+            return
+        cells = [[_cell(row.get(col)) for col in columns] for row in rows]
+        widths = [max(len(col), *(len(r[i]) for r in cells)) for i, col in enumerate(columns)]
+        yield "  ".join(col.upper().ljust(w) for col, w in zip(columns, widths, strict=True)).rstrip()
+        for r in cells:
+            yield "  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip()
+
+    return lines
+
+
+def field(label: str, value: Any, indent: str = "") -> str:
+    """One ``label  value`` line, the labels in a column."""
+    return f"{indent}{label:<{LABEL_WIDTH}} {_text(value)}".rstrip()
+
+
+def fields(data: Mapping[str, Any], keys: Iterable[str], indent: str = "") -> Iterator[str]:
+    """A ``label  value`` line for each key of ``data`` (``sub_type`` labelled ``sub type``)."""
+    for key in keys:
+        yield field(key.replace("_", " "), data[key], indent)
 
 
 def iso(value: datetime | None) -> str | None:
     return value.isoformat() if value is not None else None
 
 
-def echo_json(data: Any) -> None:
-    click.echo(json.dumps(data, indent=2, ensure_ascii=False, default=str))
-
-
-def echo_table(rows: Sequence[Mapping[str, Any]], columns: Sequence[str]) -> None:
-    if not rows:
-        click.echo("(none)")
-        return
-    cells = [[_cell(row.get(col)) for col in columns] for row in rows]
-    widths = [max(len(col), *(len(r[i]) for r in cells)) for i, col in enumerate(columns)]
-    click.echo("  ".join(col.upper().ljust(w) for col, w in zip(columns, widths, strict=True)).rstrip())
-    for r in cells:
-        click.echo("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip())
-
-
-def _cell(value: Any) -> str:
+def _text(value: Any) -> str:
+    """A value for people: ``-`` for none, ``yes`` or ``no`` for a flag."""
     if value is None:
         return "-"
     if isinstance(value, bool):
         return "yes" if value else "no"
-    text = str(value)
-    return text if len(text) <= 60 else text[:57] + "..."
+    return str(value)
+
+
+def _cell(value: Any) -> str:
+    shown = _text(value)
+    return shown if len(shown) <= 60 else shown[:57] + "..."
 
 
 def organisation_dict(org: Organisation) -> dict[str, Any]:

@@ -3,13 +3,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any
 
 import click
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from gateway.cli.context import CliContext
-from gateway.cli.output import echo_json, echo_table, json_option
+from gateway.cli.output import emit, json_option, table
 from gateway.cli.schedule import report
 
 __all__ = ["report"]
@@ -37,13 +38,13 @@ def availability(ctx: CliContext, organisation: str, month: str, as_json: bool) 
                            "minutes": round(i.minutes, 2)} for i in found.impacts],
         }
 
-    data = ctx.transaction(work)
-    if as_json:
-        echo_json(data)
-        return
-    click.echo(f"{data['organisation']} {data['month']}: {data['total_agents']} agents, "
-               f"{data['agent_minutes_lost']} agent-minutes lost")
-    click.echo(f"availability (43,200-minute month, the guide's): {data['availability_guide_percent']:.4f}%")
-    click.echo(f"availability ({data['calendar_month_minutes']:,}-minute calendar month): "
-               f"{data['availability_calendar_percent']:.4f}%")
-    echo_table(data["incidents"], ["reference", "affected_agents", "minutes"])
+    emit(ctx.transaction(work), as_json, _availability_lines)
+
+
+def _availability_lines(data: dict[str, Any]) -> Iterator[str]:
+    yield (f"{data['organisation']} {data['month']}: {data['total_agents']} agents, "
+           f"{data['agent_minutes_lost']} agent-minutes lost")
+    yield f"availability (43,200-minute month, the guide's): {data['availability_guide_percent']:.4f}%"
+    yield (f"availability ({data['calendar_month_minutes']:,}-minute calendar month): "
+           f"{data['availability_calendar_percent']:.4f}%")
+    yield from table("reference", "affected_agents", "minutes")(data["incidents"])

@@ -3,6 +3,7 @@ the cases stand against their service-level targets. Both only read."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from datetime import datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -12,7 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from gateway.app import App
 from gateway.cli.context import CliContext
-from gateway.cli.output import echo_json, echo_table, json_option
+from gateway.cli.output import emit, json_option, table
 from gateway.cli.run import parse_instant
 
 DEFAULT_HORIZON = timedelta(days=7)
@@ -39,11 +40,8 @@ def schedule(ctx: CliContext, until_text: str | None, organisation: str | None, 
             "recipient": u.recipient, "organisation": u.org, "timezone": u.timezone,
         } for u in await scheduler.upcoming(until, organisation)]
 
-    rows = ctx.with_app(work)
-    if as_json:
-        echo_json(rows)
-    else:
-        echo_table(rows, ["due_local", "due_utc", "kind", "case", "recipient", "organisation"])
+    emit(ctx.with_app(work), as_json,
+         table("due_local", "due_utc", "kind", "case", "recipient", "organisation"))
 
 
 @click.group()
@@ -64,17 +62,15 @@ def report_slt(ctx: CliContext, breached: bool, organisation: str | None, as_jso
 
         return await slt_rows(session, ctx.clock.now(), organisation, breached)
 
-    rows = ctx.transaction(work)
-    if as_json:
-        echo_json(rows)
-        return
-    echo_table([{
-        "case": r["case"], "organisation": r["organisation"], "severity": r["severity"],
-        "status": r["status"], **{f"{name}": _cell(r[name]) for name in ("response", "resolution")},
-    } for r in rows], ["case", "organisation", "severity", "status", "response", "resolution"])
+    emit(ctx.transaction(work), as_json, _slt_lines)
 
 
-def _cell(target: dict[str, Any]) -> str:
+def _slt_lines(rows: list[dict[str, Any]]) -> Iterator[str]:
+    return table("case", "organisation", "severity", "status", "response", "resolution")(
+        [{**r, "response": _target(r["response"]), "resolution": _target(r["resolution"])} for r in rows])
+
+
+def _target(target: dict[str, Any]) -> str:
     by = f" by {target['by']}" if target["by"] else ""
     due = f" (due {datetime.fromisoformat(target['due_at']):%Y-%m-%d %H:%M}Z)" if target["due_at"] else ""
     return f"{target['state']}{by}{due}"

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import sys
+from collections.abc import Iterator
 from typing import Any
 
 import click
 
 from gateway.cli.context import CliContext
-from gateway.cli.output import echo_json, json_option
+from gateway.cli.output import emit, json_option
 
 
 @click.command("status")
@@ -26,21 +27,15 @@ def status(ctx: CliContext, check: bool, as_json: bool) -> None:
         return snap.as_dict(), found
 
     data, found = ctx.run(work, check_schema=False)
-    if as_json:
-        echo_json({**data, "problems": found} if check else data)
-    else:
-        _print(data)
-        for line in found:
-            click.echo(f"problem: {line}")
-        if check and not found:
-            click.echo("check: ok")
+    emit({**data, "problems": found} if check else data, as_json, _status_lines)
     if found:
         sys.exit(1)
 
 
-def _print(data: dict[str, Any]) -> None:
-    click.echo(f"status at {data['at']}")
-    click.echo("mailboxes:")
+def _status_lines(data: dict[str, Any]) -> Iterator[str]:
+    """The snapshot; with ``--check``, its ``problems`` (or that there are none)."""
+    yield f"status at {data['at']}"
+    yield "mailboxes:"
     for box in data["mailboxes"] or [{"name": "(none configured)", "connected": True, "last_poll_at": None}]:
         if box["connected"] is None:
             state = "never polled"
@@ -51,15 +46,19 @@ def _print(data: dict[str, Any]) -> None:
             line += f", last poll {box['last_poll_at']}, {box['waiting']} waiting"
         if box.get("last_error"):
             line += f"; last error at {box['last_error_at']}: {box['last_error']}"
-        click.echo(line)
+        yield line
     outbox = data["outbox"]
     counts = ", ".join(f"{n} {s}" for s, n in outbox["by_status"].items())
     oldest = outbox["oldest_waiting_seconds"]
-    click.echo(f"outbox: {counts}" + (f"; oldest waiting {oldest // 60} min {oldest % 60} s"
-                                     if oldest is not None else ""))
-    click.echo(f"quarantine: {data['quarantined']}")
+    yield f"outbox: {counts}" + (f"; oldest waiting {oldest // 60} min {oldest % 60} s"
+                                if oldest is not None else "")
+    yield f"quarantine: {data['quarantined']}"
     for item in data["upcoming"]:
-        click.echo(f"next: {item['due_at']}  {item['kind']}  {item['subject']}  -> {item['recipient']}")
+        yield f"next: {item['due_at']}  {item['kind']}  {item['subject']}  -> {item['recipient']}"
     schema = data["schema"]
-    click.echo(f"schema: {schema['revision']}" + ("" if schema["up_to_date"] else
-                                                  f" (the program needs {schema['head']})"))
+    yield f"schema: {schema['revision']}" + ("" if schema["up_to_date"] else
+                                             f" (the program needs {schema['head']})")
+    for problem in data.get("problems", []):
+        yield f"problem: {problem}"
+    if data.get("problems") == []:
+        yield "check: ok"

@@ -10,10 +10,10 @@ from pathlib import Path
 import pytest
 
 from gateway.clock import FrozenClock
+from testkit.servers.smtp import RecordingSmtpServer
+from testkit.world import SECRET
 from tests.cli_helpers import Gateway
 from tests.plugins.smtp import smtp_settings
-from tests.servers.smtp import RecordingSmtpServer
-from tests.world import SECRET
 
 T0 = datetime(2026, 11, 2, 9, 0, tzinfo=UTC)
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import pytest
 
+from testkit.world import SECRET
 from tests.cli_helpers import Gateway
-from tests.world import SECRET
 
 
 @pytest.fixture

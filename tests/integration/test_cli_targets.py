@@ -9,10 +9,10 @@ from pathlib import Path
 import pytest
 
 from gateway.clock import FrozenClock
+from testkit.servers.smtp import RecordingSmtpServer
+from testkit.world import SECRET
 from tests.cli_helpers import Gateway
 from tests.plugins.smtp import smtp_settings
-from tests.servers.smtp import RecordingSmtpServer
-from tests.world import SECRET
 
 FRIDAY_EVENING = datetime(2026, 11, 6, 15, 30, tzinfo=UTC)  # 16:30 in Berlin
 

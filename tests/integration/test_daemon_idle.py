@@ -15,8 +15,8 @@ from gateway.inbound.imap import client as imap
 from gateway.inbound.loop.batch import BatchDecider
 from gateway.models import InboundMessage
 from gateway.outbound.transport import MemoryTransport
-from tests.mails import new_mail, parse, reply, sent_mail
-from tests.world import ANA, add_customer, open_case, open_world, settings_for
+from testkit.mails import new_mail, parse, reply, sent_mail
+from testkit.world import ANA, add_customer, open_case, open_world, settings_for
 
 
 @pytest.fixture

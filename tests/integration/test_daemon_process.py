@@ -16,11 +16,11 @@ from sqlalchemy import func, select
 from gateway.clock import FrozenClock
 from gateway.daemon import YOUNG_GENERATION_THRESHOLD
 from gateway.models import CaseEvent, InboundMessage, Outbox
+from testkit.mails import DEEP_MAIL, new_mail, reply, sent_mail
+from testkit.servers.smtp import RecordingSmtpServer
+from testkit.world import ANA, add_customer, open_case, open_world, settings_for, write_config
 from tests.cli_helpers import Gateway
-from tests.mails import DEEP_MAIL, new_mail, reply, sent_mail
 from tests.plugins.smtp import smtp_settings
-from tests.servers.smtp import RecordingSmtpServer
-from tests.world import ANA, add_customer, open_case, open_world, settings_for, write_config
 
 ROOT = Path(__file__).resolve().parents[2]
 

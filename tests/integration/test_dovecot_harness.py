@@ -6,8 +6,8 @@ import imaplib
 
 import pytest
 
+from testkit.servers.dovecot import DovecotServer
 from tests.plugins.dovecot import ImapAccount
-from tests.servers.dovecot import DovecotServer
 
 RAW = b"From: a@example.com\r\nTo: b@example.com\r\nSubject: hello\r\n\r\nbody line\r\n"
 

@@ -17,7 +17,7 @@ from gateway.domain import EventKind
 from gateway.models import Case, CaseEvent, Outbox
 from gateway.schedule.followups import FollowupWork
 from gateway.schedule.scheduler import Scheduler
-from tests.world import ANA, ORG, add_customer, open_world, settings_for
+from testkit.world import ANA, ORG, add_customer, open_world, settings_for
 
 T0 = datetime(2026, 11, 2, 9, 0, tzinfo=UTC)  # Monday 10:00 in Berlin
 STEP_1 = datetime(2026, 11, 4, 9, 0, tzinfo=UTC)

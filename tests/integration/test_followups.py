@@ -13,11 +13,11 @@ from pathlib import Path
 import pytest
 
 from gateway.clock import FrozenClock
+from testkit.mails import bounce, out_of_office, parse, reply, text_of
+from testkit.servers.smtp import Received, RecordingSmtpServer
+from testkit.world import ANA, settings_for, write_config
 from tests.cli_helpers import Gateway
-from tests.mails import bounce, out_of_office, parse, reply, text_of
 from tests.plugins.smtp import smtp_settings
-from tests.servers.smtp import Received, RecordingSmtpServer
-from tests.world import ANA, settings_for, write_config
 
 T0 = datetime(2026, 11, 2, 9, 0, tzinfo=UTC)
 BEFORE_STEP_1 = "2026-11-04T09:59:00+01:00"

@@ -60,7 +60,7 @@ async def test_bad_password_is_permanent(imap_account: ImapAccount) -> None:
 
 
 async def test_refused_connection_is_temporary(imap_account: ImapAccount) -> None:
-    from tests.servers.dovecot import free_port
+    from testkit.servers.dovecot import free_port
 
     with pytest.raises(TemporaryTransportError):
         await connect(imap_account.mailbox_settings(port=free_port()))

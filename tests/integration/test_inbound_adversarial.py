@@ -17,17 +17,7 @@ from gateway.app import App
 from gateway.clock import FrozenClock
 from gateway.identity import REPLY_MARKER
 from gateway.models import Case
-from tests.integration.test_inbound_policy import (
-    TRUSTED_MX,
-    assert_refused_without_a_trace,
-    case_state,
-    folders,
-    one_answer,
-    run,
-    security_events,
-    world,
-)
-from tests.mails import (
+from testkit.mails import (
     answers,
     encoded_subject,
     html_reply,
@@ -42,8 +32,18 @@ from tests.mails import (
     token_of,
     with_header,
 )
-from tests.servers.smtp import RecordingSmtpServer
-from tests.world import ANA, STRANGER, open_case
+from testkit.servers.smtp import RecordingSmtpServer
+from testkit.world import ANA, STRANGER, open_case
+from tests.integration.test_inbound_policy import (
+    TRUSTED_MX,
+    assert_refused_without_a_trace,
+    case_state,
+    folders,
+    one_answer,
+    run,
+    security_events,
+    world,
+)
 
 CAROL = "carol@acme.example"  # a colleague of Ana's, not a contact at all
 APPLIED_ONLY = {"INBOX": 0, "Processed": 1, "Refused": 0, "Quarantine": 0}

@@ -15,9 +15,9 @@ from sqlalchemy import select
 from gateway.app import App
 from gateway.clock import FrozenClock
 from gateway.models import Outbox
+from testkit.mails import inbound_rows, new_mail, parse, raw_mail
+from testkit.servers.smtp import RecordingSmtpServer
 from tests.integration.test_inbound_policy import body_of, one_answer, run, world
-from tests.mails import inbound_rows, new_mail, parse, raw_mail
-from tests.servers.smtp import RecordingSmtpServer
 
 VICTIM = "victim@elsewhere.example"
 

@@ -18,8 +18,8 @@ from gateway.inbound.imap import client as imap_module
 from gateway.inbound.loop import batch as batch_module
 from gateway.inbound.loop import round as round_module
 from gateway.outbound.transport import MemoryTransport
-from tests.mails import inbound_rows, new_mail
-from tests.world import add_customer, open_world, settings_for
+from testkit.mails import inbound_rows, new_mail
+from testkit.world import add_customer, open_world, settings_for
 
 
 def five_new_case_attempts(imap_account: Any) -> None:

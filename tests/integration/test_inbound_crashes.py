@@ -19,8 +19,8 @@ from gateway.inbound.loop import round as round_module
 from gateway.inbound.loop import store
 from gateway.models import CaseEvent, InboundMessage, Outbox
 from gateway.outbound.transport import MemoryTransport
-from tests.mails import new_mail, reply, sent_mail, stored_raw
-from tests.world import ANA, STRANGER, add_customer, open_case, open_world, settings_for
+from testkit.mails import new_mail, reply, sent_mail, stored_raw
+from testkit.world import ANA, STRANGER, add_customer, open_case, open_world, settings_for
 
 
 class Crash(BaseException):

@@ -22,13 +22,13 @@ from gateway.inbound.loop.batch import BatchDecider
 from gateway.inbound.mail.analysis import parse_chunk
 from gateway.inbound.policy.context import Services
 from gateway.models import CaseEvent, InboundMessage, InboundMoved
+from testkit.mails import inbound_rows, new_mail, reply, sent_mail
+from testkit.servers.smtp import RecordingSmtpServer
+from testkit.world import ANA, add_customer, open_case, open_world, settings_for, write_config
 from tests.integration.test_daemon_process import gateway_process, read_until
 from tests.integration.test_inbound_policy import folders, run, world
-from tests.mails import inbound_rows, new_mail, reply, sent_mail
 from tests.plugins.database import Templates
 from tests.plugins.smtp import smtp_settings
-from tests.servers.smtp import RecordingSmtpServer
-from tests.world import ANA, add_customer, open_case, open_world, settings_for, write_config
 
 
 @pytest.fixture

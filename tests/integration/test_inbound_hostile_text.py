@@ -23,10 +23,10 @@ from gateway.inbound.mail.analysis import Parsed
 from gateway.inbound.mail.parsed import ParsedMail
 from gateway.inbound.policy.context import Services
 from gateway.models import Attachment
+from testkit.mails import inbound_rows, raw_mail, reply, sent_mail, token_of
+from testkit.servers.smtp import RecordingSmtpServer
+from testkit.world import ANA, open_case
 from tests.integration.test_inbound_policy import case_state, folders, run, world
-from tests.mails import inbound_rows, raw_mail, reply, sent_mail, token_of
-from tests.servers.smtp import RecordingSmtpServer
-from tests.world import ANA, open_case
 
 UNSAFE = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069\ud800-\udfff]")
 

@@ -25,8 +25,8 @@ from gateway.outbound import dedupe
 from gateway.outbound.kinds import MailKind
 from gateway.outbound.transport import MemoryTransport
 from gateway.threading.matcher import TokenScan
-from tests.mails import inbound_rows, new_mail, reply, sent_mail
-from tests.world import ANA, BOB, STRANGER, add_customer, open_case, open_world, settings_for
+from testkit.mails import inbound_rows, new_mail, reply, sent_mail
+from testkit.world import ANA, BOB, STRANGER, add_customer, open_case, open_world, settings_for
 
 
 async def test_prefetched_answers_are_the_answers_asked_one_by_one(

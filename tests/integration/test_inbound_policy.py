@@ -23,7 +23,7 @@ from gateway.identity import REPLY_MARKER
 from gateway.inbound.loop.release import release
 from gateway.inbound.policy.context import Services
 from gateway.models import Attachment, Case, CaseEvent, Outbox, OutboxRecipient, SecurityEvent
-from tests.mails import (
+from testkit.mails import (
     answers,
     bounce,
     delivered,
@@ -37,9 +37,9 @@ from tests.mails import (
     text_of,
     token_of,
 )
+from testkit.servers.smtp import RecordingSmtpServer
+from testkit.world import ANA, BOB, STRANGER, add_customer, open_case, open_world, settings_for
 from tests.plugins.smtp import smtp_settings
-from tests.servers.smtp import RecordingSmtpServer
-from tests.world import ANA, BOB, STRANGER, add_customer, open_case, open_world, settings_for
 
 TRUSTED_MX = "mx.vendor.example"
 

@@ -24,8 +24,8 @@ from gateway.inbound.imap.memory import MemoryMailbox
 from gateway.inbound.loop import runner as runner_module
 from gateway.inbound.loop import store
 from gateway.inbound.loop.runner import MailboxRunner
-from tests.mails import answers, inbound_rows, new_mail, reply, sent_mail
-from tests.world import ANA, add_customer, open_case, open_world, settings_for
+from testkit.mails import answers, inbound_rows, new_mail, reply, sent_mail
+from testkit.world import ANA, add_customer, open_case, open_world, settings_for
 
 FOLDERS = ("INBOX", "Processed", "Refused", "Quarantine")
 

@@ -16,11 +16,11 @@ from gateway import directory
 from gateway.app import App
 from gateway.clock import FrozenClock
 from gateway.models import Case
+from testkit.mails import answers, inbound_rows, raw_mail, sent_mail, token_of
+from testkit.servers.smtp import RecordingSmtpServer
+from testkit.world import ANA, ORG, add_customer, open_case, open_world, settings_for
 from tests.integration.test_inbound_policy import TRUSTED_MX, case_state, folders, run, security_events
-from tests.mails import answers, inbound_rows, raw_mail, sent_mail, token_of
 from tests.plugins.smtp import smtp_settings
-from tests.servers.smtp import RecordingSmtpServer
-from tests.world import ANA, ORG, add_customer, open_case, open_world, settings_for
 
 KAI = "kai@acme.example"
 KELVIN = "\u212a"  # KELVIN SIGN: Unicode lower-cases it to an ASCII "k"

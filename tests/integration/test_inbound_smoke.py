@@ -13,8 +13,8 @@ from gateway.daemon import Daemon
 from gateway.inbound.loop.runner import MailboxRunner
 from gateway.models import InboundMessage
 from gateway.outbound.transport import MemoryTransport
-from tests.mails import new_mail, reply, sent_mail
-from tests.world import ANA, add_customer, open_case, open_world, settings_for
+from testkit.mails import new_mail, reply, sent_mail
+from testkit.world import ANA, add_customer, open_case, open_world, settings_for
 
 
 @pytest.fixture

@@ -7,11 +7,11 @@ import asyncio
 import json
 from pathlib import Path
 
+from testkit.mails import DEEP_MAIL, new_mail
+from testkit.servers.smtp import RecordingSmtpServer
+from testkit.world import settings_for, write_config
 from tests.integration.test_daemon_process import gateway_process
-from tests.mails import DEEP_MAIL, new_mail
 from tests.plugins.smtp import smtp_settings
-from tests.servers.smtp import RecordingSmtpServer
-from tests.world import settings_for, write_config
 
 
 async def test_json_lines(db_url: str, imap_account, smtp_server_thread: RecordingSmtpServer,

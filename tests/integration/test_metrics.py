@@ -15,10 +15,10 @@ from gateway.clock import FrozenClock
 from gateway.daemon import Daemon
 from gateway.operations.metrics import Metrics
 from gateway.outbound.transport import SmtpTransport
-from tests.mails import DEEP_MAIL, new_mail, reply, sent_mail
+from testkit.mails import DEEP_MAIL, new_mail, reply, sent_mail
+from testkit.servers.smtp import RecordingSmtpServer
+from testkit.world import ANA, add_customer, open_case, open_world, settings_for
 from tests.plugins.smtp import smtp_settings
-from tests.servers.smtp import RecordingSmtpServer
-from tests.world import ANA, add_customer, open_case, open_world, settings_for
 
 
 @pytest.fixture

@@ -9,11 +9,11 @@ import signal
 from pathlib import Path
 
 from gateway.clock import FrozenClock
+from testkit.mails import new_mail
+from testkit.servers.smtp import RecordingSmtpServer
+from testkit.world import add_customer, open_world, settings_for, write_config
 from tests.integration.test_daemon_process import gateway_process, read_until
-from tests.mails import new_mail
 from tests.plugins.smtp import smtp_settings
-from tests.servers.smtp import RecordingSmtpServer
-from tests.world import add_customer, open_world, settings_for, write_config
 
 
 def session_members(session: int) -> list[int]:

@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 
 from gateway.clock import FrozenClock
+from testkit.servers.smtp import RecordingSmtpServer
 from tests.cli_helpers import Gateway
 from tests.notices_world import T0, flat_text, notices_gateway, parsed, to_of
-from tests.servers.smtp import RecordingSmtpServer
 
 
 @pytest.fixture

@@ -9,9 +9,9 @@ import pytest
 from icalendar import Calendar
 
 from gateway.clock import FrozenClock
+from testkit.servers.smtp import RecordingSmtpServer
 from tests.cli_helpers import Gateway
 from tests.notices_world import T0, flat_text, notices_gateway, parsed, scheduler_pass, to_of
-from tests.servers.smtp import RecordingSmtpServer
 
 ALL = {"noc@acme.example", "ops@acme.example", "alerts@globex.example", "it@initech.example"}
 

@@ -20,7 +20,7 @@ from gateway.notices.incidents import Incidents
 from gateway.notices.maintenance import Maintenance, Window
 from gateway.notices.sources import notice_sources
 from gateway.schedule.scheduler import Scheduler
-from tests.world import open_world, settings_for
+from testkit.world import open_world, settings_for
 
 ADDRESSES = [f"list{n}@acme.example" for n in range(40)]
 

@@ -15,10 +15,10 @@ from gateway.clock import FrozenClock
 from gateway.daemon import Daemon
 from gateway.notices import lists
 from gateway.notices.incidents import Incidents
-from tests.mails import answers, bounce, inbound_rows, new_mail, out_of_office, parse, reply, text_of
+from testkit.mails import answers, bounce, inbound_rows, new_mail, out_of_office, parse, reply, text_of
+from testkit.servers.smtp import RecordingSmtpServer
+from testkit.world import open_world, settings_for
 from tests.plugins.smtp import smtp_settings
-from tests.servers.smtp import RecordingSmtpServer
-from tests.world import open_world, settings_for
 
 LIST = "noc@acme.example"
 

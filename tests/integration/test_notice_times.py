@@ -9,9 +9,9 @@ from datetime import datetime
 import pytest
 
 from gateway.clock import FrozenClock
+from testkit.servers.smtp import RecordingSmtpServer
 from tests.cli_helpers import Gateway
 from tests.notices_world import T0, flat_text, notices_gateway, parsed, scheduler_pass, to_of
-from tests.servers.smtp import RecordingSmtpServer
 
 
 @pytest.fixture

@@ -22,13 +22,13 @@ from gateway.clock import FrozenClock
 from gateway.errors import TemporaryTransportError
 from gateway.outbound.sender import Sender
 from gateway.outbound.transport import MemoryTransport
+from testkit.mails import new_mail
+from testkit.servers.smtp import RecordingSmtpServer
+from testkit.world import add_customer, open_case, open_world, settings_for, write_config
 from tests.integration.test_daemon_process import gateway_process, read_until
 from tests.integration.test_inbound_reconnect import Server, fail_once, forever_until_decided, runner
 from tests.integration.test_inbound_reconnect import app as app  # the memory mailbox's world
-from tests.mails import new_mail
 from tests.plugins.smtp import smtp_settings
-from tests.servers.smtp import RecordingSmtpServer
-from tests.world import add_customer, open_case, open_world, settings_for, write_config
 
 
 def closed_port() -> int:

@@ -14,7 +14,7 @@ from gateway.domain import OutboxStatus
 from gateway.models import Outbox
 from gateway.outbound.sender import Sender
 from gateway.outbound.transport import MemoryTransport
-from tests.world import add_customer, open_case, open_world, settings_for
+from testkit.world import add_customer, open_case, open_world, settings_for
 
 
 async def lease_of(app: App) -> tuple[str, object]:

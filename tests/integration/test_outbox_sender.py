@@ -19,10 +19,10 @@ from gateway.outbound.kinds import MailKind
 from gateway.outbound.outbox import Mail
 from gateway.outbound.sender import Sender
 from gateway.outbound.transport import MemoryTransport, SmtpTransport
+from testkit.mail_samples import sample_context
+from testkit.servers.smtp import RecordingSmtpServer
+from testkit.world import ANA, add_customer, open_case, open_world, settings_for
 from tests.plugins.smtp import smtp_settings
-from tests.servers.smtp import RecordingSmtpServer
-from tests.unit.mail_samples import sample_context
-from tests.world import ANA, add_customer, open_case, open_world, settings_for
 
 
 @pytest.fixture

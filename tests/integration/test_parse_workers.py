@@ -24,9 +24,9 @@ from gateway.inbound.loop.parsing import PARSE_CHUNK, WORKER_DIED, WORKER_TIMED_
 from gateway.inbound.loop.workers import PIPE_BYTES, BrokenProcessPool, WorkerPool, WorkerTimeout
 from gateway.inbound.mail.analysis import parse_chunk
 from gateway.outbound.transport import MemoryTransport
+from testkit.mails import inbound_rows, new_mail
+from testkit.world import add_customer, open_world, settings_for
 from tests.killer import HANG_MARKER, MARKER, parse_chunk_or_die, parse_chunk_or_hang
-from tests.mails import inbound_rows, new_mail
-from tests.world import add_customer, open_world, settings_for
 
 
 def attempts(count: int) -> list[bytes]:

@@ -22,8 +22,8 @@ from gateway.daemon import Daemon
 from gateway.db import PlannerStatistics
 from gateway.inbound.loop.store import known_query, moved_insert, store_raw
 from gateway.outbound.transport import MemoryTransport
-from tests.mails import new_mail
-from tests.world import open_world, settings_for
+from testkit.mails import new_mail
+from testkit.world import open_world, settings_for
 
 pytestmark = pytest.mark.parametrize("db_url", ["postgresql"], indirect=True)
 

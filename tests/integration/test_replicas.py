@@ -18,11 +18,11 @@ from sqlalchemy import func, select, text
 
 from gateway.clock import SystemClock
 from gateway.models import CaseEvent, InboundMessage, Outbox
+from testkit.mails import new_mail, reply, sent_mail
+from testkit.servers.smtp import RecordingSmtpServer
+from testkit.world import ANA, add_customer, open_case, open_world, settings_for, write_config
 from tests.integration.test_daemon_process import gateway_process
-from tests.mails import new_mail, reply, sent_mail
 from tests.plugins.smtp import smtp_settings
-from tests.servers.smtp import RecordingSmtpServer
-from tests.world import ANA, add_customer, open_case, open_world, settings_for, write_config
 
 pytestmark = [pytest.mark.slow, pytest.mark.parametrize("db_url", ["postgresql"], indirect=True)]
 

@@ -22,12 +22,12 @@ from gateway.clock import FrozenClock
 from gateway.daemon import Daemon
 from gateway.domain import WHOLE_TEXT_KEPT
 from gateway.models import Attachment
+from testkit.mails import inbound_rows, stored_raw
+from testkit.servers.smtp import RecordingSmtpServer
+from testkit.world import add_customer, open_world, settings_for
 from tests.cli_helpers import Gateway
-from tests.mails import inbound_rows, stored_raw
 from tests.plugins.smtp import smtp_settings
 from tests.replies import fixtures, request_information
-from tests.servers.smtp import RecordingSmtpServer
-from tests.world import add_customer, open_world, settings_for
 
 
 @asynccontextmanager

@@ -14,9 +14,9 @@ import pytest
 from gateway.clock import FrozenClock, SystemClock
 from gateway.outbound.sender import Sender
 from gateway.outbound.transport import SmtpTransport
+from testkit.servers.smtp import RecordingSmtpServer
+from testkit.world import add_customer, open_case, open_world, settings_for
 from tests.plugins.smtp import smtp_settings
-from tests.servers.smtp import RecordingSmtpServer
-from tests.world import add_customer, open_case, open_world, settings_for
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 

@@ -8,8 +8,8 @@ import ssl
 import aiosmtplib
 import pytest
 
+from testkit.servers.smtp import RecordingSmtpServer, SilentServer
 from tests.plugins.smtp import ServerFactory
-from tests.servers.smtp import RecordingSmtpServer, SilentServer
 
 RAW = b"From: a@example.com\r\nTo: b@example.com\r\nSubject: hello\r\n\r\nbody line\r\n"
 

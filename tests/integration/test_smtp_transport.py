@@ -10,8 +10,8 @@ import pytest
 
 from gateway.errors import PermanentTransportError, TemporaryTransportError, TransportTimeout
 from gateway.outbound.transport import Reply, SmtpTransport
+from testkit.servers.smtp import RecordingSmtpServer, SilentServer
 from tests.plugins.smtp import ServerFactory, smtp_settings
-from tests.servers.smtp import RecordingSmtpServer, SilentServer
 
 RAW = b"From: care@example.com\r\nTo: a@example.com\r\nSubject: case\r\n\r\nbody\r\n"
 SENDER = "care@example.com"

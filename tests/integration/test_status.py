@@ -10,12 +10,12 @@ from pathlib import Path
 import pytest
 
 from gateway.clock import FrozenClock
+from testkit.mails import DEEP_MAIL, new_mail
+from testkit.servers.dovecot import free_port
+from testkit.servers.smtp import RecordingSmtpServer
+from testkit.world import settings_for, write_config
 from tests.cli_helpers import Gateway
-from tests.mails import DEEP_MAIL, new_mail
 from tests.plugins.smtp import smtp_settings
-from tests.servers.dovecot import free_port
-from tests.servers.smtp import RecordingSmtpServer
-from tests.world import settings_for, write_config
 
 
 @pytest.fixture

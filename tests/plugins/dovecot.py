@@ -1,6 +1,6 @@
 """Dovecot fixtures: one real IMAP server per test session, a fresh empty account per test.
 
-``dovecot``       the session's :class:`~tests.servers.dovecot.DovecotServer` (plain IMAP on
+``dovecot``       the session's :class:`~testkit.servers.dovecot.DovecotServer` (plain IMAP on
                   ``port``, IMAPS with a self-signed certificate on ``tls_port``; ``ca_file``).
                   Skipped when Dovecot is not installed, or a failure when ``CI`` is set.
 ``imap_account``  a new user with a random name and password, so every test starts with an
@@ -26,7 +26,7 @@ from typing import Any
 import pytest
 
 from gateway.config import MailboxSettings
-from tests.servers.dovecot import DovecotServer
+from testkit.servers.dovecot import DovecotServer
 
 
 @pytest.fixture(scope="session")

@@ -1,4 +1,4 @@
-"""SMTP fixtures: a recording server on loopback per test (see :mod:`tests.servers.smtp`).
+"""SMTP fixtures: a recording server on loopback per test (see :mod:`testkit.servers.smtp`).
 
 ``smtp_server``          a plain :class:`RecordingSmtpServer` running in the test's event loop.
 ``smtp_server_factory``  ``await make(starttls=True, auth=("u", "p"), ...)`` for other kinds; every
@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 
 from gateway.config import SmtpSettings
-from tests.servers.smtp import RecordingSmtpServer
+from testkit.servers.smtp import RecordingSmtpServer
 
 ServerFactory = Callable[..., Awaitable[RecordingSmtpServer]]
 

@@ -25,7 +25,7 @@ from gateway.outbound.compose import (
 )
 from gateway.outbound.kinds import MailKind
 from gateway.outbound.render import Rendered, Renderer, one_line
-from tests.unit.mail_samples import BRANDING, sample_context
+from testkit.mail_samples import BRANDING, sample_context
 
 DATE = datetime(2026, 12, 1, 14, 0, tzinfo=timezone(timedelta(hours=1)))
 EXPECTED_HEADERS = {

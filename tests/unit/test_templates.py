@@ -23,7 +23,7 @@ from gateway.outbound.kinds import (
     MailKind,
 )
 from gateway.outbound.render import REPLY_MARKER, Renderer, label, localtime, one_line, wrap
-from tests.unit.mail_samples import BRANDING, CASE_NUMBER, CASE_SUBJECT, TOKEN, sample_context
+from testkit.mail_samples import BRANDING, CASE_NUMBER, CASE_SUBJECT, TOKEN, sample_context
 
 TEMPLATES = Path(render_module.__file__).resolve().parent.parent / "templates"
 

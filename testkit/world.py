@@ -1,5 +1,5 @@
-"""A small, realistic world for integration tests: settings for the test servers, an App on a
-test database with a frozen clock, and an organisation with contacts."""
+"""A small, realistic world for the integration tests and the benchmarks: settings for the test
+servers, an App on a test database with a frozen clock, and an organisation with contacts."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""A private Dovecot 2.3 IMAP server on a loopback port, for integration tests.
+"""A private Dovecot 2.3 IMAP server on a loopback port, for the integration tests and the benchmarks.
 
 Nothing is read from ``/etc/dovecot``: the server gets its own config, passwd-file, mail
 folder, base_dir and log in one folder. It runs in the foreground (``dovecot -F``) in its

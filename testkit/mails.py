@@ -1,5 +1,5 @@
-"""Realistic inbound mail for end-to-end tests: replies as mail clients write them,
-out-of-office answers, bounces, new-case attempts."""
+"""Realistic inbound mail for the end-to-end tests and the benchmarks: replies as mail clients
+write them, out-of-office answers, bounces, new-case attempts."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ from sqlalchemy import select
 from gateway.app import App
 from gateway.inbound.loop.store import raw_of
 from gateway.models import InboundMessage, Outbox
-from tests.servers.smtp import Received, RecordingSmtpServer
+from testkit.servers.smtp import Received, RecordingSmtpServer
 
 CUSTOMER_DOMAIN = "acme.example"
 

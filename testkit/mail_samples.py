@@ -1,7 +1,8 @@
-"""Realistic template contexts for every :class:`MailKind`, for any test that renders mail.
+"""Realistic template contexts for every :class:`MailKind`, for any test or benchmark that
+renders mail.
 
 ``sample_context(kind)`` returns a fresh dict following the contract in
-``gateway/outbound/render.py``; tests may mutate it freely.
+``gateway/outbound/render.py``; callers may mutate it freely.
 """
 
 from __future__ import annotations
