@@ -60,6 +60,11 @@ STRANGER = "mallory@evil.example"
 _RENDERERS: dict[str, Renderer] = {}
 
 
+def forged(token: str) -> str:
+    """``token`` with the last character of its MAC changed."""
+    return token[:-1] + ("a" if token[-1] != "a" else "b")
+
+
 def settings(**sections: Any) -> Settings:
     data: dict[str, Any] = {
         "reference": {"secret": SECRET},

@@ -27,7 +27,7 @@ from tests.mails import (
     token_of,
     with_header,
 )
-from tests.unit.policy_world import ANA, BOB, OUR_ADDRESS, STRANGER, TRUSTED_MX, PolicyWorld
+from tests.unit.policy_world import ANA, BOB, OUR_ADDRESS, STRANGER, TRUSTED_MX, PolicyWorld, forged
 
 
 @pytest.fixture
@@ -36,11 +36,6 @@ def world(monkeypatch: pytest.MonkeyPatch) -> PolicyWorld:
 
 
 NO_REFERENCE = Finish(Disposition.REFUSED_NEW_CASE, "no valid reference: cases are not opened by email")
-
-
-def forged(token: str) -> str:
-    """``token`` with its MAC's last character changed."""
-    return token[:-1] + ("a" if token[-1] != "a" else "b")
 
 
 def kinds(replies: list[Reply]) -> list[MailKind]:
