@@ -323,18 +323,6 @@ async def test_match_records_a_forged_subject_token_beside_a_valid_header(world:
     assert [e["detail"] for e in world.session.rows(SecurityEvent)] == [f"token {fake!r} failed its MAC"]
 
 
-async def test_match_reads_no_body_token_once_a_header_matched(world: PolicyWorld) -> None:
-    """The body is consulted only without a header or subject match: a forged token there is
-    then not even looked at."""
-    case = world.open_case()
-    sent = await world.send(case)
-    fake = forged(token_of(sent))
-    ctx = world.context(reply(sent, sender=ANA, text=f"See also {fake}.", keep_subject=False, quote=False))
-    await world.run_before(ctx, "match")
-    assert await stages.match(ctx, world.session, world.services) == Next(f"case {case.number} by header")
-    assert world.session.rows(SecurityEvent) == []
-
-
 async def test_match_quarantines_a_mail_that_refers_to_two_cases(world: PolicyWorld) -> None:
     first, second = world.open_case(), world.open_case(subject="Second problem")
     other_token = token_of(await world.send(second))
