@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import imaplib
+import ssl
 
 import pytest
 
@@ -67,11 +68,16 @@ def test_restart_keeps_the_port_and_the_mail(dovecot: DovecotServer, imap_accoun
 
 
 def test_tls_listener_serves_a_certificate_for_the_ca_file(imap_account: ImapAccount) -> None:
-    import ssl
-
-    context = ssl.create_default_context(cafile=imap_account.ca_file)
+    with pytest.raises(ssl.SSLCertVerificationError):  # no public CA vouches for it: the file must
+        imaplib.IMAP4_SSL(imap_account.host, imap_account.tls_port, ssl_context=ssl.create_default_context(),
+                          timeout=10)
+    context = ssl.create_default_context(cafile=imap_account.ca_file)  # checks the chain and the host
     client = imaplib.IMAP4_SSL(imap_account.host, imap_account.tls_port, ssl_context=context, timeout=10)
     try:
-        client.login(imap_account.username, imap_account.password)
+        assert isinstance(client.sock, ssl.SSLSocket)
+        certificate = client.sock.getpeercert()
+        assert ("IP Address", "127.0.0.1") in certificate["subjectAltName"]
+        assert client.login(imap_account.username, imap_account.password)[0] == "OK"
+        assert client.state == "AUTH"
     finally:
         client.logout()

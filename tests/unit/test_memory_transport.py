@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import inspect
 
 import pytest
 
 from gateway.errors import PermanentTransportError, TemporaryTransportError, TransportTimeout
-from gateway.outbound.transport import MemoryTransport, Reply, SentMessage, Transport
+from gateway.outbound.transport import MemoryTransport, Reply, SentMessage, SmtpTransport, Transport
 
 RAW = b"Subject: hi\r\n\r\nbody\r\n"
 
@@ -20,9 +21,14 @@ def test_reply_classification(code: int, ok: bool, temporary: bool) -> None:
     assert (Reply(code, "x").ok, Reply(code, "x").temporary) == (ok, temporary)
 
 
-def test_is_a_transport() -> None:
-    transport: Transport = MemoryTransport()
-    assert transport is not None
+@pytest.mark.parametrize("kind", [MemoryTransport, SmtpTransport])
+def test_is_a_transport(kind: type) -> None:
+    """Every method of the protocol, with its signature (mypy checks gateway/, not the tests)."""
+    methods = [name for name in vars(Transport) if not name.startswith("_")]
+    assert methods == ["send", "close"]
+    for name in methods:
+        assert inspect.iscoroutinefunction(getattr(kind, name)), name
+        assert inspect.signature(getattr(kind, name)) == inspect.signature(getattr(Transport, name)), name
 
 
 async def test_accepts_and_records_by_default() -> None:
