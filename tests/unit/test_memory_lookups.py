@@ -28,7 +28,7 @@ from gateway.models import (
 )
 from gateway.outbound import dedupe
 from gateway.outbound.kinds import MailKind
-from tests.mails import new_mail, parse, reply
+from testkit.mails import new_mail, parse, reply
 from tests.unit.memory_lookups import MemoryLookups
 from tests.unit.policy_world import ANA, BOB, STRANGER, PolicyWorld
 

@@ -16,7 +16,7 @@ from gateway.inbound.policy.apply import apply_update
 from gateway.inbound.policy.context import Finish, MessageContext, Outcome
 from gateway.models import Attachment, CaseEvent
 from gateway.outbound.kinds import MailKind
-from tests.mails import reply
+from testkit.mails import reply
 from tests.unit.policy_world import ANA, CARE_MANAGEMENT, PolicyWorld
 
 

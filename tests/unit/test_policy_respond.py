@@ -16,7 +16,7 @@ from gateway.inbound.policy.context import MessageContext, Reply
 from gateway.inbound.policy.respond import respond
 from gateway.outbound import dedupe
 from gateway.outbound.kinds import MailKind
-from tests.mails import new_mail, parse, reply, with_header
+from testkit.mails import new_mail, parse, reply, with_header
 from tests.unit.policy_world import ANA, BOB, CARE_MANAGEMENT, OUR_ADDRESS, STRANGER, PolicyWorld
 
 

@@ -16,7 +16,7 @@ from gateway.inbound.policy.record import DecidedRow
 from gateway.models import CaseEvent, SecurityEvent
 from gateway.outbound.kinds import MailKind
 from gateway.threading.token import make_token
-from tests.mails import (
+from testkit.mails import (
     DEEP_MAIL,
     bounce,
     new_mail,

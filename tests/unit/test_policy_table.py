@@ -18,7 +18,7 @@ from gateway.inbound.policy.pipeline import folder_for, quarantine_after_failure
 from gateway.inbound.policy.record import DecidedRow
 from gateway.outbound.kinds import MailKind
 from gateway.threading.token import make_token
-from tests.mails import (
+from testkit.mails import (
     DEEP_MAIL,
     bounce,
     html_reply,
