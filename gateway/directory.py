@@ -11,10 +11,10 @@ import holidays
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from gateway.addresses import ascii_lower
 from gateway.clock import Clock
 from gateway.domain import CaseStatus
 from gateway.errors import AlreadyExists, InvalidValue, NotFound, PolicyViolation
-from gateway.inbound.mail.sender import ascii_lower
 from gateway.models import Case, Contact, Organisation
 from gateway.outbound.compose import check_address
 from gateway.schedule.calendar import format_hours, parse_hours

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import pytest
 
+from gateway.addresses import ascii_lower
 from gateway.directory import normalise_email
-from gateway.inbound.mail.sender import ascii_lower, sender_of
+from gateway.inbound.mail.sender import sender_of
 
 
 def test_only_ascii_letters_are_folded() -> None:

@@ -12,6 +12,8 @@ from __future__ import annotations
 import asyncio
 import random
 from collections.abc import Awaitable, Callable
+from datetime import datetime
+from typing import Protocol
 
 import structlog
 from sqlalchemy.exc import SQLAlchemyError
@@ -34,11 +36,19 @@ from gateway.inbound.loop.reconnect import (
     round_backoff,
 )
 from gateway.inbound.loop.round import InboxRound, RoundStats
-from gateway.operations.health import HealthRecorder
 
 log = structlog.get_logger(__name__)
 
 MailboxFactory = Callable[[MailboxSettings], Awaitable[Mailbox]]
+
+class MailboxHealth(Protocol):
+    """Where each round's outcome is written for ``status``
+    (:class:`gateway.operations.health.HealthRecorder`)."""
+
+    def connected(self, mailbox: str) -> None: ...
+    async def polled(self, mailbox: str, now: datetime, waiting: int) -> None: ...
+    async def failed(self, mailbox: str, now: datetime, error: BaseException | str) -> None: ...
+
 
 class MailboxRunner:
     def __init__(
@@ -51,7 +61,7 @@ class MailboxRunner:
         max_message_bytes: int,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
         on_decided: Callable[[], None] | None = None,
-        health: HealthRecorder | None = None,
+        health: MailboxHealth | None = None,
     ) -> None:
         self.settings = settings
         self.decider = decider

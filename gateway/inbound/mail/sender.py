@@ -7,8 +7,7 @@ one From header holding exactly one mailbox that the standard library's modern p
 (``email.policy.default``) reads without a defect, outside group syntax, and whose display
 name is not an address other than its own. Anything else is never applied to a case.
 
-Addresses compare by ASCII case-folding only (:func:`ascii_lower`): Unicode's rules would
-fold letters such as the Kelvin sign into ASCII ones and make one address pass for another.
+Addresses compare by ASCII case-folding only (:func:`gateway.addresses.ascii_lower`).
 """
 
 from __future__ import annotations
@@ -18,9 +17,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from email import errors, policy
 
+from gateway.addresses import ascii_lower
 from gateway.inbound.mail.mime_text import decode_words
-
-ASCII_LOWER = str.maketrans("ABCDEFGHIJKLMNOPQRSTUVWXYZ", "abcdefghijklmnopqrstuvwxyz")
 
 _ATOM = r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+"
 _DOT_ATOM = rf"{_ATOM}(?:\.{_ATOM})*"
@@ -59,11 +57,6 @@ class Sender:
     problem: str = ""
     """Why this From cannot be trusted ('' when it can, or when there is no sender at all:
     no From, an empty one, or ``<>``)."""
-
-
-def ascii_lower(text: str) -> str:
-    """``text`` with A-Z lower-cased and every other character as it is."""
-    return text.translate(ASCII_LOWER)
 
 
 def sender_of(values: Sequence[str]) -> Sender:

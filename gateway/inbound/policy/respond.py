@@ -14,9 +14,9 @@ from collections.abc import Sequence
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from gateway.addresses import ascii_lower
 from gateway.errors import InvalidValue
 from gateway.inbound.mail.clean import short_name
-from gateway.inbound.mail.sender import ascii_lower
 from gateway.inbound.policy.context import MessageContext, Services
 from gateway.outbound import dedupe
 from gateway.outbound.compose import check_address, check_message_id
