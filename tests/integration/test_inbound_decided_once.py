@@ -38,7 +38,7 @@ async def app(db_url: str, imap_account: Any, smtp_server: RecordingSmtpServer,
         yield app
 
 
-async def _processor(app: App) -> BatchDecider:
+async def _decider(app: App) -> BatchDecider:
     mailer = await app.mailer()
     services = Services(app.settings, app.clock, mailer, mailer.keys, frozenset())
     return BatchDecider(app.engine, app.sessions, services)
@@ -50,7 +50,7 @@ async def test_the_decider_that_comes_second_rolls_back(app: App) -> None:
     case = await open_case(app)
     mail = reply(await sent_mail(app, case.id), sender=ANA, text="The logs you asked for.")
     mailbox, batch = app.settings.mailboxes[0], [Fetched(1, mail, len(mail))]
-    first, second = await _processor(app), await _processor(app)
+    first, second = await _decider(app), await _decider(app)
     stale = await first.store(mailbox, 9, batch)  # what each saw: undecided
     assert await second.start_round(mailbox, 9).decide(batch) == {1: mailbox.processed_folder}
 
@@ -73,7 +73,7 @@ async def test_on_postgresql_the_second_decider_waits_and_then_rolls_back(app: A
     case = await open_case(app)
     mail = reply(await sent_mail(app, case.id), sender=ANA, text="Racing.")
     mailbox, batch = app.settings.mailboxes[0], [Fetched(1, mail, len(mail))]
-    decider = await _processor(app)
+    decider = await _decider(app)
     stored = await decider.store(mailbox, 9, batch)
     row_id = stored[1].id
     async with app.engine.connect() as other:

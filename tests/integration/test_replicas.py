@@ -114,6 +114,7 @@ async def test_three_replicas_decide_once_and_take_over(
 
             expected = acknowledgements + MAILS // 2  # one answer per new-case mail
             await asyncio.to_thread(distinct_sent, smtp_server_thread, expected, 240)
+            await every_row_sent(app, smtp_server_thread, LEASE_SECONDS * 4 + 30)
             all_sent_after = time.monotonic() - killed_at
         finally:
             for replica in replicas:
@@ -139,6 +140,23 @@ async def test_three_replicas_decide_once_and_take_over(
     assert imap_account.messages("INBOX") == []
     print(f"takeover {took_over_after:.1f} s; all mail sent {all_sent_after:.1f} s after the kill; "
           f"{len(sent_ids) - len(set(sent_ids))} sent twice")
+
+
+async def every_row_sent(app, server: RecordingSmtpServer, timeout: float) -> None:
+    """Wait until no outbox row is left unsent: a row the killed replica had sent but not yet
+    recorded is sent again (same Message-ID) by a survivor once its lease runs out. Checked at
+    each mail the server receives, or every half second."""
+    deadline = time.monotonic() + timeout
+    while True:
+        async with app.sessions() as session:
+            unsent = await session.scalar(
+                select(func.count()).select_from(Outbox).where(Outbox.status != "sent"))
+        if not unsent:
+            return
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{unsent} outbox rows still unsent after {timeout:g} s")
+        with contextlib.suppress(AssertionError):  # no new mail within half a second: look again
+            await asyncio.to_thread(server.wait_for_sync, len(server.messages) + 1, 0.5)
 
 
 def distinct_sent(server: RecordingSmtpServer, count: int, timeout: float) -> None:

@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from gateway.inbound.imap import wire as fetchparse
+from gateway.inbound.imap import wire
 from gateway.inbound.imap.wire import (
     MAX_UID_SET_CHARS,
     FolderState,
@@ -159,18 +159,18 @@ def test_the_common_responses_read_as_the_reader_reads_them(
     """Whatever follows ``n FETCH (``: the fast path for the gateway's two responses gives
     what the general reader gives, or leaves the response to it."""
     data = start + b"".join(parts) + tail
-    found = fetchparse._common(data, 0)
+    found = wire._common(data, 0)
     if found is None:
         return
-    assert found == fetchparse._Reader(data, 0).attribute_list()
+    assert found == wire._Reader(data, 0).attribute_list()
 
 
 @pytest.mark.parametrize("data", [
     b"UID 7 RFC822.SIZE 1234)\r\n", b"UID 7 BODY[] {3}\r\nabc)\r\n", b"UID 7 BODY[] {0}\r\n)",
 ])
 def test_the_common_responses_take_the_fast_path(data: bytes) -> None:
-    found = fetchparse._common(data, 0)
-    assert found is not None and found == fetchparse._Reader(data, 0).attribute_list()
+    found = wire._common(data, 0)
+    assert found is not None and found == wire._Reader(data, 0).attribute_list()
 
 
 @given(st.binary(max_size=300))

@@ -112,7 +112,7 @@ async def begin_attempts(engine: AsyncEngine, items: Sequence[tuple[int, int, Pa
     with what the row shows to people (sender, subject, Message-ID), so that a message that
     keeps failing can be recognised before it is quarantined. A first attempt, nearly every
     message, is only counted: one statement for the group that touches no index (the
-    pipeline writes those fields with its decision, ``BatchDecider._record_error`` with a failure)."""
+    pipeline writes those fields with its decision, ``failures.record_failure`` with a failure)."""
     if not items:
         return
     first = [row_id for row_id, attempt, _ in items if attempt <= 1]
