@@ -17,6 +17,7 @@ from gateway.inbound.mail.replies.sent import SentText, combined, sent_text_of
 from gateway.inbound.policy.lookups import AUTOMATIC_KINDS, HOURLY_WINDOW, RATE_WINDOW, RECENT_SENT
 from gateway.inbound.policy.record import DecidedRow
 from gateway.models import Case, Contact, Notice, Outbox
+from gateway.notices.references import find_in
 from gateway.outbound.kinds import MailKind
 from gateway.threading.matcher import referenced_ids
 
@@ -76,6 +77,16 @@ class MemoryLookups:
             if case is not None and case.number is not None:
                 numbers.add(case.number)
         return numbers
+
+    async def replied_notice(self, subject: str, message_ids: Sequence[str]) -> str | None:
+        """The notice our mail named in In-Reply-To/References was about, else the existing
+        notice whose reference is in the subject."""
+        for message_id in [i for i in message_ids if i][:50]:
+            sent = self.tables.outbox_by_message_id(message_id)
+            if sent is not None and sent.notice_id is not None:
+                return next(n.reference for n in self.tables.notices if n.id == sent.notice_id)
+        reference = find_in(subject or "")
+        return reference if any(n.reference == reference for n in self.tables.notices) else None
 
     async def case(self, number: str) -> Case | None:
         return next((c for c in self.tables.cases if c.number == number), None)

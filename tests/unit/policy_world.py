@@ -4,10 +4,6 @@ by the stages through :class:`~tests.unit.memory_lookups.MemoryLookups`; the rea
 clock, templates and outbox :class:`~gateway.outbound.outbox.Mailer`; and a session that
 records what the stages queue (timeline events, security events, attachments, answers) and
 refuses any query of its own.
-
-The one question the stages ask the database outside the lookups (the notice a mail answers,
-:func:`gateway.notices.replies.replied_notice`) is answered from the tables too: the world
-replaces it through pytest's ``monkeypatch``.
 """
 
 from __future__ import annotations
@@ -18,8 +14,6 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
 
-import pytest
-
 from gateway import cases
 from gateway.cases.mail import case_context, closed_context, contact_context
 from gateway.clock import FrozenClock
@@ -28,7 +22,6 @@ from gateway.db import _QUEUED_ROWS
 from gateway.domain import CaseStatus, CloseReason
 from gateway.identity import make_message_id
 from gateway.inbound.mail.analysis import Parsed, parse_safely
-from gateway.inbound.policy import stages
 from gateway.inbound.policy.context import MessageContext, Next, Services
 from gateway.inbound.policy.pipeline import STAGES, run_pipeline
 from gateway.inbound.policy.record import DecidedRow
@@ -43,7 +36,6 @@ from gateway.models import (
     OutboxRecipient,
     SecurityEvent,
 )
-from gateway.notices.references import find_in
 from gateway.outbound.kinds import MailKind
 from gateway.outbound.outbox import _QUEUED, Mail, Mailer
 from gateway.outbound.render import Renderer
@@ -129,7 +121,7 @@ class Decision:
 class PolicyWorld:
     """Acme Corp with Ana (designated), Bob (not designated), and whatever cases a test opens."""
 
-    def __init__(self, monkeypatch: pytest.MonkeyPatch, **sections: Any) -> None:
+    def __init__(self, **sections: Any) -> None:
         self.settings = settings(**sections)
         self.clock = FrozenClock()
         self.keys = self.settings.secrets()
@@ -146,7 +138,6 @@ class PolicyWorld:
         self.org = self.organisation("Acme Corp")
         self.ana = self.contact(ANA, self.org, name="Ana Alves")
         self.bob = self.contact(BOB, self.org, designated=False)
-        monkeypatch.setattr(stages, "replied_notice", self.replied_notice)
 
     # --- the directory and the cases ------------------------------------------------------
 
@@ -212,17 +203,6 @@ class PolicyWorld:
                      "created_at": self.clock.now()},
                     [{"address": "ops-list@acme.example", "status": "sent", "attempts": 1}])
         return message_id
-
-    async def replied_notice(
-        self, session: Any, subject: str | None, message_ids: Sequence[str]
-    ) -> str | None:
-        """:func:`gateway.notices.replies.replied_notice`, read from the tables."""
-        for message_id in [i for i in message_ids if i][:50]:
-            sent = self.tables.outbox_by_message_id(message_id)
-            if sent is not None and sent.notice_id is not None:
-                return next(n.reference for n in self.tables.notices if n.id == sent.notice_id)
-        reference = find_in(subject or "")
-        return reference if any(n.reference == reference for n in self.tables.notices) else None
 
     def _store(self, values: dict[str, Any], recipients: list[dict[str, Any]]) -> Outbox:
         row = Outbox(id=next(self._ids), **values)

@@ -84,10 +84,8 @@ def comparable(value: Any) -> Any:
     return value
 
 
-async def test_the_twin_answers_every_question_as_the_real_lookups_do(
-    monkeypatch: pytest.MonkeyPatch, session: AsyncSession
-) -> None:
-    world = PolicyWorld(monkeypatch, limits={"auto_replies_per_hour": 100})
+async def test_the_twin_answers_every_question_as_the_real_lookups_do(session: AsyncSession) -> None:
+    world = PolicyWorld(limits={"auto_replies_per_hour": 100})
     world.contact("rita@acme.example", world.org, removed=True)
     globex = world.organisation("Globex")
     world.contact("olga@globex.example", globex)
@@ -133,6 +131,10 @@ async def test_the_twin_answers_every_question_as_the_real_lookups_do(
         ("sent_text", (case.id, [request_id])),
         ("sent_text", (case.id, ["<unknown@example.org>"])),
         ("sent_text", (quiet.id, [ack_id])),
+        ("replied_notice", ("Re: planned maintenance", [notice_mail])),
+        ("replied_notice", ("RE: mnt-2026-00042 tonight?", ["<unknown@example.org>"])),
+        ("replied_notice", ("RE: MNT-2026-99999", [])),
+        ("replied_notice", ("Re: your case", [ack_id])),
     ]
 
     async def answers(lookups: Any) -> list[Any]:
@@ -161,3 +163,4 @@ async def test_the_twin_answers_every_question_as_the_real_lookups_do(
     assert real[24:28] == [True, False, True, False]
     assert real[-5:] == [1, 2, 2, refused.row.id, True]
     assert real[30] is not None and real[32] is None  # something sent on the case; nothing on the other
+    assert real[33:37] == ["MNT-2026-00042", "MNT-2026-00042", None, None]

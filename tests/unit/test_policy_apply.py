@@ -21,8 +21,8 @@ from tests.unit.policy_world import ANA, CARE_MANAGEMENT, PolicyWorld
 
 
 @pytest.fixture
-def world(monkeypatch: pytest.MonkeyPatch) -> PolicyWorld:
-    return PolicyWorld(monkeypatch)
+def world() -> PolicyWorld:
+    return PolicyWorld()
 
 
 async def applied(

@@ -21,8 +21,8 @@ from tests.unit.policy_world import ANA, BOB, CARE_MANAGEMENT, OUR_ADDRESS, STRA
 
 
 @pytest.fixture
-def world(monkeypatch: pytest.MonkeyPatch) -> PolicyWorld:
-    return PolicyWorld(monkeypatch)
+def world() -> PolicyWorld:
+    return PolicyWorld()
 
 
 def refusal(address: str = STRANGER) -> Reply:
@@ -114,8 +114,8 @@ async def test_respond_does_not_send_to_an_address_mail_cannot_go_to(world: Poli
     assert world.session.mail() == []
 
 
-async def test_respond_caps_automatic_answers_per_sender_and_day(monkeypatch: pytest.MonkeyPatch) -> None:
-    world = PolicyWorld(monkeypatch, limits={"auto_replies_per_sender_per_day": 2})
+async def test_respond_caps_automatic_answers_per_sender_and_day() -> None:
+    world = PolicyWorld(limits={"auto_replies_per_sender_per_day": 2})
     attempt = new_mail(sender=STRANGER, subject="Open one", text="Please.")
     await world.decide(attempt)
     world.clock.advance(hours=1)
@@ -134,10 +134,8 @@ async def test_respond_caps_automatic_answers_per_sender_and_day(monkeypatch: py
     assert notes == [f"new_case_refused: queued to {STRANGER}"]
 
 
-async def test_respond_sends_what_care_management_must_know_whatever_the_cap(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    world = PolicyWorld(monkeypatch,
+async def test_respond_sends_what_care_management_must_know_whatever_the_cap() -> None:
+    world = PolicyWorld(
                         limits={"auto_replies_per_sender_per_day": 0, "auto_replies_per_hour": 0})
     case = world.open_case()
     ctx = world.context(reply(await world.send(case), sender=ANA, text="Escalation Request\nNow."))
@@ -149,10 +147,8 @@ async def test_respond_sends_what_care_management_must_know_whatever_the_cap(
     assert queued(world) == [("escalation_to_management", [CARE_MANAGEMENT])]
 
 
-async def test_respond_caps_automatic_answers_per_hour_and_tells_care_management_once(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    world = PolicyWorld(monkeypatch, limits={"auto_replies_per_hour": 1})
+async def test_respond_caps_automatic_answers_per_hour_and_tells_care_management_once() -> None:
+    world = PolicyWorld(limits={"auto_replies_per_hour": 1})
     strangers = [f"robot{n}@spam.example" for n in range(4)]
     decided = await world.decide_group([new_mail(sender=s, subject="Hi", text="Hi.") for s in strangers[:3]])
     assert [d.answered for d in decided] == [[("new_case_refused", [strangers[0]])], [], []]

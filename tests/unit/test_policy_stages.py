@@ -31,8 +31,8 @@ from tests.unit.policy_world import ANA, BOB, OUR_ADDRESS, STRANGER, TRUSTED_MX,
 
 
 @pytest.fixture
-def world(monkeypatch: pytest.MonkeyPatch) -> PolicyWorld:
-    return PolicyWorld(monkeypatch)
+def world() -> PolicyWorld:
+    return PolicyWorld()
 
 
 NO_REFERENCE = Finish(Disposition.REFUSED_NEW_CASE, "no valid reference: cases are not opened by email")
@@ -45,10 +45,8 @@ def kinds(replies: list[Reply]) -> list[MailKind]:
 # --- parse: what the parse worker made of the message ------------------------------------------
 
 
-async def test_check_parsed_quarantines_a_message_the_parser_rejected(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    world = PolicyWorld(monkeypatch, limits={"max_mime_depth": 2})
+async def test_check_parsed_quarantines_a_message_the_parser_rejected() -> None:
+    world = PolicyWorld(limits={"max_mime_depth": 2})
     ctx = world.context(DEEP_MAIL)
     outcome = await stages.check_parsed(ctx, world.session, world.services)
     assert outcome == Quarantine("MIME depth over the limit of 2")
@@ -288,9 +286,9 @@ async def test_match_finds_the_case_by_header_subject_or_body(
     assert world.session.info == {}
 
 
-async def test_match_accepts_a_token_made_with_an_old_key(monkeypatch: pytest.MonkeyPatch) -> None:
+async def test_match_accepts_a_token_made_with_an_old_key() -> None:
     old = "the-previous-reference-secret-42"
-    world = PolicyWorld(monkeypatch, reference={"old_secrets": [old]})
+    world = PolicyWorld(reference={"old_secrets": [old]})
     case = world.open_case()
     assert case.number is not None
     token = make_token(case.number, old.encode())
@@ -462,9 +460,9 @@ async def test_authorise_ignores_a_dmarc_result_from_a_server_it_does_not_trust(
     ("mx.evil.example; dmarc=pass header.from=acme.example", False),
 ])
 async def test_authorise_with_require_dmarc_pass_wants_a_pass_for_the_senders_domain(
-    monkeypatch: pytest.MonkeyPatch, results: str | None, applied: bool
+    results: str | None, applied: bool
 ) -> None:
-    world = PolicyWorld(monkeypatch, inbound={"require_dmarc_pass": True})
+    world = PolicyWorld(inbound={"require_dmarc_pass": True})
     case = world.open_case()
     headers = {"Authentication-Results": results} if results else {}
     ctx, outcome = await authorised(world, reply(await world.send(case), sender=ANA, text="Hi.",

@@ -49,8 +49,8 @@ ANSWERED = [("respond", "continue")]
 
 
 @pytest.fixture
-def world(monkeypatch: pytest.MonkeyPatch) -> PolicyWorld:
-    return PolicyWorld(monkeypatch)
+def world() -> PolicyWorld:
+    return PolicyWorld()
 
 
 def assert_decided(decision: Decision, disposition: Disposition, folder: str,
@@ -94,10 +94,8 @@ async def test_no_valid_reference_opens_no_case_and_gets_one_polite_reply(
     assert "https://support.vendor.example" in body and "cannot be opened by email" in body
 
 
-async def test_no_valid_reference_the_reply_is_rate_limited_per_sender(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    world = PolicyWorld(monkeypatch, limits={"auto_replies_per_sender_per_day": 2})
+async def test_no_valid_reference_the_reply_is_rate_limited_per_sender() -> None:
+    world = PolicyWorld(limits={"auto_replies_per_sender_per_day": 2})
     attempts = [new_mail(sender=STRANGER, subject=f"Attempt {n}", text="Open a case.") for n in range(3)]
     decided = await world.decide_group(attempts)
     assert [d.row.disposition for d in decided] == ["refused_new_case"] * 3
@@ -378,8 +376,8 @@ async def test_two_cases_matched_by_one_message_or_a_missing_case_is_quarantined
     assert decided.events == [] and decided.row.case_id is None
 
 
-async def test_a_message_the_parser_rejects_is_quarantined(monkeypatch: pytest.MonkeyPatch) -> None:
-    world = PolicyWorld(monkeypatch, limits={"max_mime_depth": 2})
+async def test_a_message_the_parser_rejects_is_quarantined() -> None:
+    world = PolicyWorld(limits={"max_mime_depth": 2})
     decided = await world.decide(DEEP_MAIL)
     assert_decided(decided, Disposition.QUARANTINED, "Quarantine", [("parse", "quarantine")], [])
     assert decided.row.error == "MIME depth over the limit of 2"

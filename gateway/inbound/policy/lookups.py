@@ -32,6 +32,7 @@ from gateway.inbound.mail.parsed import ParsedMail
 from gateway.inbound.mail.replies.sent import SentText, combined, known_sent_text, sent_text_of
 from gateway.inbound.policy.record import DecidedRow
 from gateway.models import Case, Contact, InboundMessage, Outbox, OutboxRecipient
+from gateway.notices.replies import replied_notice
 from gateway.outbound.kinds import MailGroup, MailKind
 from gateway.threading.matcher import TokenScan, referenced_ids
 
@@ -157,6 +158,11 @@ class Lookups:
                 self._sent[message_id] = case_id
                 if number is not None:
                     self._numbers[message_id].add(number)
+
+    async def replied_notice(self, subject: str, message_ids: Sequence[str]) -> str | None:
+        """The reference of the notice a mail without a case reference answers (asked only of
+        such mail, so not prefetched): :func:`gateway.notices.replies.replied_notice`."""
+        return await replied_notice(self.session, subject, message_ids)
 
     async def case(self, number: str) -> Case | None:
         if number not in self._cases:

@@ -16,7 +16,6 @@ from gateway.inbound.policy.bounce_record import record_bounce
 from gateway.inbound.policy.context import Finish, MessageContext, Next, Outcome, Quarantine, Reply, Services
 from gateway.inbound.policy.record import shown_fields
 from gateway.models import SecurityEvent
-from gateway.notices.replies import replied_notice
 from gateway.outbound.kinds import MailKind
 from gateway.threading.matcher import match_message
 
@@ -80,7 +79,7 @@ async def match(ctx: MessageContext, session: AsyncSession, services: Services) 
     if found.ambiguous:
         return Quarantine(f"refers to several cases: {', '.join(sorted(found.case_numbers))} ({found.via})")
     if not found.case_numbers:
-        notice = await replied_notice(session, mail.subject, [*mail.in_reply_to, *mail.references])
+        notice = await ctx.lookups.replied_notice(mail.subject, [*mail.in_reply_to, *mail.references])
         ctx.replies.append(Reply(MailKind.NEW_CASE_REFUSED,
                                  {"sender": sender_context(mail), "notice_reference": notice}))
         return Finish(Disposition.REFUSED_NEW_CASE, "no valid reference: cases are not opened by email")
