@@ -77,7 +77,6 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-import asyncpg
 import mailparser
 from inbound_child import machine_busy_seconds
 
@@ -87,6 +86,7 @@ from gateway.clock import SystemClock
 from gateway.config import Settings
 from gateway.db import create_engine
 from testkit.mails import bounce, out_of_office, reply, sent_mail
+from testkit.postgres import create_scratch, drop_scratch
 from testkit.servers.dovecot import DovecotServer
 from testkit.world import ANA, add_customer, open_case, settings_for
 
@@ -182,22 +182,12 @@ def describe(mails: list[bytes]) -> str:
 # --- databases -------------------------------------------------------------------------------
 
 
-async def _pg(sql: str) -> None:
-    conn = await asyncpg.connect(PG_ADMIN, timeout=5)
-    try:
-        await conn.execute(sql)
-    finally:
-        await conn.close()
-
-
 async def make_database(kind: str, folder: Path) -> tuple[str, str | None]:
     """(SQLAlchemy URL, PostgreSQL database to drop afterwards) of a migrated empty database."""
     if kind == "sqlite":
         url, name = f"sqlite+aiosqlite:///{folder / 'gateway.db'}", None
     else:
-        name = f"gw_bench_inbound_{uuid.uuid4().hex[:8]}"
-        await _pg(f'CREATE DATABASE "{name}"')
-        url = PG_ADMIN.rsplit("/", 1)[0].replace("postgresql://", "postgresql+asyncpg://") + f"/{name}"
+        url, name = await create_scratch(PG_ADMIN, "gw_bench_inbound")
     engine = create_engine(url)
     try:
         await migrate.upgrade(engine)
@@ -365,7 +355,7 @@ def bench_database(
         return gw
     finally:
         if pg_name is not None:
-            asyncio.run(_pg(f'DROP DATABASE IF EXISTS "{pg_name}" WITH (FORCE)'))
+            asyncio.run(drop_scratch(PG_ADMIN, pg_name))
 
 
 def report(r: dict[str, Any]) -> None:

@@ -37,7 +37,6 @@ import resource
 import sys
 import tempfile
 import time
-import uuid
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
 from multiprocessing.sharedctypes import Synchronized
@@ -47,14 +46,13 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import aiosmtplib
-import asyncpg
 from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from gateway import migrate
 from gateway.app import App
 from gateway.clock import SystemClock
-from gateway.config import OutboxSettings, Settings, SmtpSettings
+from gateway.config import OutboxSettings, SmtpSettings
 from gateway.db import create_engine
 from gateway.domain import OutboxStatus, RecipientStatus
 from gateway.models import Outbox, OutboxRecipient
@@ -63,6 +61,8 @@ from gateway.outbound.outbox import Mail
 from gateway.outbound.sender import Sender
 from gateway.outbound.transport import SmtpTransport
 from testkit.mail_samples import sample_context
+from testkit.postgres import create_scratch, drop_scratch
+from testkit.world import settings_for
 
 HOST = "127.0.0.1"
 CHUNK = 500
@@ -371,28 +371,17 @@ async def profile_run(app: App, sink: Sink, connections: int, batch: int, top: i
 # --- driving -------------------------------------------------------------------------------
 
 
-def _settings(url: str) -> Settings:
-    return Settings.model_validate({
-        "database": {"url": url},
-        "reference": {"secret": "bench-reference-secret-0123456789"},
-        "mail": {"from_address": "care@vendor.example", "reply_to": "care@vendor.example"},
-        "branding": {"vendor_name": "Vendor Cloud", "care_name": "Vendor Cloud Customer Care",
-                     "portal_url": "https://support.vendor.example"},
-    })
-
-
 async def run_db(kind: str, args: argparse.Namespace, sink: Sink, folder: Path) -> list[Row]:
     admin_dsn = args.pg_admin
-    name = f"gw_bench_{uuid.uuid4().hex[:10]}"
+    name = None
     if kind == "sqlite":
         url = f"sqlite+aiosqlite:///{folder / 'bench.db'}"
     else:
-        await _pg_admin(admin_dsn, f'CREATE DATABASE "{name}"')
-        url = admin_dsn.rsplit("/", 1)[0].replace("postgresql://", "postgresql+asyncpg://") + f"/{name}"
+        url, name = await create_scratch(admin_dsn)
     engine = create_engine(url)
     try:
         await migrate.upgrade(engine)
-        app = App(_settings(url), engine, SystemClock())
+        app = App(settings_for(url), engine, SystemClock())
         if args.scenario == "incident":
             from bench import outbound_notices
 
@@ -416,16 +405,8 @@ async def run_db(kind: str, args: argparse.Namespace, sink: Sink, folder: Path) 
         return rows
     finally:
         await engine.dispose()
-        if kind == "postgresql":
-            await _pg_admin(admin_dsn, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-
-
-async def _pg_admin(dsn: str, sql: str) -> None:
-    conn = await asyncpg.connect(dsn, timeout=10)
-    try:
-        await conn.execute(sql)
-    finally:
-        await conn.close()
+        if name is not None:
+            await drop_scratch(admin_dsn, name)
 
 
 def _ints(text: str) -> list[int]:

@@ -28,13 +28,11 @@ import statistics
 import sys
 import tempfile
 import time
-import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-import asyncpg
 from sqlalchemy import delete, func, insert, select, text, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -42,7 +40,6 @@ from gateway import directory, migrate
 from gateway.app import App
 from gateway.cases.mail import case_context, contact_context
 from gateway.clock import FrozenClock
-from gateway.config import Settings
 from gateway.db import create_engine
 from gateway.domain import CaseStatus, EventKind
 from gateway.models import Case, CaseEvent, Contact, Outbox, OutboxRecipient
@@ -52,21 +49,13 @@ from gateway.outbound.outbox import Mail, insert_queued_in_bulk
 from gateway.schedule.followups import FollowupWork
 from gateway.schedule.mailing import mailer_at
 from gateway.schedule.scheduler import Scheduler
+from testkit.postgres import create_scratch, drop_scratch
+from testkit.world import settings_for
 
 NOW = datetime(2026, 11, 2, 9, 0, tzinfo=UTC)  # Monday 10:00 in Berlin
 ASKED_AT = datetime(2026, 10, 29, 9, 0, tzinfo=UTC)  # the Thursday before: reminder 1 is due at NOW
 CHUNK = 5000
 ASKED = "Please send the SIP logs of the dropped calls, and the agent desktop version."
-
-
-def _settings(url: str) -> Settings:
-    return Settings.model_validate({
-        "database": {"url": url},
-        "reference": {"secret": "bench-reference-secret-0123456789"},
-        "mail": {"from_address": "care@vendor.example", "reply_to": "care@vendor.example"},
-        "branding": {"vendor_name": "Vendor Cloud", "care_name": "Vendor Cloud Customer Care",
-                     "portal_url": "https://support.vendor.example"},
-    })
 
 
 async def add_timers(app: App, first: int, count: int) -> None:
@@ -163,16 +152,15 @@ async def followup_mails(app: App) -> int:
 
 
 async def run_db(kind: str, args: argparse.Namespace, folder: Path) -> None:
-    name = f"gw_bench_{uuid.uuid4().hex[:10]}"
+    name = None
     if kind == "sqlite":
         url = f"sqlite+aiosqlite:///{folder / 'bench.db'}"
     else:
-        await _pg_admin(args.pg_admin, f'CREATE DATABASE "{name}"')
-        url = args.pg_admin.rsplit("/", 1)[0].replace("postgresql://", "postgresql+asyncpg://") + f"/{name}"
+        url, name = await create_scratch(args.pg_admin)
     engine = create_engine(url)
     try:
         await migrate.upgrade(engine)
-        app = App(_settings(url), engine, FrozenClock(NOW))
+        app = App(settings_for(url), engine, FrozenClock(NOW))
         async with app.sessions.begin() as session:
             await directory.add_organisation(session, app.clock, name="Acme Corp", timezone="Europe/Berlin",
                                              country="DE", subdivision="BY")
@@ -200,16 +188,8 @@ async def run_db(kind: str, args: argparse.Namespace, folder: Path) -> None:
               f"ratio {best_base / best_pass:.2f} (must be >= 0.5)", flush=True)
     finally:
         await engine.dispose()
-        if kind == "postgresql":
-            await _pg_admin(args.pg_admin, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-
-
-async def _pg_admin(dsn: str, sql: str) -> None:
-    conn = await asyncpg.connect(dsn, timeout=10)
-    try:
-        await conn.execute(sql)
-    finally:
-        await conn.close()
+        if name is not None:
+            await drop_scratch(args.pg_admin, name)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -36,13 +36,14 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from inbound import _pg, make_database
+from inbound import PG_ADMIN, make_database
 from sqlalchemy import text
 
 from gateway.app import App
 from gateway.clock import SystemClock
 from gateway.db import create_engine
 from testkit.mails import reply, sent_mail
+from testkit.postgres import drop_scratch
 from testkit.servers.dovecot import DovecotServer
 from testkit.world import ANA, add_customer, open_case, settings_for, write_config
 
@@ -203,7 +204,7 @@ def soak(kind: str, args: argparse.Namespace, folder: Path, server: DovecotServe
             daemon.terminate()
             daemon.wait(60)
         if pg_name is not None:
-            asyncio.run(_pg(f'DROP DATABASE IF EXISTS "{pg_name}" WITH (FORCE)'))
+            asyncio.run(drop_scratch(PG_ADMIN, pg_name))
 
 
 def main() -> None:
